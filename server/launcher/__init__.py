@@ -1,0 +1,48 @@
+"""The transport-free core of agentplane: sessions, limits, timers, events."""
+
+from .context import SessionContext, current_session
+from .errors import (
+    AdmissionRejected,
+    AgentStartFailed,
+    Draining,
+    FieldViolation,
+    IdempotencyConflict,
+    InvalidArgument,
+    LauncherError,
+    NotReady,
+    SessionNotFound,
+    Unavailable,
+)
+from .events import EventLog
+from .launcher import AgentLauncher, LauncherHooks
+from .metrics import SessionMetrics
+from .models import EndReason, EventKind, LauncherStats, SessionEvent, SessionRecord, SessionState
+from .registry import InMemorySessionRegistry, Limits, SessionRegistry
+
+__all__ = [
+    "AdmissionRejected",
+    "AgentLauncher",
+    "AgentStartFailed",
+    "Draining",
+    "EndReason",
+    "EventKind",
+    "EventLog",
+    "FieldViolation",
+    "IdempotencyConflict",
+    "InMemorySessionRegistry",
+    "InvalidArgument",
+    "LauncherError",
+    "LauncherHooks",
+    "LauncherStats",
+    "Limits",
+    "NotReady",
+    "SessionContext",
+    "SessionEvent",
+    "SessionMetrics",
+    "SessionNotFound",
+    "SessionRecord",
+    "SessionRegistry",
+    "SessionState",
+    "Unavailable",
+    "current_session",
+]

@@ -1,0 +1,183 @@
+"""The event log: one cursor sequence, many independent watchers.
+
+Every event gets the next cursor and goes into a fixed-size ring (for the feed
+of all sessions) and into its session's own short list (for watchers of one
+session). Watchers do not have queues: each keeps its own position and reads
+the shared log at its own pace, so publishing never waits for anyone and a
+slow watcher only delays itself. A watcher whose position fell out of the
+buffer gets one explicit GAP event and continues from the oldest event still
+held: no silent holes, no duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .models import EventKind, SessionEvent
+
+DEFAULT_BUFFER = 10_000
+DEFAULT_SESSION_BUFFER = 256
+
+
+def _cursor_of(event: SessionEvent) -> int:
+    return event.cursor
+
+
+class _SessionLog:
+    __slots__ = ("events", "evicted_upto", "closed")
+
+    def __init__(self) -> None:
+        self.events: list[SessionEvent] = []
+        # Highest cursor dropped from this session's list (0: none dropped).
+        self.evicted_upto = 0
+        # Set once the session is forgotten: its watchers stop.
+        self.closed = False
+
+
+class EventLog:
+    """Bounded, resumable fan-out of session events.
+
+    Example::
+
+        log = EventLog()
+        async for event in log.watch(session_id=None, after_cursor=None):
+            ...  # every event published from now on
+    """
+
+    def __init__(
+        self,
+        buffer_size: int = DEFAULT_BUFFER,
+        session_buffer_size: int = DEFAULT_SESSION_BUFFER,
+    ) -> None:
+        if buffer_size < 1 or session_buffer_size < 2:
+            raise ValueError("event buffers must hold at least one event (two per session)")
+        self._size = buffer_size
+        self._session_size = session_buffer_size
+        self._ring: list[SessionEvent | None] = [None] * buffer_size
+        self._last_cursor = 0
+        self._sessions: dict[str, _SessionLog] = {}
+        # One wake-up per watched key (None: the feed of all sessions), made
+        # only while somebody waits on it.
+        self._wakeups: dict[str | None, asyncio.Event] = {}
+
+    @property
+    def last_cursor(self) -> int:
+        return self._last_cursor
+
+    def open_session(self, session_id: str) -> None:
+        """Start keeping a per-session list for ``session_id``."""
+        self._sessions.setdefault(session_id, _SessionLog())
+
+    def forget_session(self, session_id: str) -> None:
+        """Drop the per-session list; watchers of that session stop."""
+        log = self._sessions.pop(session_id, None)
+        if log is not None:
+            log.closed = True
+            self._wake(session_id)
+
+    def publish(
+        self, session_id: str, call_id: str, kind: EventKind, payload: dict[str, Any]
+    ) -> SessionEvent:
+        """Append an event and wake its watchers; never blocks."""
+        self._last_cursor += 1
+        event = SessionEvent(self._last_cursor, session_id, call_id, time.time(), kind, payload)
+        self._ring[event.cursor % self._size] = event
+        log = self._sessions.get(session_id)
+        if log is not None:
+            log.events.append(event)
+            if len(log.events) > self._session_size:
+                # Drop the older half at once: amortised O(1) per event.
+                drop = len(log.events) - self._session_size // 2
+                log.evicted_upto = log.events[drop - 1].cursor
+                del log.events[:drop]
+            self._wake(session_id)
+        self._wake(None)
+        return event
+
+    def _wake(self, key: str | None) -> None:
+        waiter = self._wakeups.pop(key, None)
+        if waiter is not None:
+            waiter.set()
+
+    async def _wait(self, key: str | None) -> None:
+        waiter = self._wakeups.get(key)
+        if waiter is None:
+            waiter = self._wakeups[key] = asyncio.Event()
+        await waiter.wait()
+
+    def _gap(self, after: int, next_cursor: int) -> SessionEvent:
+        return SessionEvent(
+            cursor=next_cursor - 1,
+            session_id="",
+            call_id="",
+            time=time.time(),
+            kind=EventKind.GAP,
+            payload={"after_cursor": after, "next_cursor": next_cursor},
+        )
+
+    async def watch(
+        self, session_id: str | None, after_cursor: int | None
+    ) -> AsyncIterator[SessionEvent]:
+        """Yield events after ``after_cursor`` (None: from now on), forever.
+
+        With ``session_id`` only that session's events are yielded, and the
+        iteration ends after its ENDED event (or when it is forgotten).
+        """
+        if session_id is None:
+            async for event in self._watch_all(after_cursor):
+                yield event
+        else:
+            async for event in self._watch_session(session_id, after_cursor):
+                yield event
+
+    async def _watch_all(self, after_cursor: int | None) -> AsyncIterator[SessionEvent]:
+        position = self._last_cursor if after_cursor is None else min(after_cursor, self._last_cursor)
+        while True:
+            oldest = max(1, self._last_cursor - self._size + 1)
+            if position < oldest - 1:
+                yield self._gap(position, oldest)
+                position = oldest - 1
+            if position < self._last_cursor:
+                event = self._ring[(position + 1) % self._size]
+                if event is None or event.cursor != position + 1:
+                    continue  # overwritten while we yielded: the check above reports the gap
+                position = event.cursor
+                yield event
+                continue
+            await self._wait(None)
+
+    async def _watch_session(
+        self, session_id: str, after_cursor: int | None
+    ) -> AsyncIterator[SessionEvent]:
+        log = self._sessions.get(session_id)
+        if log is None:
+            return
+        if after_cursor is None:
+            ended = [e for e in log.events if e.kind is EventKind.ENDED]
+            if ended:
+                # Nothing new will ever come: tell the watcher how it ended.
+                yield ended[-1]
+                return
+            position = self._last_cursor
+        else:
+            position = min(after_cursor, self._last_cursor)
+        while True:
+            if position < log.evicted_upto:
+                first = log.events[0].cursor if log.events else log.evicted_upto + 1
+                yield self._gap(position, first)
+                position = first - 1
+            index = bisect.bisect_right(log.events, position, key=_cursor_of)
+            if index < len(log.events):
+                event = log.events[index]
+                position = event.cursor
+                yield event
+                if event.kind is EventKind.ENDED:
+                    return
+                continue
+            if log.closed:
+                return
+            await self._wait(session_id)

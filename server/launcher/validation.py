@@ -1,0 +1,80 @@
+"""Input checks for Start: every bad field is reported, none is guessed at."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .errors import FieldViolation, InvalidArgument
+
+CALL_ID_MAX = 128
+CALL_TYPE_MAX = 64
+IDEMPOTENCY_KEY_MAX = 128
+METADATA_MAX_BYTES = 16 * 1024
+METADATA_KEY_MAX = 64
+
+_ID_CHARS = re.compile(r"[A-Za-z0-9_.:\-]+")
+_METADATA_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def _check_identifier(name: str, value: str, max_len: int) -> FieldViolation | None:
+    if not value:
+        return FieldViolation(name, "must not be empty")
+    if len(value) > max_len:
+        return FieldViolation(name, f"must be at most {max_len} characters, got {len(value)}")
+    if not _ID_CHARS.fullmatch(value):
+        return FieldViolation(name, "may contain only letters, digits and '_', '-', '.', ':'")
+    return None
+
+
+def validate_start(
+    call_id: str, call_type: str, metadata: dict[str, Any], idempotency_key: str
+) -> None:
+    """Raise InvalidArgument naming every bad field of a Start request."""
+    violations = [
+        v
+        for v in (
+            _check_identifier("call_id", call_id, CALL_ID_MAX),
+            _check_identifier("call_type", call_type, CALL_TYPE_MAX),
+        )
+        if v is not None
+    ]
+    if idempotency_key:
+        if len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+            violations.append(
+                FieldViolation(
+                    "idempotency_key", f"must be at most {IDEMPOTENCY_KEY_MAX} characters"
+                )
+            )
+        elif not _PRINTABLE_ASCII.fullmatch(idempotency_key):
+            violations.append(
+                FieldViolation("idempotency_key", "must be printable ASCII without spaces")
+            )
+    for key in metadata:
+        if len(key) > METADATA_KEY_MAX or not _METADATA_KEY.fullmatch(key):
+            violations.append(
+                FieldViolation(
+                    f"metadata.{key[:METADATA_KEY_MAX]}",
+                    "metadata keys become keyword arguments of create_agent: use a Python "
+                    f"identifier of at most {METADATA_KEY_MAX} characters",
+                )
+            )
+    size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
+    if size > METADATA_MAX_BYTES:
+        violations.append(
+            FieldViolation("metadata", f"must be at most {METADATA_MAX_BYTES} bytes, got {size}")
+        )
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def validate_session_id(session_id: str) -> None:
+    """Reject an empty or absurd session id before any lookup."""
+    if not session_id:
+        raise InvalidArgument([FieldViolation("session_id", "must not be empty")])
+    if len(session_id) > CALL_ID_MAX:
+        raise InvalidArgument(
+            [FieldViolation("session_id", f"must be at most {CALL_ID_MAX} characters")]
+        )
