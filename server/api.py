@@ -35,7 +35,9 @@ class SessionAPI:
             raise SessionNotFound(session_id)
         return record
 
-    async def start(self, request: api_pb.StartRequest, ctx: RequestContext) -> api_pb.StartResponse:
+    async def start(
+        self, request: api_pb.StartRequest, ctx: RequestContext
+    ) -> api_pb.StartResponse:
         ctx = await self.auth.authenticate(ctx)
         await self.auth.check_start(ctx)
         record = await self.launcher.start_session(
@@ -54,7 +56,9 @@ class SessionAPI:
             response.close_token = self.auth.close_token(record.session_id)
         return response
 
-    async def close(self, request: api_pb.CloseRequest, ctx: RequestContext) -> api_pb.CloseResponse:
+    async def close(
+        self, request: api_pb.CloseRequest, ctx: RequestContext
+    ) -> api_pb.CloseResponse:
         if request.close_token:
             # A close token authorizes this one close by itself (sendBeacon
             # cannot send credentials); a wrong one is refused outright.

@@ -9,6 +9,7 @@ speaks only v1alpha; buf curl tries v1 first).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -42,7 +43,7 @@ class _MethodTable(dict[str, Handler]):
     from reflection v1 to v1alpha).
     """
 
-    def get(self, key: str, default: Any = None) -> Handler:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Handler:
         handler = super().get(key)
         if handler is not None:
             return handler
@@ -81,7 +82,8 @@ class GrpcServer:
 
     async def start(self, host: str, port: int) -> None:
         await self.server.start(host, port)
-        sockets = self.server._server.sockets if self.server._server else []
+        listener = self.server._server
+        sockets = listener.sockets if isinstance(listener, asyncio.Server) else ()
         self.port = sockets[0].getsockname()[1] if sockets else port
 
     def close(self) -> None:

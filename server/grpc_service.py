@@ -67,9 +67,7 @@ class SessionService(SessionServiceBase):
     async def Get(self, stream: Stream[api_pb.GetRequest, api_pb.GetResponse]) -> None:
         await self._unary(stream, self._api.get)
 
-    async def Metrics(
-        self, stream: Stream[api_pb.MetricsRequest, api_pb.MetricsResponse]
-    ) -> None:
+    async def Metrics(self, stream: Stream[api_pb.MetricsRequest, api_pb.MetricsResponse]) -> None:
         await self._unary(stream, self._api.metrics)
 
     async def StreamEvents(

@@ -1,0 +1,153 @@
+"""Runner: serves a launcher over gRPC, or runs one agent in the console.
+
+Shutdown is graceful, then firm: the first SIGTERM/SIGINT turns readiness
+NOT_SERVING and refuses new Starts at once, running sessions get the
+launcher's ``drain_timeout`` to finish, the rest end with reason SHUTDOWN,
+and the process exits 0. A second signal ends every session at once.
+
+Example (``my_agent.py``)::
+
+    Runner(AgentLauncher(create_agent=create_agent, join_call=join_call)).cli()
+
+then ``python my_agent.py serve`` or ``python my_agent.py run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from .api import SessionAPI
+from .grpc_server import GrpcServer
+from .launcher import AgentLauncher, EventKind
+from .options import ServeOptions
+
+logger = logging.getLogger("agentplane.runner")
+
+SERVER_CLOSE_TIMEOUT = 5.0
+
+
+class Runner:
+    """Ties a launcher to its server and its command line."""
+
+    def __init__(self, launcher: AgentLauncher, serve_options: ServeOptions | None = None) -> None:
+        self.launcher = launcher
+        self.serve_options = serve_options or ServeOptions()
+        self.api = SessionAPI(launcher, self.serve_options.auth_policy())
+        self.grpc: GrpcServer | None = None
+        self._signals = 0
+        self._stop: asyncio.Event | None = None
+
+    def cli(self, args: list[str] | None = None) -> None:
+        """Run the ``serve`` / ``run`` command line for this runner."""
+        from .cli import runner_cli
+
+        runner_cli(self).main(args=args, prog_name="agent")
+
+    # --------------------------------------------------------------- serve
+
+    async def serve(
+        self,
+        *,
+        host: str | None = None,
+        grpc_port: int | None = None,
+        on_ready: Callable[[Runner], None] | None = None,
+    ) -> None:
+        """Serve until a signal (or ``stop()``), then drain and exit."""
+        options = self.serve_options
+        self._stop = asyncio.Event()
+        self.grpc = GrpcServer(self.launcher, self.api)
+        await self.grpc.start(
+            host or options.host, options.grpc_port if grpc_port is None else grpc_port
+        )
+        logger.info("agentplane gRPC listening on %s:%s", host or options.host, self.grpc.port)
+        self._install_signal_handlers()
+        try:
+            # Readiness stays NOT_SERVING until warmup() finished.
+            await self.launcher.start()
+            logger.info("agentplane ready")
+            if on_ready is not None:
+                on_ready(self)
+            await self._stop.wait()
+            await self.launcher.drain()
+        finally:
+            await self.launcher.shutdown()
+            self.grpc.close()
+            try:
+                await asyncio.wait_for(self.grpc.wait_closed(), SERVER_CLOSE_TIMEOUT)
+            except TimeoutError:
+                logger.warning("gRPC server did not close within %.0f s", SERVER_CLOSE_TIMEOUT)
+            self._remove_signal_handlers()
+            logger.info("agentplane stopped")
+
+    def stop(self) -> None:
+        """Begin a graceful stop, as the first SIGTERM does."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            logger.info(
+                "%s: draining (up to %.0f s); send it again to stop at once",
+                signal.Signals(signum).name,
+                self.launcher.drain_timeout,
+            )
+            self.stop()
+        else:
+            logger.info("%s again: ending every session now", signal.Signals(signum).name)
+            task = asyncio.get_running_loop().create_task(self.launcher.shutdown())
+            # Referenced by the loop until done; shutdown() is awaited again in serve().
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    # ------------------------------------------------------------- console
+
+    async def run_console(self, call_type: str, call_id: str) -> int:
+        """Run one agent in ``call_id`` until it ends or Ctrl-C; print its events.
+
+        Returns a process exit code: 0 unless the agent failed.
+        """
+        self._stop = asyncio.Event()
+        self._install_signal_handlers()
+        try:
+            await self.launcher.start()
+            record = await self.launcher.start_session(call_id, call_type)
+            print(f"session {record.session_id} started in call {call_id} ({call_type})")
+            watcher = asyncio.create_task(self._print_events(record.session_id))
+            stopper = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            final = await self.launcher.close_session(record.session_id)
+            watcher.cancel()
+            await asyncio.gather(watcher, stopper, return_exceptions=True)
+            reason = final.end_reason.name.lower() if final.end_reason else "unknown"
+            print(
+                f"session {final.session_id} ended: {reason}"
+                + (f" ({final.error_message})" if final.error_message else "")
+            )
+            return 1 if final.error_message else 0
+        finally:
+            await self.launcher.shutdown()
+            self._remove_signal_handlers()
+
+    async def _print_events(self, session_id: str) -> None:
+        async for event in self.launcher.events.watch(session_id, 0):
+            if event.kind is EventKind.AGENT:
+                print(f"  event {event.payload['name']}: {event.payload['data']}")
+            elif event.kind is EventKind.STATE_CHANGED:
+                print(f"  state {event.payload['state'].name.lower()}")
