@@ -1,0 +1,1 @@
+# Generated from proto/ by scripts/generate_clients.py: do not edit. Regenerate with ./dev generate.

@@ -1,0 +1,124 @@
+"""The wheel installs everything under `agentplane` and the generated `google` packages stay inside it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Local state that is not part of a source tree (and would only slow the copy down).
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "node_modules", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+    "test-artifacts", ".runs",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    """A wheel built from a copy of the working tree (so the build leaves no files behind)."""
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "src"
+    shutil.copytree(REPO_ROOT, source, ignore=NOT_SOURCE)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(work / "dist"), str(source)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (built,) = (work / "dist").glob("agentplane-*.whl")
+    return zipfile.ZipFile(built)
+
+
+def test_only_agentplane_at_top_level(wheel: zipfile.ZipFile) -> None:
+    top = {name.split("/")[0] for name in wheel.namelist()}
+    dist_info = {name for name in top if name.endswith(".dist-info")}
+    assert len(dist_info) == 1
+    assert top - dist_info == {"agentplane"}
+    for forbidden in ("google", "server", "gateway", "clients", "betterproto", "grpcio"):
+        assert forbidden not in top
+
+
+def test_generated_clients_are_inside(wheel: zipfile.ZipFile) -> None:
+    names = set(wheel.namelist())
+    for expected in (
+        "agentplane/clients/__init__.py",
+        "agentplane/clients/betterproto/__init__.py",
+        "agentplane/clients/betterproto/agentplane/v1/__init__.py",
+        "agentplane/clients/betterproto/google/protobuf/__init__.py",
+        "agentplane/clients/betterproto/google/api/__init__.py",
+        "agentplane/clients/grpcio/__init__.py",
+        "agentplane/clients/grpcio/session_service_pb2.py",
+        "agentplane/clients/grpcio/session_service_pb2.pyi",
+        "agentplane/clients/grpcio/session_service_pb2_grpc.py",
+        "agentplane/clients/grpcio/session_service_grpc.py",
+        "agentplane/server/__init__.py",
+        "agentplane/gateway/__init__.py",
+    ):
+        assert expected in names, expected
+    assert not any(name.startswith("agentplane/google/") for name in names)
+
+
+def test_every_client_file_is_packaged(wheel: zipfile.ZipFile) -> None:
+    clients = REPO_ROOT / "clients" / "python"
+    expected = {
+        "agentplane/clients/" + path.relative_to(clients).as_posix()
+        for path in clients.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+    assert expected - set(wheel.namelist()) == set()
+
+
+def test_py_typed_markers_are_included(wheel: zipfile.ZipFile) -> None:
+    names = set(wheel.namelist())
+    assert "agentplane/clients/grpcio/py.typed" in names
+    assert "agentplane/clients/betterproto/py.typed" in names
+
+
+SHADOW_CHECK = """
+import sys
+import agentplane.clients.betterproto as bp
+import google.protobuf, google.protobuf.struct_pb2 as s, google.api.annotations_pb2 as a
+from google.protobuf import json_format
+from agentplane.clients.grpcio import session_service_pb2_grpc, session_service_grpc
+for module in (google.protobuf, s, a):
+    assert "agentplane" not in module.__file__, module.__file__
+assert s.Struct.DESCRIPTOR.full_name == "google.protobuf.Struct"
+assert bp.google.protobuf.Struct is not s.Struct
+print(bp.__file__)
+print(session_service_grpc.__file__)
+print(json_format.MessageToJson(s.Struct(fields={"k": s.Value(bool_value=True)}), indent=None))
+"""
+
+
+def test_generated_google_does_not_shadow_protobuf() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SHADOW_CHECK], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == '{"k": true}'
+
+
+def test_installed_wheel_imports(wheel: zipfile.ZipFile, tmp_path: Path) -> None:
+    """The same check against the unpacked wheel, which comes first on sys.path."""
+    site = tmp_path / "site"
+    wheel.extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run(
+        [sys.executable, "-c", SHADOW_CHECK],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    betterproto_file, grpclib_file, json_text = done.stdout.splitlines()
+    assert Path(betterproto_file).is_relative_to(site)
+    assert Path(grpclib_file).is_relative_to(site)
+    assert json_text == '{"k": true}'
