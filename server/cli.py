@@ -109,7 +109,7 @@ def _serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool)
         runner.serve_options = dataclasses.replace(
             runner.serve_options, host=host, port=port, grpc_port=grpc_port
         )
-        asyncio.run(runner.serve())
+        asyncio.run(runner.serve(http_port=port))
 
     return serve
 

@@ -19,10 +19,15 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
+
+from agentplane.gateway import create_app
 
 from .api import SessionAPI
 from .grpc_server import GrpcServer
+from .http_server import HttpServer
 from .launcher import AgentLauncher, EventKind
+from .operator_metrics import OperatorMetrics
 from .options import ServeOptions
 
 logger = logging.getLogger("agentplane.runner")
@@ -38,6 +43,8 @@ class Runner:
         self.serve_options = serve_options or ServeOptions()
         self.api = SessionAPI(launcher, self.serve_options.auth_policy())
         self.grpc: GrpcServer | None = None
+        self.http_port: int | None = None
+        self.operator_metrics = OperatorMetrics(launcher)
         self._signals = 0
         self._stop: asyncio.Event | None = None
 
@@ -54,18 +61,29 @@ class Runner:
         *,
         host: str | None = None,
         grpc_port: int | None = None,
+        http_port: int | None = None,
         on_ready: Callable[[Runner], None] | None = None,
     ) -> None:
-        """Serve until a signal (or ``stop()``), then drain and exit."""
+        """Serve until a signal (or ``stop()``), then drain and exit.
+
+        gRPC listens on ``grpc_port``; with ``http_port`` the HTTP side
+        (``/health``, ``/ready``, ``/metrics``) listens there too. Port 0
+        picks a free port; the bound ports are logged and kept on the runner.
+        """
         options = self.serve_options
+        host = host or options.host
         self._stop = asyncio.Event()
         self.grpc = GrpcServer(self.launcher, self.api)
-        await self.grpc.start(
-            host or options.host, options.grpc_port if grpc_port is None else grpc_port
-        )
-        logger.info("agentplane gRPC listening on %s:%s", host or options.host, self.grpc.port)
+        await self.grpc.start(host, options.grpc_port if grpc_port is None else grpc_port)
+        logger.info("agentplane gRPC listening on %s:%s", host, self.grpc.port)
         self._install_signal_handlers()
+        http: HttpServer | None = None
         try:
+            if http_port is not None:
+                http = HttpServer(self._http_app(), host, http_port)
+                await http.start()
+                self.http_port = http.port
+                logger.info("agentplane HTTP listening on %s:%s", host, http.port)
             # Readiness stays NOT_SERVING until warmup() finished.
             await self.launcher.start()
             logger.info("agentplane ready")
@@ -75,6 +93,8 @@ class Runner:
             await self.launcher.drain()
         finally:
             await self.launcher.shutdown()
+            if http is not None:
+                await http.stop(SERVER_CLOSE_TIMEOUT)
             self.grpc.close()
             try:
                 await asyncio.wait_for(self.grpc.wait_closed(), SERVER_CLOSE_TIMEOUT)
@@ -82,6 +102,12 @@ class Runner:
                 logger.warning("gRPC server did not close within %.0f s", SERVER_CLOSE_TIMEOUT)
             self._remove_signal_handlers()
             logger.info("agentplane stopped")
+
+    def _http_app(self) -> Any:
+        return create_app(
+            accepting=lambda: self.launcher.accepting,
+            metrics=self.operator_metrics.exposition,
+        )
 
     def stop(self) -> None:
         """Begin a graceful stop, as the first SIGTERM does."""

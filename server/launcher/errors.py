@@ -68,15 +68,19 @@ class Unavailable(LauncherError):
 class Draining(Unavailable):
     """The launcher is shutting down and accepts no new sessions."""
 
+    REASON = "DRAINING"
+
     def __init__(self) -> None:
-        super().__init__("DRAINING", "the server is draining and accepts no new sessions")
+        super().__init__(self.REASON, "the server is draining and accepts no new sessions")
 
 
 class NotReady(Unavailable):
     """The launcher has not finished warming up."""
 
+    REASON = "NOT_READY"
+
     def __init__(self) -> None:
-        super().__init__("NOT_READY", "the server is still warming up; retry shortly")
+        super().__init__(self.REASON, "the server is still warming up; retry shortly")
 
 
 class AgentStartFailed(LauncherError):

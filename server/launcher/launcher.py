@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from .context import LiveSession, SessionContext, _current
 from .errors import (
+    AdmissionRejected,
     AgentStartFailed,
     Draining,
     IdempotencyConflict,
@@ -143,6 +144,10 @@ class AgentLauncher:
         self._rejected_by_reason: Counter[str] = Counter()
         self._duration_total = 0.0
 
+    def add_hooks(self, hooks: LauncherHooks) -> None:
+        """Register an observer (operator metrics, audit log)."""
+        self._hooks = (*self._hooks, hooks)
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -233,8 +238,10 @@ class AgentLauncher:
         metadata = dict(metadata or {})
         validate_start(call_id, call_type, metadata, idempotency_key)
         if self._draining:
+            self._count_rejection(Draining.REASON)
             raise Draining()
         if not self._ready:
+            self._count_rejection(NotReady.REASON)
             raise NotReady()
         record = SessionRecord(
             session_id=str(uuid.uuid4()),
@@ -247,11 +254,8 @@ class AgentLauncher:
         )
         try:
             existing = await self._registry.admit(record, self.limits, time.time())
-        except Exception as exc:
-            reason = getattr(exc, "reason", type(exc).__name__)
-            self._rejected_by_reason[reason] += 1
-            for hook in self._hooks:
-                hook.admission_rejected(reason)
+        except AdmissionRejected as exc:
+            self._count_rejection(exc.reason)
             raise
         if existing is not None:
             return await self._replay(existing, record)
@@ -309,6 +313,11 @@ class AgentLauncher:
         live.started.set_result(None)
         logger.info("session %s started for call %s", record.session_id, call_id)
         return record.snapshot()
+
+    def _count_rejection(self, reason: str) -> None:
+        self._rejected_by_reason[reason] += 1
+        for hook in self._hooks:
+            hook.admission_rejected(reason)
 
     async def _replay(self, existing: SessionRecord, asked: SessionRecord) -> SessionRecord:
         if existing.call_id != asked.call_id or existing.call_type != asked.call_type:

@@ -1,0 +1,65 @@
+"""Serving an ASGI app with uvicorn inside agentplane's own event loop.
+
+uvicorn's ``Server.serve()`` installs its own SIGINT/SIGTERM handlers; the
+Runner owns the process's signals (first drains, second stops), so this
+drives uvicorn's startup/serve loop without that capture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import uvicorn
+
+logger = logging.getLogger("agentplane.http")
+
+START_TIMEOUT = 10.0
+
+
+class HttpServer:
+    """One uvicorn server on ``host:port`` (0: any free port)."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, lifespan="off", log_config=None, access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        """Listen, or raise RuntimeError naming why not (port in use, ...)."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        while not self._server.started:
+            if self._task.done() or asyncio.get_running_loop().time() > deadline:
+                await self.stop(1.0)
+                raise RuntimeError(
+                    f"HTTP server could not listen on {self._server.config.host}:{self._server.config.port}"
+                )
+            await asyncio.sleep(0.01)
+        sockets = self._server.servers[0].sockets if self._server.servers else ()
+        self.port = sockets[0].getsockname()[1] if sockets else self._server.config.port
+
+    async def _run(self) -> None:
+        try:
+            await self._server._serve()
+        except SystemExit:
+            # uvicorn exits the process when it cannot bind; report it instead.
+            logger.error("HTTP server failed to start")
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, finish in-flight requests within ``timeout``."""
+        self._server.should_exit = True
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
