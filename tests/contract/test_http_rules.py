@@ -84,7 +84,7 @@ def test_every_rpc_has_exactly_the_expected_bindings() -> None:
 
 def test_reference_routes_are_primary_or_additional_bindings() -> None:
     routes = {(method, path) for bound in http_bindings().values() for method, path, _, _ in bound}
-    assert REFERENCE_ROUTES <= routes
+    assert routes >= REFERENCE_ROUTES
     # Each route is bound once in the whole service, so the gateway's routing is unambiguous.
     flat = [(method, path) for bound in http_bindings().values() for method, path, _, _ in bound]
     assert len(flat) == len(set(flat))

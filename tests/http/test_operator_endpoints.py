@@ -1,0 +1,100 @@
+"""The HTTP operator endpoints of a real Runner: /health, /ready, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from agentplane.server import AgentLauncher, Runner, ServeOptions
+from agentplane.server.launcher import AdmissionRejected
+
+
+class _Agent:
+    async def close(self) -> None:
+        pass
+
+
+async def _create_agent(**_: Any) -> _Agent:
+    return _Agent()
+
+
+async def _join_call(agent: _Agent, call_type: str, call_id: str, **_: Any) -> None:
+    await asyncio.sleep(3600)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Runner, httpx.AsyncClient]]:
+    launcher = AgentLauncher(_create_agent, _join_call, max_concurrent_sessions=1, drain_timeout=5)
+    runner = Runner(launcher, ServeOptions(api_token=None))
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        runner.serve(host="127.0.0.1", grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.http_port}") as client:
+        yield runner, client
+    runner.stop()
+    await runner.launcher.shutdown()  # end a drain a test left running
+    await asyncio.wait_for(task, 15)
+
+
+def _sample(body: str, name: str) -> float:
+    for line in body.splitlines():
+        if line.startswith((name + " ", name + "{")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in exposition")
+
+
+async def test_health_and_ready_follow_capacity_and_drain(
+    served: tuple[Runner, httpx.AsyncClient],
+) -> None:
+    runner, client = served
+    assert (await client.get("/health")).status_code == 200
+    assert (await client.get("/ready")).status_code == 200
+    session = await runner.launcher.start_session("call-1")
+    # At capacity (max_concurrent_sessions=1): not ready for another Start.
+    assert (await client.get("/ready")).status_code == 400
+    await runner.launcher.close_session(session.session_id)
+    assert (await client.get("/ready")).status_code == 200
+    await runner.launcher.start_session("call-2")  # keeps the drain below going
+    runner.stop()  # begins the drain: readiness drops at once, liveness stays
+    await asyncio.sleep(0.05)
+    assert (await client.get("/ready")).status_code == 400
+    assert (await client.get("/health")).status_code == 200
+
+
+async def test_prometheus_metrics_count_sessions(served: tuple[Runner, httpx.AsyncClient]) -> None:
+    runner, client = served
+    session = await runner.launcher.start_session("call-1")
+    with pytest.raises(AdmissionRejected):
+        await runner.launcher.start_session("call-2")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    body = response.text
+    assert _sample(body, "agentplane_active_sessions") == 1
+    assert _sample(body, "agentplane_accepting_sessions") == 0
+    assert _sample(body, "agentplane_sessions_started_total") == 1
+    assert _sample(body, 'agentplane_admission_rejections_total{reason="MAX_CONCURRENT_SESSIONS"}') == 1
+    assert _sample(body, "agentplane_session_start_seconds_count") == 1
+
+    await runner.launcher.close_session(session.session_id)
+    body = (await client.get("/metrics")).text
+    assert _sample(body, "agentplane_active_sessions") == 0
+    assert _sample(body, 'agentplane_sessions_ended_total{reason="CLOSED_BY_REQUEST"}') == 1
+
+
+async def test_http_port_in_use_is_a_clear_error() -> None:
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    runner = Runner(AgentLauncher(_create_agent, _join_call), ServeOptions(api_token=None))
+    try:
+        with pytest.raises(RuntimeError, match=str(port)):
+            await asyncio.wait_for(runner.serve(host="127.0.0.1", grpc_port=0, http_port=port), 15)
+    finally:
+        blocker.close()
+        await blocker.wait_closed()
