@@ -43,11 +43,11 @@ _TABLE: list[tuple[type[LauncherError], Status, str | None]] = [
 
 def to_grpc_error(error: LauncherError) -> GRPCError:
     """The GRPCError a client should see for ``error``."""
-    for cls, status, reason in _TABLE:
+    status, reason = Status.INTERNAL, "INTERNAL"
+    for cls, mapped_status, mapped_reason in _TABLE:
         if isinstance(error, cls):
+            status, reason = mapped_status, mapped_reason
             break
-    else:
-        status, reason = Status.INTERNAL, "INTERNAL"
     details: list[Message] = [
         error_details_pb2.ErrorInfo(
             reason=reason or str(getattr(error, "reason", "UNKNOWN")), domain=ERROR_DOMAIN

@@ -51,13 +51,13 @@ class HttpServer:
             # uvicorn exits the process when it cannot bind; report it instead.
             logger.error("HTTP server failed to start")
 
-    async def stop(self, timeout: float) -> None:
-        """Stop accepting, finish in-flight requests within ``timeout``."""
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop accepting, finish in-flight requests within ``grace_seconds``."""
         self._server.should_exit = True
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            await asyncio.wait_for(asyncio.shield(self._task), grace_seconds)
         except TimeoutError:
             self._server.force_exit = True
             self._task.cancel()
