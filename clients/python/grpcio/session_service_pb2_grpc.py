@@ -89,7 +89,9 @@ class SessionServiceServicer:
         Errors: INVALID_ARGUMENT for a bad call_id, call_type or metadata;
         RESOURCE_EXHAUSTED when a session limit or the start rate is reached
         (with ErrorInfo and, where known, RetryInfo); UNAVAILABLE while the server
-        drains; FAILED_PRECONDITION when the agent factory fails.
+        drains or warms up; ALREADY_EXISTS when the idempotency key was used for
+        another call; INTERNAL (ErrorInfo AGENT_START_FAILED) when the agent
+        factory fails or times out, in which case nothing of the session remains.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

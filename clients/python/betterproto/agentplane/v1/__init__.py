@@ -132,8 +132,8 @@ class SessionState(betterproto2.Enum):
     The lifecycle state of an agent session.
 
     A session moves forward only: STARTING -> RUNNING -> ENDING -> ENDED.
-    A session whose agent could not be created never becomes visible, so a
-    client only ever sees RUNNING, ENDING and ENDED.
+    A session whose agent could not be created is forgotten at once (Start
+    answers the error), so it never reaches RUNNING.
     """
 
     @betterproto2.staticproperty
@@ -821,7 +821,9 @@ class SessionServiceStub(betterproto2_grpclib.ServiceStub):
         Errors: INVALID_ARGUMENT for a bad call_id, call_type or metadata;
         RESOURCE_EXHAUSTED when a session limit or the start rate is reached
         (with ErrorInfo and, where known, RetryInfo); UNAVAILABLE while the server
-        drains; FAILED_PRECONDITION when the agent factory fails.
+        drains or warms up; ALREADY_EXISTS when the idempotency key was used for
+        another call; INTERNAL (ErrorInfo AGENT_START_FAILED) when the agent
+        factory fails or times out, in which case nothing of the session remains.
         """
 
         return await self._unary_unary(
@@ -960,7 +962,9 @@ class SessionServiceBase(betterproto2_grpclib.ServiceBase):
         Errors: INVALID_ARGUMENT for a bad call_id, call_type or metadata;
         RESOURCE_EXHAUSTED when a session limit or the start rate is reached
         (with ErrorInfo and, where known, RetryInfo); UNAVAILABLE while the server
-        drains; FAILED_PRECONDITION when the agent factory fails.
+        drains or warms up; ALREADY_EXISTS when the idempotency key was used for
+        another call; INTERNAL (ErrorInfo AGENT_START_FAILED) when the agent
+        factory fails or times out, in which case nothing of the session remains.
         """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
