@@ -71,21 +71,22 @@ def _configure_logging(agents_level: str, http_level: str) -> None:
 
 
 def _serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) -> click.Command:
+    # No click defaults for host and ports: a flag left out keeps the value of
+    # the runner's ServeOptions (by default 127.0.0.1, 8000 and 50051), so a
+    # user's own `Runner(launcher, ServeOptions(grpc_port=...)).cli()` holds.
     @click.command("serve", help="Serve sessions over gRPC (and HTTP) until SIGTERM.")
-    @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+    @click.option("--host", default=None, help="Address to listen on.  [default: 127.0.0.1]")
     @click.option(
         "--port",
-        default=8000,
-        show_default=True,
+        default=None,
         type=click.IntRange(0, 65535),
-        help="HTTP gateway port.",
+        help="HTTP gateway port.  [default: 8000]",
     )
     @click.option(
         "--grpc-port",
-        default=50051,
-        show_default=True,
+        default=None,
         type=click.IntRange(0, 65535),
-        help="gRPC port.",
+        help="gRPC port.  [default: 50051]",
     )
     @click.option("--agents-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
     @click.option("--http-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
@@ -97,19 +98,19 @@ def _serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool)
         help="module:attribute of your AgentLauncher or Runner (default: the demo agent).",
     )
     def serve(
-        host: str,
-        port: int,
-        grpc_port: int,
+        host: str | None,
+        port: int | None,
+        grpc_port: int | None,
         agents_log_level: str,
         http_log_level: str,
         agent_spec: str | None,
     ) -> None:
         _configure_logging(agents_log_level, http_log_level)
         runner = get_runner(agent_spec)
-        runner.serve_options = dataclasses.replace(
-            runner.serve_options, host=host, port=port, grpc_port=grpc_port
-        )
-        asyncio.run(runner.serve(http_port=port))
+        given = {"host": host, "port": port, "grpc_port": grpc_port}
+        overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        runner.serve_options = dataclasses.replace(runner.serve_options, **overrides)
+        asyncio.run(runner.serve(http_port=runner.serve_options.port))
 
     return serve
 

@@ -43,7 +43,8 @@ _TABLE: list[tuple[type[LauncherError], Status, str | None]] = [
 
 def to_grpc_error(error: LauncherError) -> GRPCError:
     """The GRPCError a client should see for ``error``."""
-    status, reason = Status.INTERNAL, "INTERNAL"
+    status: Status = Status.INTERNAL
+    reason: str | None = "INTERNAL"
     for cls, mapped_status, mapped_reason in _TABLE:
         if isinstance(error, cls):
             status, reason = mapped_status, mapped_reason
