@@ -28,7 +28,7 @@ def _cursor_of(event: SessionEvent) -> int:
 
 
 class _SessionLog:
-    __slots__ = ("events", "evicted_upto", "closed")
+    __slots__ = ("closed", "ended", "events", "evicted_upto")
 
     def __init__(self) -> None:
         self.events: list[SessionEvent] = []
@@ -36,6 +36,8 @@ class _SessionLog:
         self.evicted_upto = 0
         # Set once the session is forgotten: its watchers stop.
         self.closed = False
+        # Set once its ENDED event was published: nothing more is awaited.
+        self.ended = False
 
 
 class EventLog:
@@ -60,9 +62,9 @@ class EventLog:
         self._ring: list[SessionEvent | None] = [None] * buffer_size
         self._last_cursor = 0
         self._sessions: dict[str, _SessionLog] = {}
-        # One wake-up per watched key (None: the feed of all sessions), made
-        # only while somebody waits on it.
-        self._wakeups: dict[str | None, asyncio.Event] = {}
+        # The waiting watchers per watched key (None: the feed of all sessions);
+        # a key is present only while somebody waits on it.
+        self._wakeups: dict[str | None, set[asyncio.Future[None]]] = {}
 
     @property
     def last_cursor(self) -> int:
@@ -89,6 +91,8 @@ class EventLog:
         log = self._sessions.get(session_id)
         if log is not None:
             log.events.append(event)
+            if kind is EventKind.ENDED:
+                log.ended = True
             if len(log.events) > self._session_size:
                 # Drop the older half at once: amortised O(1) per event.
                 drop = len(log.events) - self._session_size // 2
@@ -99,15 +103,22 @@ class EventLog:
         return event
 
     def _wake(self, key: str | None) -> None:
-        waiter = self._wakeups.pop(key, None)
-        if waiter is not None:
-            waiter.set()
+        for waiter in self._wakeups.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _wait(self, key: str | None) -> None:
-        waiter = self._wakeups.get(key)
-        if waiter is None:
-            waiter = self._wakeups[key] = asyncio.Event()
-        await waiter.wait()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._wakeups.setdefault(key, set())
+        waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            # A cancelled watcher must not leave its waiter behind.
+            if self._wakeups.get(key) is waiters:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._wakeups[key]
 
     def _gap(self, after: int, next_cursor: int) -> SessionEvent:
         return SessionEvent(
@@ -178,6 +189,6 @@ class EventLog:
                 if event.kind is EventKind.ENDED:
                     return
                 continue
-            if log.closed:
-                return
+            if log.closed or log.ended:
+                return  # a watcher resumed after the ENDED event: nothing will come
             await self._wait(session_id)

@@ -177,16 +177,38 @@ class AgentLauncher:
     def add_accepting_listener(self, listener: Callable[[bool], None]) -> None:
         """Call ``listener(accepting)`` now and whenever ``accepting`` changes."""
         self._accepting_listeners.append(listener)
-        listener(self.accepting)
+        if self._last_accepting is None:
+            # Nothing was announced yet: what this listener is told now is
+            # what every listener knows, so the next change is the first one.
+            self._last_accepting = self.accepting
+        self._tell(listener, self.accepting)
+
+    @staticmethod
+    def _tell(listener: Callable[[bool], None], accepting: bool) -> None:
+        # Observers must not break the lifecycle (a raise here would strand a
+        # half-started or half-ended session).
+        try:
+            listener(accepting)
+        except Exception:
+            logger.exception("accepting listener %r raised", listener)
+
+    def _call_hooks(self, method: str, *args: Any) -> None:
+        for hook in self._hooks:
+            try:
+                getattr(hook, method)(*args)
+            except Exception:
+                logger.exception("hook %s.%s() raised", type(hook).__name__, method)
 
     def _notify_accepting(self) -> None:
         now = self.accepting
         if now != self._last_accepting:
             self._last_accepting = now
             for listener in self._accepting_listeners:
-                listener(now)
+                self._tell(listener, now)
 
-    async def drain(self, timeout: float | None = None) -> None:
+    # ``timeout`` is the grace period of the sessions, not a cancel scope of
+    # this call (which then ends them and returns): ASYNC109 does not apply.
+    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Refuse new sessions, let running ones finish, then end the rest.
 
         Waits up to ``timeout`` (default ``drain_timeout``) for sessions to end
@@ -212,6 +234,10 @@ class AgentLauncher:
         self._draining = True
         self._notify_accepting()
         for live in list(self._live.values()):
+            if live.started is not None and not live.started.done():
+                # Still in create_agent: that Start sees the drain and undoes
+                # itself; the session never ran, so it must not "end".
+                continue
             self._begin_end(live, EndReason.SHUTDOWN)
         if self._enders:
             await asyncio.gather(*self._enders, return_exceptions=True)
@@ -307,8 +333,7 @@ class AgentLauncher:
             record.session_id, call_id, EventKind.STARTED, {"session": record.snapshot()}
         )
         start_seconds = time.perf_counter() - began
-        for hook in self._hooks:
-            hook.session_started(record, start_seconds)
+        self._call_hooks("session_started", record, start_seconds)
         assert live.started is not None
         live.started.set_result(None)
         logger.info("session %s started for call %s", record.session_id, call_id)
@@ -316,8 +341,7 @@ class AgentLauncher:
 
     def _count_rejection(self, reason: str) -> None:
         self._rejected_by_reason[reason] += 1
-        for hook in self._hooks:
-            hook.admission_rejected(reason)
+        self._call_hooks("admission_rejected", reason)
 
     async def _replay(self, existing: SessionRecord, asked: SessionRecord) -> SessionRecord:
         if existing.call_id != asked.call_id or existing.call_type != asked.call_type:
@@ -327,8 +351,19 @@ class AgentLauncher:
             )
         live = self._live.get(existing.session_id)
         if live is not None and live.started is not None and not live.started.done():
-            await asyncio.shield(live.started)
+            await self._await_start(live.started)
         return existing.snapshot()
+
+    @staticmethod
+    async def _await_start(started: asyncio.Future[None]) -> None:
+        """Wait for another caller's Start; its cancellation is not ours."""
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if started.cancelled() and (task is None or not task.cancelling()):
+                raise AgentStartFailed("the Start creating this session was cancelled") from None
+            raise
 
     async def _abort_start(self, live: LiveSession) -> None:
         self._live.pop(live.record.session_id, None)
@@ -455,8 +490,7 @@ class AgentLauncher:
         else:
             self._counts["completed"] += 1
         self._duration_total += record.ended_at - record.started_at
-        for hook in self._hooks:
-            hook.session_ended(record)
+        self._call_hooks("session_ended", record)
 
     def _publish_state(self, record: SessionRecord, previous: SessionState, new: SessionState) -> None:
         self.events.publish(
@@ -610,7 +644,7 @@ class AgentLauncher:
         if live.started is not None and not live.started.done():
             # Still being created: let Start finish (or fail) first.
             try:
-                await asyncio.shield(live.started)
+                await self._await_start(live.started)
             except Exception:
                 raise SessionNotFound(session_id) from None
         self._begin_end(live, EndReason.CLOSED_BY_REQUEST)

@@ -21,7 +21,7 @@ WINDOW = 512
 
 
 class _Distribution:
-    __slots__ = ("count", "total", "maximum", "_recent", "_next")
+    __slots__ = ("_next", "_recent", "count", "maximum", "total")
 
     def __init__(self) -> None:
         self.count = 0
@@ -83,7 +83,7 @@ class SessionMetrics:
         m.snapshot()["llm_latency_ms__avg"]   # 245.5
     """
 
-    __slots__ = ("_distributions", "_totals", "_external")
+    __slots__ = ("_distributions", "_external", "_totals")
 
     def __init__(self) -> None:
         self._distributions: dict[str, _Distribution] = {}
@@ -110,9 +110,12 @@ class SessionMetrics:
     def merge_external(self, values: Mapping[str, float]) -> None:
         """Adopt ready-made keyed figures (an agent's own metrics collector)."""
         for key, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if math.isfinite(value):
-                    self._external[str(key)] = float(value)
+            if (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
+                self._external[str(key)] = float(value)
 
     def __bool__(self) -> bool:
         return bool(self._distributions or self._totals or self._external)

@@ -67,13 +67,13 @@ class SessionRecord:
             call_type=self.call_type,
             started_at=self.started_at,
             created_by=self.created_by,
-            metadata=self.metadata,
+            metadata=dict(self.metadata),
             idempotency_key=self.idempotency_key,
             state=self.state,
             end_reason=self.end_reason,
             ended_at=self.ended_at,
             error_message=self.error_message,
-            final_metrics=self.final_metrics,
+            final_metrics=None if self.final_metrics is None else dict(self.final_metrics),
         )
 
 

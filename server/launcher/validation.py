@@ -53,15 +53,19 @@ def validate_start(
                 FieldViolation("idempotency_key", "must be printable ASCII without spaces")
             )
     for key in metadata:
-        if len(key) > METADATA_KEY_MAX or not _METADATA_KEY.fullmatch(key):
+        if (
+            not isinstance(key, str)
+            or len(key) > METADATA_KEY_MAX
+            or not _METADATA_KEY.fullmatch(key)
+        ):
             violations.append(
                 FieldViolation(
-                    f"metadata.{key[:METADATA_KEY_MAX]}",
+                    f"metadata.{str(key)[:METADATA_KEY_MAX]}",
                     "metadata keys become keyword arguments of create_agent: use a Python "
                     f"identifier of at most {METADATA_KEY_MAX} characters",
                 )
             )
-    size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
+    size = len(json.dumps(metadata, separators=(",", ":"), default=str, skipkeys=True).encode())
     if size > METADATA_MAX_BYTES:
         violations.append(
             FieldViolation("metadata", f"must be at most {METADATA_MAX_BYTES} bytes, got {size}")

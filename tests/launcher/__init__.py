@@ -1,0 +1,1 @@
+"""Tests of the transport-free launcher core (agentplane.server.launcher)."""

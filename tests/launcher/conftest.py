@@ -1,0 +1,61 @@
+"""Fixtures of the launcher tests: launchers with small timeouts, shut down after each test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from agentplane.server.launcher import AgentLauncher
+
+from .support import Factory, join_call
+
+MakeLauncher = Callable[..., Awaitable[AgentLauncher]]
+
+# Small enough to keep the suite fast, large enough not to flake on a busy host.
+DEFAULTS: dict[str, Any] = {
+    "agent_idle_timeout": None,
+    "stop_timeout": 0.3,
+    "create_agent_timeout": 2.0,
+    "drain_timeout": 0.5,
+    "metrics_event_interval": 0.05,
+}
+
+
+@pytest.fixture
+def factory() -> Factory:
+    return Factory()
+
+
+@pytest.fixture
+async def make_launcher(factory: Factory) -> AsyncIterator[MakeLauncher]:
+    """Build (and by default start) launchers; every one is shut down afterwards.
+
+    ``await make_launcher(create_agent=..., join_call=..., start=False, **options)``;
+    create_agent defaults to the ``factory`` fixture, join_call to
+    ``support.join_call``.
+    """
+    made: list[AgentLauncher] = []
+
+    async def make(
+        create_agent: Callable[..., Any] | None = None,
+        join: Callable[..., Awaitable[None]] | None = None,
+        *,
+        start: bool = True,
+        **options: Any,
+    ) -> AgentLauncher:
+        launcher = AgentLauncher(
+            create_agent if create_agent is not None else factory,
+            join if join is not None else join_call,
+            **{**DEFAULTS, **options},
+        )
+        made.append(launcher)
+        if start:
+            await launcher.start()
+        return launcher
+
+    yield make
+    for launcher in made:
+        await asyncio.wait_for(launcher.shutdown(), 5)

@@ -1,0 +1,423 @@
+"""Every way a session ends, and the reason it reports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from agentplane.server.launcher import (
+    AgentStartFailed,
+    Draining,
+    EndReason,
+    EventKind,
+    SessionNotFound,
+    SessionState,
+)
+
+from .conftest import MakeLauncher
+from .support import Agent, Factory, joined, settle, wait_ended, wait_until
+
+
+async def test_completed_when_join_call_returns(
+    make_launcher: MakeLauncher, factory: Factory
+) -> None:
+    launcher = await make_launcher()
+    record = await launcher.start_session("call")
+    await joined(factory.last)
+    factory.last.release.set()
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.COMPLETED
+    assert ended.error_message == ""
+    assert not factory.last.cancelled
+    assert launcher.stats().completed == 1
+
+
+async def test_closed_by_request_and_closing_again_is_idempotent(
+    make_launcher: MakeLauncher, factory: Factory
+) -> None:
+    launcher = await make_launcher()
+    record = await launcher.start_session("call")
+    await joined(factory.last)
+
+    first = await launcher.close_session(record.session_id)
+    assert first.session_id == record.session_id
+    assert first.state is SessionState.ENDED
+    assert first.end_reason is EndReason.CLOSED_BY_REQUEST
+    assert first.ended_at is not None and first.ended_at >= first.started_at
+    assert factory.last.cancelled  # join_call was cancelled
+
+    second = await launcher.close_session(record.session_id)
+    assert second == first
+    assert await launcher.get_session(record.session_id) == first
+    assert launcher.stats().ended_by_reason == {"CLOSED_BY_REQUEST": 1}
+    assert factory.last.close_calls == 1
+
+
+async def test_concurrent_closes_answer_the_same_record(
+    make_launcher: MakeLauncher, factory: Factory
+) -> None:
+    launcher = await make_launcher()
+    record = await launcher.start_session("call")
+    results = await asyncio.gather(*(launcher.close_session(record.session_id) for _ in range(5)))
+    assert all(r == results[0] for r in results)
+    assert results[0].end_reason is EndReason.CLOSED_BY_REQUEST
+    assert launcher.stats().ended_by_reason == {"CLOSED_BY_REQUEST": 1}
+    assert factory.last.close_calls == 1
+
+
+async def test_closing_an_unknown_session(make_launcher: MakeLauncher) -> None:
+    launcher = await make_launcher()
+    with pytest.raises(SessionNotFound) as missing:
+        await launcher.close_session("no-such-session")
+    assert missing.value.session_id == "no-such-session"
+    with pytest.raises(SessionNotFound):
+        await launcher.get_session("no-such-session")
+    with pytest.raises(SessionNotFound):
+        await launcher.get_metrics("no-such-session")
+
+
+async def test_close_while_the_start_is_still_creating_the_agent(
+    make_launcher: MakeLauncher,
+) -> None:
+    factory = Factory(delay=0.2)
+    launcher = await make_launcher(factory)
+    start = asyncio.create_task(launcher.start_session("call"))
+    await wait_until(lambda: len(launcher._live) == 1)
+    (session_id,) = launcher._live
+    closed = await asyncio.wait_for(launcher.close_session(session_id), 2)
+    assert (await start).session_id == session_id
+    assert closed.end_reason is EndReason.CLOSED_BY_REQUEST
+    assert factory.last.close_calls == 1
+
+
+async def test_close_while_the_start_fails(make_launcher: MakeLauncher) -> None:
+    factory = Factory(delay=0.1, errors=[RuntimeError("boom")])
+    launcher = await make_launcher(factory)
+    start = asyncio.create_task(launcher.start_session("call"))
+    await wait_until(lambda: len(launcher._live) == 1)
+    (session_id,) = launcher._live
+    with pytest.raises(SessionNotFound):
+        await launcher.close_session(session_id)
+    with pytest.raises(AgentStartFailed, match="boom"):
+        await start
+
+
+class IdleAgent(Agent):
+    """Reports how long it has been alone through ``idle_for()``."""
+
+    def __init__(self, **metadata: Any) -> None:
+        super().__init__(**metadata)
+        self.idle = 0.0
+        self.idle_calls = 0
+
+    def idle_for(self) -> float:
+        self.idle_calls += 1
+        return self.idle
+
+
+async def test_idle_timeout_via_agent_idle_for(make_launcher: MakeLauncher) -> None:
+    factory = Factory(IdleAgent)
+    launcher = await make_launcher(factory, agent_idle_timeout=0.2)
+    record = await launcher.start_session("call")
+    agent = factory.last
+    assert isinstance(agent, IdleAgent)
+
+    await asyncio.sleep(0.5)  # busy agent: two checks, no end
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    assert 1 <= agent.idle_calls <= 4  # re-checked once per timeout, not polled
+
+    agent.idle = 0.15  # nearly idle: the next check comes 0.05 s later
+    calls = agent.idle_calls
+    began = time.perf_counter()
+    await wait_until(lambda: agent.idle_calls > calls, within=1)
+    agent.idle = 10.0
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.IDLE_TIMEOUT
+    assert time.perf_counter() - began < 0.6
+    assert agent.cancelled
+    assert agent.close_calls == 1
+
+
+async def test_agent_idle_for_raising_counts_as_busy(
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(IdleAgent):
+        def idle_for(self) -> float:
+            self.idle_calls += 1
+            raise RuntimeError("no idea")
+
+    factory = Factory(Broken)
+    launcher = await make_launcher(factory, agent_idle_timeout=0.1)
+    record = await launcher.start_session("call")
+    await asyncio.sleep(0.35)
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    assert any("idle_for" in r.getMessage() for r in caplog.records)
+
+
+async def test_session_alone_from_the_start_idles_out(make_launcher: MakeLauncher) -> None:
+    launcher = await make_launcher(agent_idle_timeout=0.2)
+    began = time.perf_counter()
+    record = await launcher.start_session("call")
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.IDLE_TIMEOUT
+    assert 0.18 <= time.perf_counter() - began < 1.0
+
+
+async def test_idle_timeout_via_participants(
+    make_launcher: MakeLauncher, factory: Factory
+) -> None:
+    launcher = await make_launcher(agent_idle_timeout=0.3)
+    record = await launcher.start_session("call")
+    session = await joined(factory.last)
+    session.participant_joined("user-1")
+    session.participant_joined("user-2")
+    assert session.participants == {"user-1", "user-2"}
+    assert launcher._live[record.session_id].idle_timer is None  # nothing to check
+
+    await asyncio.sleep(0.5)  # longer than the idle timeout, with people on the call
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+
+    session.participant_left("user-1")  # someone is still there
+    assert session.participants == {"user-2"}
+    await asyncio.sleep(0.35)
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+
+    session.participant_left("user-2")
+    left_at = time.perf_counter()
+    await asyncio.sleep(0.05)
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.IDLE_TIMEOUT
+    assert 0.28 <= time.perf_counter() - left_at < 1.2
+
+
+async def test_rejoining_restarts_the_idle_clock(
+    make_launcher: MakeLauncher, factory: Factory
+) -> None:
+    launcher = await make_launcher(agent_idle_timeout=0.3)
+    record = await launcher.start_session("call")
+    session = await joined(factory.last)
+    for _ in range(4):
+        await asyncio.sleep(0.1)
+        session.participant_joined("user-1")
+        session.participant_left("user-1")
+    # 0.4 s have passed, but never 0.3 s alone in a row.
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.IDLE_TIMEOUT
+
+
+async def test_no_idle_timeout_when_switched_off(
+    make_launcher: MakeLauncher, factory: Factory
+) -> None:
+    launcher = await make_launcher(agent_idle_timeout=None)
+    record = await launcher.start_session("call")
+    session = await joined(factory.last)
+    session.participant_joined("u")
+    session.participant_left("u")
+    await asyncio.sleep(0.2)
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    assert launcher._live[record.session_id].idle_timer is None
+
+
+async def test_max_duration(make_launcher: MakeLauncher, factory: Factory) -> None:
+    launcher = await make_launcher(max_session_duration_seconds=0.2)
+    began = time.perf_counter()
+    record = await launcher.start_session("call")
+    session = await joined(factory.last)
+    session.participant_joined("user")  # busy sessions are ended too
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.MAX_DURATION
+    assert 0.18 <= time.perf_counter() - began < 1.0
+    assert factory.last.cancelled
+
+
+async def test_shutdown_ends_every_session(make_launcher: MakeLauncher, factory: Factory) -> None:
+    launcher = await make_launcher()
+    records = [await launcher.start_session(f"call-{i}") for i in range(3)]
+    await launcher.shutdown()
+    for record in records:
+        ended = await launcher.get_session(record.session_id)
+        assert ended.state is SessionState.ENDED
+        assert ended.end_reason is EndReason.SHUTDOWN
+    assert all(agent.close_calls == 1 for agent in factory.agents)
+    stats = launcher.stats()
+    assert stats.in_flight == 0
+    assert stats.draining
+    assert stats.ended_by_reason == {"SHUTDOWN": 3}
+    await launcher.shutdown()  # idempotent
+    assert launcher.stats().ended_by_reason == {"SHUTDOWN": 3}
+
+
+async def test_async_context_manager_shuts_down(make_launcher: MakeLauncher) -> None:
+    launcher = await make_launcher(start=False)
+    async with launcher as running:
+        assert running is launcher
+        record = await launcher.start_session("call")
+    ended = await launcher.get_session(record.session_id)
+    assert ended.end_reason is EndReason.SHUTDOWN
+
+
+async def test_drain_lets_short_sessions_finish_and_ends_the_rest(
+    make_launcher: MakeLauncher,
+) -> None:
+    async def join(agent: Agent, call_type: str, call_id: str, **_: Any) -> None:
+        await asyncio.sleep(agent.metadata["runs_for"])
+
+    launcher = await make_launcher(create_agent=Agent, join=join)
+    short = await launcher.start_session("short", metadata={"runs_for": 0.1})
+    long = await launcher.start_session("long", metadata={"runs_for": 30.0})
+
+    began = time.perf_counter()
+    await launcher.drain(timeout=0.4)
+    elapsed = time.perf_counter() - began
+
+    assert 0.38 <= elapsed < 1.5
+    assert (await launcher.get_session(short.session_id)).end_reason is EndReason.COMPLETED
+    assert (await launcher.get_session(long.session_id)).end_reason is EndReason.SHUTDOWN
+    assert launcher.stats().ended_by_reason == {"COMPLETED": 1, "SHUTDOWN": 1}
+
+
+async def test_drain_returns_as_soon_as_sessions_are_done(make_launcher: MakeLauncher) -> None:
+    async def join(agent: Agent, call_type: str, call_id: str, **_: Any) -> None:
+        await asyncio.sleep(0.1)
+
+    launcher = await make_launcher(create_agent=Agent, join=join)
+    records = [await launcher.start_session(f"c{i}") for i in range(3)]
+    began = time.perf_counter()
+    await launcher.drain(timeout=5.0)
+    assert time.perf_counter() - began < 1.0
+    for record in records:
+        assert (await launcher.get_session(record.session_id)).end_reason is EndReason.COMPLETED
+
+
+async def test_drain_uses_drain_timeout_by_default(make_launcher: MakeLauncher) -> None:
+    launcher = await make_launcher(drain_timeout=0.2)
+    record = await launcher.start_session("call")
+    began = time.perf_counter()
+    await launcher.drain()
+    assert 0.18 <= time.perf_counter() - began < 1.0
+    assert (await launcher.get_session(record.session_id)).end_reason is EndReason.SHUTDOWN
+
+
+async def test_join_call_cancelled_from_outside_ends_with_shutdown(
+    make_launcher: MakeLauncher, factory: Factory
+) -> None:
+    launcher = await make_launcher()
+    record = await launcher.start_session("call")
+    await joined(factory.last)
+    task = launcher._live[record.session_id].task
+    assert task is not None
+    task.cancel()
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.SHUTDOWN
+    assert factory.last.close_calls == 1
+
+
+async def test_cancelling_start_while_create_agent_runs_leaves_nothing(
+    make_launcher: MakeLauncher,
+) -> None:
+    factory = Factory(delay=5.0)
+    launcher = await make_launcher(factory, max_concurrent_sessions=1)
+    cursor = launcher.events.last_cursor
+    tasks_before = len(asyncio.all_tasks())
+    start = asyncio.create_task(launcher.start_session("call", idempotency_key="k"))
+    await wait_until(lambda: factory.calls == 1)
+    (session_id,) = launcher._live
+    closer = asyncio.create_task(launcher.close_session(session_id))
+    await settle()
+
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    # A Close waiting for that Start is answered, not cancelled with it.
+    with pytest.raises(SessionNotFound):
+        await asyncio.wait_for(closer, 1)
+
+    await settle()
+    assert factory.cancelled == 1
+    assert launcher._live == {}
+    assert len(launcher._registry) == 0
+    assert launcher.stats().in_flight == 0
+    assert launcher.stats().started == 0
+    assert launcher.stats().ended_by_reason == {}
+    assert launcher.events.last_cursor == cursor
+    assert len(asyncio.all_tasks()) == tasks_before
+    with pytest.raises(SessionNotFound):
+        await launcher.get_session(session_id)
+    factory.delay = 0
+    assert (await launcher.start_session("call", idempotency_key="k")).session_id != session_id
+
+
+@pytest.mark.parametrize("stop", ["shutdown", "drain"])
+async def test_stopping_while_an_agent_is_being_created(
+    make_launcher: MakeLauncher, stop: str
+) -> None:
+    factory = Factory()
+    launcher = await make_launcher(factory)
+    running = await launcher.start_session("running")
+    factory.delay = 0.3
+    cursor = launcher.events.last_cursor
+    start = asyncio.create_task(launcher.start_session("starting"))
+    await wait_until(lambda: factory.calls == 2)
+
+    if stop == "shutdown":
+        await launcher.shutdown()
+    else:
+        await launcher.drain(timeout=0.05)
+
+    with pytest.raises(Draining):
+        await asyncio.wait_for(start, 2)
+    # The agent made after the stop began was closed, never joined a call.
+    await wait_until(lambda: len(factory.agents) == 2)
+    assert factory.agents[1].close_calls == 1
+    assert not factory.agents[1].joined.is_set()
+    # Only the running session ended; the one being created left no trace.
+    assert launcher.stats().ended_by_reason == {"SHUTDOWN": 1}
+    assert launcher.stats().completed == 1
+    assert launcher._live == {}
+    assert len(launcher._registry) == 1
+    ended_ids = {
+        e.session_id
+        for e in launcher.events._ring
+        if e is not None and e.cursor > cursor and e.kind is EventKind.ENDED
+    }
+    assert ended_ids == {running.session_id}
+
+
+async def test_agent_closing_its_own_session_from_join_call(make_launcher: MakeLauncher) -> None:
+    holder: dict[str, Any] = {}
+
+    async def join(agent: Agent, call_type: str, call_id: str, **kwargs: Any) -> None:
+        session = kwargs["session"]
+        await asyncio.sleep(0.01)
+        try:
+            await holder["launcher"].close_session(session.session_id)  # "hang up"
+        except asyncio.CancelledError:
+            holder["cancelled"] = True  # ending the session cancels join_call itself
+            raise
+
+    launcher = await make_launcher(create_agent=Agent, join=join)
+    holder["launcher"] = launcher
+    record = await launcher.start_session("call")
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.CLOSED_BY_REQUEST
+    assert holder["cancelled"]
+    assert launcher.stats().in_flight == 0
+    assert launcher.abandoned_tasks == 0
+
+
+async def test_join_call_that_is_not_a_coroutine_function_errors(
+    make_launcher: MakeLauncher,
+) -> None:
+    def join(agent: Agent, call_type: str, call_id: str) -> None:
+        return None
+
+    launcher = await make_launcher(create_agent=Agent, join=join)
+    record = await launcher.start_session("call")
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.ERROR
+    assert "TypeError" in ended.error_message

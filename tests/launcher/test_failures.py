@@ -1,0 +1,358 @@
+"""Failures of user code: create_agent, join_call and agent.close misbehaving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from agentplane.server.launcher import (
+    AgentStartFailed,
+    EndReason,
+    LauncherError,
+    SessionContext,
+    SessionNotFound,
+    SessionState,
+)
+
+from .conftest import MakeLauncher
+from .support import Agent, Factory, joined, settle, wait_ended, wait_until
+
+LOGGER = "agentplane.launcher"
+
+
+def _assert_nothing_left(launcher: Any, tasks_before: int) -> None:
+    stats = launcher.stats()
+    assert stats.in_flight == 0
+    assert stats.started == 0
+    assert launcher._live == {}
+    assert len(launcher._registry) == 0
+    assert len(asyncio.all_tasks()) == tasks_before
+
+
+async def test_create_agent_raising(
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+) -> None:
+    factory = Factory(delay=0.05, errors=[RuntimeError("model download failed")])
+    launcher = await make_launcher(factory, max_concurrent_sessions=1)
+    cursor = launcher.events.last_cursor
+    tasks_before = len(asyncio.all_tasks())
+
+    with caplog.at_level(logging.ERROR, LOGGER):
+        start = asyncio.create_task(launcher.start_session("call"))
+        await wait_until(lambda: factory.calls == 1)
+        (session_id,) = launcher._live  # the id the failed Start never returned
+        with pytest.raises(AgentStartFailed) as failed:
+            await start
+
+    assert "RuntimeError" in failed.value.message
+    assert "model download failed" in failed.value.message
+    assert failed.value.reason == "AGENT_START_FAILED"
+    assert isinstance(failed.value.__cause__, RuntimeError)
+    await settle()
+    _assert_nothing_left(launcher, tasks_before)
+    assert launcher.events.last_cursor == cursor  # no event for a session that never ran
+    with pytest.raises(SessionNotFound):
+        await launcher.get_session(session_id)
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+    # The slot is free: a new start succeeds at a limit of 1.
+    assert (await launcher.start_session("call")).state is SessionState.RUNNING
+
+
+async def test_sync_create_agent_raising(make_launcher: MakeLauncher) -> None:
+    def create_agent(**_: Any) -> Agent:
+        raise KeyError("voice")
+
+    launcher = await make_launcher(create_agent, max_concurrent_sessions=1)
+    with pytest.raises(AgentStartFailed) as failed:
+        await launcher.start_session("call")
+    assert "KeyError" in failed.value.message
+    assert launcher.stats().in_flight == 0
+    assert launcher.accepting
+
+
+async def test_create_agent_rejecting_metadata_kwargs(make_launcher: MakeLauncher) -> None:
+    async def create_agent() -> Agent:
+        return Agent()
+
+    launcher = await make_launcher(create_agent)
+    with pytest.raises(AgentStartFailed) as failed:
+        await launcher.start_session("call", metadata={"unexpected": 1})
+    assert "TypeError" in failed.value.message
+    assert "unexpected" in failed.value.message
+
+
+async def test_create_agent_timing_out(make_launcher: MakeLauncher) -> None:
+    factory = Factory(delay=10.0)
+    launcher = await make_launcher(factory, create_agent_timeout=0.1, max_concurrent_sessions=1)
+    tasks_before = len(asyncio.all_tasks())
+    began = time.perf_counter()
+    with pytest.raises(AgentStartFailed) as failed:
+        await launcher.start_session("call")
+    elapsed = time.perf_counter() - began
+    assert 0.09 <= elapsed < 1.0
+    assert "did not finish within 0.1 s" in failed.value.message
+    assert factory.cancelled == 1  # the slow create_agent was cancelled, not left running
+    await settle()
+    _assert_nothing_left(launcher, tasks_before)
+    factory.delay = 0
+    assert (await launcher.start_session("call")).state is SessionState.RUNNING
+
+
+async def test_join_call_raising_ends_the_session_with_error(
+    make_launcher: MakeLauncher, factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    launcher = await make_launcher(max_concurrent_sessions=1)
+    record = await launcher.start_session("call")
+    agent = factory.last
+    await joined(agent)
+    agent.error = ValueError("audio track vanished")
+    with caplog.at_level(logging.ERROR, LOGGER):
+        agent.release.set()
+        ended = await wait_ended(launcher, record.session_id)
+
+    assert ended.state is SessionState.ENDED
+    assert ended.end_reason is EndReason.ERROR
+    assert "ValueError" in ended.error_message
+    assert "audio track vanished" in ended.error_message
+    assert ended.ended_at is not None
+    failures = [r for r in caplog.records if "join_call failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert record.session_id in failures[0].getMessage()
+    assert failures[0].exc_info is not None
+    assert failures[0].exc_info[0] is ValueError
+    assert "Traceback" in caplog.text
+    assert "ValueError: audio track vanished" in caplog.text
+    assert agent.close_calls == 1
+    stats = launcher.stats()
+    assert stats.failed == 1
+    assert stats.completed == 0
+    assert stats.ended_by_reason == {"ERROR": 1}
+    # The slot is free again.
+    await launcher.start_session("next")
+
+
+class RogueAgent(Agent):
+    """Its join_call swallows cancellation until ``release`` is set."""
+
+    def __init__(self, **metadata: Any) -> None:
+        super().__init__(**metadata)
+        self.cancel_count = 0
+        self.finished = False
+
+
+async def rogue_join(agent: RogueAgent, call_type: str, call_id: str, **_: Any) -> None:
+    agent.joined.set()
+    while not agent.release.is_set():
+        try:
+            await agent.release.wait()
+        except asyncio.CancelledError:
+            agent.cancel_count += 1
+    agent.finished = True
+
+
+async def test_join_call_ignoring_cancellation_is_abandoned(
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+) -> None:
+    factory = Factory(RogueAgent)
+    launcher = await make_launcher(
+        factory, rogue_join, stop_timeout=0.3, max_concurrent_sessions=1
+    )
+    record = await launcher.start_session("call")
+    agent = factory.last
+    assert isinstance(agent, RogueAgent)
+    await asyncio.wait_for(agent.joined.wait(), 1)
+
+    began = time.perf_counter()
+    with caplog.at_level(logging.ERROR, LOGGER):
+        closed = await asyncio.wait_for(launcher.close_session(record.session_id), 2)
+    elapsed = time.perf_counter() - began
+    try:
+        assert 0.29 <= elapsed < 1.0
+        assert closed.state is SessionState.ENDED
+        assert closed.end_reason is EndReason.CLOSED_BY_REQUEST
+        assert agent.cancel_count == 1
+        assert not agent.finished
+        assert launcher.abandoned_tasks == 1
+        assert launcher.stats().in_flight == 0
+        assert agent.close_calls == 1
+        assert any("ignored cancellation" in r.getMessage() for r in caplog.records)
+        # The slot was freed although the rogue task still runs.
+        await launcher.start_session("next")
+        await settle()
+        assert launcher.abandoned_tasks == 1
+    finally:
+        for made in factory.agents:  # rogue tasks would outlive the test's event loop
+            made.release.set()
+    await wait_until(lambda: launcher.abandoned_tasks == 0)
+    assert agent.finished
+    # Finishing late does not touch the ended record.
+    after = await launcher.get_session(record.session_id)
+    assert after.end_reason is EndReason.CLOSED_BY_REQUEST
+
+
+class CloseRaises(Agent):
+    def close(self) -> None:
+        self.close_calls += 1
+        raise OSError("socket already gone")
+
+
+async def test_agent_close_raising_still_ends_the_session(
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+) -> None:
+    factory = Factory(CloseRaises)
+    launcher = await make_launcher(factory, max_concurrent_sessions=1)
+    record = await launcher.start_session("call")
+    await joined(factory.last)
+    with caplog.at_level(logging.ERROR, LOGGER):
+        closed = await launcher.close_session(record.session_id)
+    assert closed.state is SessionState.ENDED
+    assert closed.end_reason is EndReason.CLOSED_BY_REQUEST
+    assert closed.error_message == ""
+    assert factory.last.close_calls == 1
+    logged = [r for r in caplog.records if "agent.close()" in r.getMessage()]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None and logged[0].exc_info[0] is OSError
+    assert launcher.stats().in_flight == 0
+    assert launcher.stats().ended_by_reason == {"CLOSED_BY_REQUEST": 1}
+    await launcher.start_session("next")
+
+
+class CloseHangs(Agent):
+    async def close(self) -> None:  # type: ignore[override]
+        self.close_calls += 1
+        await asyncio.sleep(30)
+
+
+async def test_agent_close_hanging_is_bounded_by_stop_timeout(
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+) -> None:
+    factory = Factory(CloseHangs)
+    launcher = await make_launcher(factory, stop_timeout=0.2)
+    record = await launcher.start_session("call")
+    began = time.perf_counter()
+    with caplog.at_level(logging.ERROR, LOGGER):
+        closed = await asyncio.wait_for(launcher.close_session(record.session_id), 2)
+    assert time.perf_counter() - began < 1.0
+    assert closed.state is SessionState.ENDED
+    assert any("timed out" in r.getMessage() for r in caplog.records)
+
+
+class SyncClose(Agent):
+    pass
+
+
+class AsyncClose(Agent):
+    async def close(self) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.close_calls += 1
+
+
+class AsyncAclose(Agent):
+    close = None  # type: ignore[assignment]
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)
+        self.close_calls += 1
+
+
+class SyncFinish(Agent):
+    close = None  # type: ignore[assignment]
+
+    def finish(self) -> None:
+        self.close_calls += 1
+
+
+class AllClosers(Agent):
+    async def aclose(self) -> None:
+        self.close_calls += 1
+
+    def finish(self) -> None:
+        self.close_calls += 1
+
+
+@pytest.mark.parametrize("agent_cls", [SyncClose, AsyncClose, AsyncAclose, SyncFinish, AllClosers])
+@pytest.mark.parametrize("how", ["completed", "closed", "error", "shutdown"])
+async def test_agent_is_closed_exactly_once(
+    make_launcher: MakeLauncher, agent_cls: type[Agent], how: str
+) -> None:
+    factory = Factory(agent_cls)
+    launcher = await make_launcher(factory)
+    record = await launcher.start_session("call")
+    agent = factory.last
+    await joined(agent)
+    if how == "completed":
+        agent.release.set()
+        await wait_ended(launcher, record.session_id)
+    elif how == "error":
+        agent.error = RuntimeError("x")
+        agent.release.set()
+        await wait_ended(launcher, record.session_id)
+    elif how == "closed":
+        await launcher.close_session(record.session_id)
+        await launcher.close_session(record.session_id)
+    else:
+        await launcher.shutdown()
+        await launcher.shutdown()
+    await settle()
+    assert agent.close_calls == 1
+
+
+async def test_agent_without_closer_is_fine(make_launcher: MakeLauncher) -> None:
+    class Bare:
+        pass
+
+    async def join(agent: Bare, call_type: str, call_id: str) -> None:
+        await asyncio.sleep(0)
+
+    launcher = await make_launcher(lambda **_: Bare(), join)
+    record = await launcher.start_session("call")
+    ended = await wait_ended(launcher, record.session_id)
+    assert ended.end_reason is EndReason.COMPLETED
+
+
+async def test_broken_agent_metrics_do_not_break_the_end(
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenMetrics:
+        def to_dict(self) -> dict[str, float]:
+            raise RuntimeError("collector broken")
+
+    class Broken(Agent):
+        metrics = BrokenMetrics()
+
+    factory = Factory(Broken)
+    launcher = await make_launcher(factory)
+    record = await launcher.start_session("call")
+    with caplog.at_level(logging.ERROR, LOGGER):
+        closed = await launcher.close_session(record.session_id)
+    assert closed.end_reason is EndReason.CLOSED_BY_REQUEST
+    assert closed.final_metrics == {}
+    assert any("to_dict" in r.getMessage() for r in caplog.records)
+
+
+async def test_session_context_rejects_bad_agent_events(
+    make_launcher: MakeLauncher, factory: Factory
+) -> None:
+    launcher = await make_launcher()
+    await launcher.start_session("call")
+    session: SessionContext = await joined(factory.last)
+    with pytest.raises(ValueError):
+        session.emit("")
+    with pytest.raises(ValueError):
+        session.emit("x" * 129)
+    with pytest.raises(ValueError):
+        session.emit("big", {"blob": "x" * (16 * 1024 + 1)})
+    with pytest.raises(ValueError):
+        session.emit("nan", {"value": float("nan")})
+    with pytest.raises(TypeError):
+        session.emit("unserialisable", {"value": object()})
+
+
+async def test_launcher_errors_share_a_base(make_launcher: MakeLauncher) -> None:
+    launcher = await make_launcher(Factory(errors=[RuntimeError("x")]))
+    with pytest.raises(LauncherError):
+        await launcher.start_session("call")
