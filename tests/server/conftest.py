@@ -1,0 +1,96 @@
+"""Fixtures of the server integration tests: real servers, real clients, real processes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from grpclib.client import Channel
+
+from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
+
+from .support import Proc, Servers, Toy
+
+
+@pytest.fixture
+def toy() -> Toy:
+    return Toy()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Servers]:
+    """``await serve(launcher, options)`` starts a real server on 127.0.0.1:0."""
+    servers = Servers()
+    try:
+        yield servers
+    finally:
+        await servers.aclose()
+
+
+@dataclass
+class Clients:
+    """Client channels of every stack; all closed when the test ends."""
+
+    _grpclib: list[Channel] = field(default_factory=list)
+    _aio: list[grpc.aio.Channel] = field(default_factory=list)
+    _sync: list[grpc.Channel] = field(default_factory=list)
+
+    def grpclib(self, port: int) -> Channel:
+        channel = Channel("127.0.0.1", port)
+        self._grpclib.append(channel)
+        return channel
+
+    def aio(self, target: str) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(target)
+        self._aio.append(channel)
+        return channel
+
+    def sync(self, target: str) -> grpc.Channel:
+        channel = grpc.insecure_channel(target)
+        self._sync.append(channel)
+        return channel
+
+    def aio_stub(self, target: str) -> pb_grpc.SessionServiceStub:
+        return pb_grpc.SessionServiceStub(self.aio(target))
+
+    def sync_stub(self, target: str) -> pb_grpc.SessionServiceStub:
+        return pb_grpc.SessionServiceStub(self.sync(target))
+
+    async def aclose(self) -> None:
+        for channel in self._grpclib:
+            channel.close()
+        for aio_channel in self._aio:
+            await aio_channel.close()
+        for sync_channel in self._sync:
+            sync_channel.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Clients]:
+    made = Clients()
+    try:
+        yield made
+    finally:
+        await made.aclose()
+
+
+@pytest.fixture
+def procs() -> Iterator[Any]:
+    """``procs(args)`` starts a subprocess; any still running is killed at the end."""
+    started: list[Proc] = []
+
+    def start(args: list[str]) -> Proc:
+        proc = Proc(args)
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            with contextlib.suppress(Exception):
+                proc.kill()

@@ -1,0 +1,122 @@
+"""grpc.health.v1: liveness ("") and readiness (SessionService) as the launcher changes.
+
+Readiness is SERVING only while a Start could be admitted: below capacity and
+not draining. Liveness stays SERVING while the process serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from grpclib.client import Channel
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
+from agentplane.clients.grpcio import session_service_pb2 as pb
+
+from .conftest import Clients
+from .support import SERVICE, Servers, Toy
+
+SERVING = HealthCheckResponse.SERVING
+NOT_SERVING = HealthCheckResponse.NOT_SERVING
+
+
+async def check(channel: Channel, service: str) -> int:
+    reply = await HealthStub(channel).Check(HealthCheckRequest(service=service), timeout=5)
+    return int(reply.status)
+
+
+async def test_serving_for_liveness_and_readiness(
+    toy: Toy, serve: Servers, clients: Clients
+) -> None:
+    served = await serve(toy.launcher())
+    channel = clients.grpclib(served.port)
+    assert await check(channel, "") == SERVING
+    assert await check(channel, SERVICE) == SERVING
+
+
+async def test_not_serving_at_capacity_and_back_after_close(
+    toy: Toy, serve: Servers, clients: Clients
+) -> None:
+    served = await serve(toy.launcher(max_concurrent_sessions=1))
+    channel = clients.grpclib(served.port)
+    stub = clients.aio_stub(served.target)
+
+    started = await stub.Start(pb.StartRequest(call_id="only"), timeout=5)
+    assert await check(channel, SERVICE) == NOT_SERVING
+    assert await check(channel, "") == SERVING
+
+    await stub.Close(pb.CloseRequest(session_id=started.session_id), timeout=5)
+    assert await check(channel, SERVICE) == SERVING
+
+
+async def test_not_serving_as_soon_as_drain_starts(
+    toy: Toy, serve: Servers, clients: Clients
+) -> None:
+    served = await serve(toy.launcher())
+    channel = clients.grpclib(served.port)
+    session = await served.launcher.start_session("stays")
+    await toy.context(session.session_id)
+
+    drain = asyncio.create_task(served.launcher.drain(timeout=5))
+    await asyncio.sleep(0)  # drain() has begun; the session still runs
+    assert not drain.done()
+    assert await check(channel, SERVICE) == NOT_SERVING
+    assert await check(channel, "") == SERVING
+    assert served.launcher.stats().in_flight == 1
+
+    await served.launcher.close_session(session.session_id)
+    await asyncio.wait_for(drain, 5)
+    assert await check(channel, SERVICE) == NOT_SERVING
+    assert await check(channel, "") == SERVING
+
+
+async def test_watch_streams_every_change(toy: Toy, serve: Servers, clients: Clients) -> None:
+    served = await serve(toy.launcher(max_concurrent_sessions=1))
+    channel = clients.grpclib(served.port)
+    stub = clients.aio_stub(served.target)
+
+    async with HealthStub(channel).Watch.open(timeout=10) as watch:
+        await watch.send_message(HealthCheckRequest(service=SERVICE), end=True)
+
+        async def next_status() -> int:
+            reply = await asyncio.wait_for(watch.recv_message(), 5)
+            assert reply is not None
+            return int(reply.status)
+
+        assert await next_status() == SERVING
+        started = await stub.Start(pb.StartRequest(call_id="w"), timeout=5)
+        assert await next_status() == NOT_SERVING
+        await stub.Close(pb.CloseRequest(session_id=started.session_id), timeout=5)
+        assert await next_status() == SERVING
+        drain = asyncio.create_task(served.launcher.drain(timeout=1))
+        assert await next_status() == NOT_SERVING
+        await drain
+        await watch.cancel()
+
+
+async def test_not_serving_until_warmed_up(toy: Toy, serve: Servers, clients: Clients) -> None:
+    warm = asyncio.Event()
+
+    async def warmup() -> None:
+        await warm.wait()
+
+    launcher = toy.launcher(warmup=warmup)
+    served = await serve(launcher, start=False)
+    channel = clients.grpclib(served.port)
+    stub = clients.aio_stub(served.target)
+    starting = asyncio.create_task(launcher.start())
+
+    assert await check(channel, SERVICE) == NOT_SERVING
+    assert await check(channel, "") == SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Start(pb.StartRequest(call_id="early"), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "warming up" in (refused.value.details() or "")
+
+    warm.set()
+    await asyncio.wait_for(starting, 5)
+    assert await check(channel, SERVICE) == SERVING
+    await stub.Start(pb.StartRequest(call_id="on-time"), timeout=5)
