@@ -65,10 +65,17 @@ class EventLog:
         # The waiting watchers per watched key (None: the feed of all sessions);
         # a key is present only while somebody waits on it.
         self._wakeups: dict[str | None, set[asyncio.Future[None]]] = {}
+        self._closed = False
 
     @property
     def last_cursor(self) -> int:
         return self._last_cursor
+
+    def close(self) -> None:
+        """End every watch once it has caught up (the launcher shut down)."""
+        self._closed = True
+        for key in list(self._wakeups):
+            self._wake(key)
 
     def open_session(self, session_id: str) -> None:
         """Start keeping a per-session list for ``session_id``."""
@@ -146,7 +153,16 @@ class EventLog:
                 yield event
 
     async def _watch_all(self, after_cursor: int | None) -> AsyncIterator[SessionEvent]:
-        position = self._last_cursor if after_cursor is None else min(after_cursor, self._last_cursor)
+        if after_cursor is None:
+            position = self._last_cursor
+        elif after_cursor > self._last_cursor:
+            # A cursor this log never issued (the server restarted): say so,
+            # then replay everything still held.
+            oldest = max(1, self._last_cursor - self._size + 1)
+            yield self._gap(after_cursor, oldest)
+            position = oldest - 1
+        else:
+            position = max(after_cursor, 0)
         while True:
             oldest = max(1, self._last_cursor - self._size + 1)
             if position < oldest - 1:
@@ -159,6 +175,8 @@ class EventLog:
                 position = event.cursor
                 yield event
                 continue
+            if self._closed:
+                return
             await self._wait(None)
 
     async def _watch_session(
@@ -174,8 +192,13 @@ class EventLog:
                 yield ended[-1]
                 return
             position = self._last_cursor
+        elif after_cursor > self._last_cursor:
+            # A cursor this log never issued (the server restarted).
+            first = log.events[0].cursor if log.events else self._last_cursor + 1
+            yield self._gap(after_cursor, first)
+            position = first - 1
         else:
-            position = min(after_cursor, self._last_cursor)
+            position = max(after_cursor, 0)
         while True:
             if position < log.evicted_upto:
                 first = log.events[0].cursor if log.events else log.evicted_upto + 1
@@ -189,6 +212,6 @@ class EventLog:
                 if event.kind is EventKind.ENDED:
                     return
                 continue
-            if log.closed or log.ended:
+            if log.closed or log.ended or self._closed:
                 return  # a watcher resumed after the ENDED event: nothing will come
             await self._wait(session_id)

@@ -242,6 +242,9 @@ class AgentLauncher:
         if self._enders:
             await asyncio.gather(*self._enders, return_exceptions=True)
         await self._retention.aclose()
+        # Watchers get the last events, then their streams end cleanly
+        # (grpclib does not end open streams when its server closes).
+        self.events.close()
 
     # ---------------------------------------------------------------- start
 

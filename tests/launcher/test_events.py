@@ -79,13 +79,38 @@ async def test_resume_after_a_cursor_gives_exactly_the_missed_events() -> None:
     assert {e.cursor for e in seen}.isdisjoint(e.cursor for e in resumed)
 
 
-async def test_cursor_beyond_the_end_means_from_now_on() -> None:
+async def test_cursor_from_before_a_restart_gets_a_gap_then_everything_held() -> None:
     log = EventLog()
-    publish(log, 3)
-    watcher = asyncio.create_task(collect(log.watch(None, 1000), limit=1))
+    held = publish(log, 3)
+    events = await collect(log.watch(None, 1000), limit=4)
+    gap, rest = events[0], events[1:]
+    assert gap.kind is EventKind.GAP
+    assert gap.payload == {"after_cursor": 1000, "next_cursor": 1}
+    assert rest == held
+
+
+async def test_one_session_cursor_from_before_a_restart_replays_that_session() -> None:
+    log = EventLog()
+    log.open_session("s1")
+    mine = log.publish("s1", "c1", EventKind.AGENT, {"name": "a", "data": {}})
+    log.publish("s2", "c2", EventKind.AGENT, {"name": "b", "data": {}})
+    events = await collect(log.watch("s1", 1000), limit=2)
+    assert events[0].kind is EventKind.GAP
+    assert events[0].payload == {"after_cursor": 1000, "next_cursor": mine.cursor}
+    assert events[1:] == [mine]
+
+
+async def test_close_ends_caught_up_watchers_after_the_last_events() -> None:
+    log = EventLog()
+    log.open_session("s1")
+    everyone = asyncio.create_task(collect(log.watch(None, None), limit=100))
+    one = asyncio.create_task(collect(log.watch("s1", None), limit=100))
     await settle()
-    (event,) = publish(log, 1)
-    assert await asyncio.wait_for(watcher, 1) == [event]
+    last = log.publish("s1", "c1", EventKind.AGENT, {"name": "bye", "data": {}})
+    log.close()
+    assert await asyncio.wait_for(everyone, 1) == [last]
+    assert await asyncio.wait_for(one, 1) == [last]
+    assert not log._wakeups
 
 
 async def test_watcher_behind_the_buffer_gets_one_gap_then_continues() -> None:

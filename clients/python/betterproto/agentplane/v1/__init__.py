@@ -271,7 +271,9 @@ class EventsGap(betterproto2.Message):
     """
     Events were lost between the watcher's cursor and this event: the server's
     replay buffer no longer held them. A watcher that needs the full state
-    should re-read the sessions it cares about.
+    should re-read the sessions it cares about. When `next_cursor` is not larger
+    than `after_cursor`, the server never issued that cursor (it restarted):
+    what follows is everything it still holds.
     """
 
     @betterproto2.staticproperty
