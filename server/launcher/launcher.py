@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 import uuid
 from collections import Counter
@@ -106,9 +107,13 @@ class AgentLauncher:
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0 or None, got {value}")
         for name, value in (
-            ("drain_timeout", drain_timeout),
             ("create_agent_timeout", create_agent_timeout),
             ("stop_timeout", stop_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        for name, value in (
+            ("drain_timeout", drain_timeout),
             ("session_retention_seconds", session_retention_seconds),
             ("metrics_event_interval", metrics_event_interval),
         ):
@@ -130,7 +135,9 @@ class AgentLauncher:
         self._registry: SessionRegistry = registry or InMemorySessionRegistry()
         self._hooks = tuple(hooks)
         self.events = EventLog(buffer_size=event_buffer_size)
-        self._retention = ExpiryQueue(session_retention_seconds, max_retained_sessions, self._forget)
+        self._retention = ExpiryQueue(
+            session_retention_seconds, max_retained_sessions, self._forget
+        )
 
         self._live: dict[str, LiveSession] = {}
         self._enders: set[asyncio.Task[None]] = set()
@@ -495,7 +502,9 @@ class AgentLauncher:
         self._duration_total += record.ended_at - record.started_at
         self._call_hooks("session_ended", record)
 
-    def _publish_state(self, record: SessionRecord, previous: SessionState, new: SessionState) -> None:
+    def _publish_state(
+        self, record: SessionRecord, previous: SessionState, new: SessionState
+    ) -> None:
         self.events.publish(
             record.session_id,
             record.call_id,
@@ -540,6 +549,12 @@ class AgentLauncher:
         except Exception:
             logger.exception("agent.idle_for() of session %s raised", live.record.session_id)
             idle = 0.0
+        if not math.isfinite(idle) or idle < 0:
+            # A NaN delay would corrupt the loop's timer heap: count it as busy.
+            logger.warning(
+                "agent.idle_for() of session %s returned %r", live.record.session_id, idle
+            )
+            idle = 0.0
         if idle >= self.idle_timeout:
             self._begin_end(live, EndReason.IDLE_TIMEOUT)
             return
@@ -563,7 +578,11 @@ class AgentLauncher:
     # Host callbacks of SessionContext.
 
     def _presence_changed(self, live: LiveSession) -> None:
-        if self.idle_timeout is None or live.ending or callable(getattr(live.agent, "idle_for", None)):
+        if (
+            self.idle_timeout is None
+            or live.ending
+            or callable(getattr(live.agent, "idle_for", None))
+        ):
             return
         if live.alone_since is None:
             if live.idle_timer is not None:
@@ -667,6 +686,7 @@ class AgentLauncher:
             ended_by_reason=dict(self._ended_by_reason),
             rejected_by_reason=dict(self._rejected_by_reason),
             mean_duration_seconds=self._duration_total / ended if ended else None,
+            failed_starts=self._counts["failed_starts"],
         )
 
     @property

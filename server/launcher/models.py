@@ -120,3 +120,5 @@ class LauncherStats:
     ended_by_reason: dict[str, int]
     rejected_by_reason: dict[str, int]
     mean_duration_seconds: float | None
+    # Starts whose create_agent failed or timed out (nothing of them remains).
+    failed_starts: int = 0

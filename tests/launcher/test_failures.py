@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agentplane.server.launcher import (
+    AgentLauncher,
     AgentStartFailed,
     EndReason,
     LauncherError,
@@ -356,3 +357,27 @@ async def test_launcher_errors_share_a_base(make_launcher: MakeLauncher) -> None
     launcher = await make_launcher(Factory(errors=[RuntimeError("x")]))
     with pytest.raises(LauncherError):
         await launcher.start_session("call")
+
+
+async def test_nan_from_idle_for_counts_as_busy(make_launcher: MakeLauncher) -> None:
+    class NanIdle:
+        def idle_for(self) -> float:
+            return float("nan")
+
+    async def create(**_: Any) -> NanIdle:
+        return NanIdle()
+
+    async def join(agent: NanIdle, call_type: str, call_id: str, **_: Any) -> None:
+        await asyncio.sleep(3600)
+
+    launcher = await make_launcher(create, join, agent_idle_timeout=0.05)
+    session = await launcher.start_session("call-nan")
+    await asyncio.sleep(0.2)  # several idle checks ran; the loop must still work
+    assert (await launcher.get_session(session.session_id)).state.name == "RUNNING"
+    await asyncio.wait_for(launcher.close_session(session.session_id), 2)
+
+
+def test_zero_start_and_stop_timeouts_are_refused() -> None:
+    for name in ("create_agent_timeout", "stop_timeout"):
+        with pytest.raises(ValueError, match=name):
+            AgentLauncher(create_agent=lambda: None, join_call=asyncio.sleep, **{name: 0})
