@@ -70,6 +70,17 @@ def _configure_logging(agents_level: str, http_level: str) -> None:
         logging.getLogger(name).setLevel(http_level.upper())
 
 
+def _agent_option(with_agent: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    # Hidden in a user's own file, where the agent is that file's runner.
+    return click.option(
+        "--agent",
+        "agent_spec",
+        default=None,
+        hidden=not with_agent,
+        help="module:attribute of your AgentLauncher or Runner (default: the demo agent).",
+    )
+
+
 def _serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) -> click.Command:
     # No click defaults for host and ports: a flag left out keeps the value of
     # the runner's ServeOptions (by default 127.0.0.1, 8000 and 50051), so a
@@ -90,13 +101,7 @@ def _serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool)
     )
     @click.option("--agents-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
     @click.option("--http-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
-    @click.option(
-        "--agent",
-        "agent_spec",
-        default=None,
-        hidden=not with_agent,
-        help="module:attribute of your AgentLauncher or Runner (default: the demo agent).",
-    )
+    @_agent_option(with_agent)
     def serve(
         host: str | None,
         port: int | None,
@@ -120,13 +125,7 @@ def _run_command(get_runner: Callable[[str | None], Runner], with_agent: bool) -
     @click.option("--call-type", default="default", show_default=True)
     @click.option("--call-id", default=None, help="Call to join (default: a new random id).")
     @click.option("--agents-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
-    @click.option(
-        "--agent",
-        "agent_spec",
-        default=None,
-        hidden=not with_agent,
-        help="module:attribute of your AgentLauncher or Runner (default: the demo agent).",
-    )
+    @_agent_option(with_agent)
     def run(
         call_type: str, call_id: str | None, agents_log_level: str, agent_spec: str | None
     ) -> None:
