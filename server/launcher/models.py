@@ -55,6 +55,10 @@ class SessionRecord:
     # from the running session instead).
     final_metrics: dict[str, float] | None = None
 
+    @property
+    def ended(self) -> bool:
+        return self.state is SessionState.ENDED
+
     def snapshot(self) -> SessionRecord:
         """A copy safe to hand to a caller: later changes do not show in it."""
         return SessionRecord(
