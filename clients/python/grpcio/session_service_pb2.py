@@ -29,7 +29,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentplane/v1/session_service.proto\x12\ragentplane.v1\x1a\x1b\x61gentplane/v1/session.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n\x0cStartRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x11\n\tcall_type\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\x81\x01\n\rStartResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x36\n\x12session_started_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63lose_token\x18\x04 \x01(\t\"H\n\x0c\x43loseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63lose_token\x18\x03 \x01(\t\"8\n\rCloseResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.agentplane.v1.Session\"1\n\nGetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\"6\n\x0bGetResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.agentplane.v1.Session\"5\n\x0eMetricsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\"\x96\x02\n\x0fMetricsResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x36\n\x12session_started_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14metrics_generated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x07metrics\x18\x05 \x03(\x0b\x32+.agentplane.v1.MetricsResponse.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"U\n\x13StreamEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x19\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0f\n\r_after_cursor\"\xa9\x03\n\x14StreamEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07started\x18\n \x01(\x0b\x32\x1d.agentplane.v1.SessionStartedH\x00\x12\x34\n\rstate_changed\x18\x0b \x01(\x0b\x32\x1b.agentplane.v1.StateChangedH\x00\x12\x38\n\x0fmetrics_updated\x18\x0c \x01(\x0b\x32\x1d.agentplane.v1.MetricsUpdatedH\x00\x12,\n\x05\x65nded\x18\r \x01(\x0b\x32\x1b.agentplane.v1.SessionEndedH\x00\x12\x30\n\x0b\x61gent_event\x18\x0e \x01(\x0b\x32\x19.agentplane.v1.AgentEventH\x00\x12\'\n\x03gap\x18\x0f \x01(\x0b\x32\x18.agentplane.v1.EventsGapH\x00\x42\x07\n\x05\x65vent2\xe3\x06\n\x0eSessionService\x12x\n\x05Start\x12\x1b.agentplane.v1.StartRequest\x1a\x1c.agentplane.v1.StartResponse\"4\x82\xd3\xe4\x93\x02.\"\t/sessions:\x01*Z\x1e\"\x19/calls/{call_id}/sessions:\x01*\x12\x88\x02\n\x05\x43lose\x12\x1b.agentplane.v1.CloseRequest\x1a\x1c.agentplane.v1.CloseResponse\"\xc3\x01\x82\xd3\xe4\x93\x02\xbc\x01*\x16/sessions/{session_id}Z*\"\x1c/sessions/{session_id}/close:\x01*b\x07sessionZ1*&/calls/{call_id}/sessions/{session_id}b\x07sessionZ:\",/calls/{call_id}/sessions/{session_id}/close:\x01*b\x07sessionb\x07session\x12\x98\x01\n\x03Get\x12\x19.agentplane.v1.GetRequest\x1a\x1a.agentplane.v1.GetResponse\"Z\x82\xd3\xe4\x93\x02T\x12\x16/sessions/{session_id}Z1\x12&/calls/{call_id}/sessions/{session_id}b\x07sessionb\x07session\x12\xa2\x01\n\x07Metrics\x12\x1d.agentplane.v1.MetricsRequest\x1a\x1e.agentplane.v1.MetricsResponse\"X\x82\xd3\xe4\x93\x02R\x12\x1e/sessions/{session_id}/metricsZ0\x12./calls/{call_id}/sessions/{session_id}/metrics\x12\x8b\x01\n\x0cStreamEvents\x12\".agentplane.v1.StreamEventsRequest\x1a#.agentplane.v1.StreamEventsResponse\"0\x82\xd3\xe4\x93\x02*\x12\x1d/sessions/{session_id}/eventsZ\t\x12\x07/events0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentplane/v1/session_service.proto\x12\ragentplane.v1\x1a\x1b\x61gentplane/v1/session.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n\x0cStartRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x11\n\tcall_type\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\x96\x01\n\rStartResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x36\n\x12session_started_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x0b\x63lose_token\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_close_token\"H\n\x0c\x43loseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63lose_token\x18\x03 \x01(\t\"8\n\rCloseResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.agentplane.v1.Session\"1\n\nGetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\"6\n\x0bGetResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.agentplane.v1.Session\"5\n\x0eMetricsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\"\x96\x02\n\x0fMetricsResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x36\n\x12session_started_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14metrics_generated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x07metrics\x18\x05 \x03(\x0b\x32+.agentplane.v1.MetricsResponse.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"U\n\x13StreamEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x19\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0f\n\r_after_cursor\"\xa9\x03\n\x14StreamEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07started\x18\n \x01(\x0b\x32\x1d.agentplane.v1.SessionStartedH\x00\x12\x34\n\rstate_changed\x18\x0b \x01(\x0b\x32\x1b.agentplane.v1.StateChangedH\x00\x12\x38\n\x0fmetrics_updated\x18\x0c \x01(\x0b\x32\x1d.agentplane.v1.MetricsUpdatedH\x00\x12,\n\x05\x65nded\x18\r \x01(\x0b\x32\x1b.agentplane.v1.SessionEndedH\x00\x12\x30\n\x0b\x61gent_event\x18\x0e \x01(\x0b\x32\x19.agentplane.v1.AgentEventH\x00\x12\'\n\x03gap\x18\x0f \x01(\x0b\x32\x18.agentplane.v1.EventsGapH\x00\x42\x07\n\x05\x65vent2\xe3\x06\n\x0eSessionService\x12x\n\x05Start\x12\x1b.agentplane.v1.StartRequest\x1a\x1c.agentplane.v1.StartResponse\"4\x82\xd3\xe4\x93\x02.\"\t/sessions:\x01*Z\x1e\"\x19/calls/{call_id}/sessions:\x01*\x12\x88\x02\n\x05\x43lose\x12\x1b.agentplane.v1.CloseRequest\x1a\x1c.agentplane.v1.CloseResponse\"\xc3\x01\x82\xd3\xe4\x93\x02\xbc\x01*\x16/sessions/{session_id}Z*\"\x1c/sessions/{session_id}/close:\x01*b\x07sessionZ1*&/calls/{call_id}/sessions/{session_id}b\x07sessionZ:\",/calls/{call_id}/sessions/{session_id}/close:\x01*b\x07sessionb\x07session\x12\x98\x01\n\x03Get\x12\x19.agentplane.v1.GetRequest\x1a\x1a.agentplane.v1.GetResponse\"Z\x82\xd3\xe4\x93\x02T\x12\x16/sessions/{session_id}Z1\x12&/calls/{call_id}/sessions/{session_id}b\x07sessionb\x07session\x12\xa2\x01\n\x07Metrics\x12\x1d.agentplane.v1.MetricsRequest\x1a\x1e.agentplane.v1.MetricsResponse\"X\x82\xd3\xe4\x93\x02R\x12\x1e/sessions/{session_id}/metricsZ0\x12./calls/{call_id}/sessions/{session_id}/metrics\x12\x8b\x01\n\x0cStreamEvents\x12\".agentplane.v1.StreamEventsRequest\x1a#.agentplane.v1.StreamEventsResponse\"0\x82\xd3\xe4\x93\x02*\x12\x1d/sessions/{session_id}/eventsZ\t\x12\x07/events0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,25 +51,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTREQUEST']._serialized_start=176
   _globals['_STARTREQUEST']._serialized_end=294
   _globals['_STARTRESPONSE']._serialized_start=297
-  _globals['_STARTRESPONSE']._serialized_end=426
-  _globals['_CLOSEREQUEST']._serialized_start=428
-  _globals['_CLOSEREQUEST']._serialized_end=500
-  _globals['_CLOSERESPONSE']._serialized_start=502
-  _globals['_CLOSERESPONSE']._serialized_end=558
-  _globals['_GETREQUEST']._serialized_start=560
-  _globals['_GETREQUEST']._serialized_end=609
-  _globals['_GETRESPONSE']._serialized_start=611
-  _globals['_GETRESPONSE']._serialized_end=665
-  _globals['_METRICSREQUEST']._serialized_start=667
-  _globals['_METRICSREQUEST']._serialized_end=720
-  _globals['_METRICSRESPONSE']._serialized_start=723
-  _globals['_METRICSRESPONSE']._serialized_end=1001
-  _globals['_METRICSRESPONSE_METRICSENTRY']._serialized_start=955
-  _globals['_METRICSRESPONSE_METRICSENTRY']._serialized_end=1001
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=1003
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=1088
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=1091
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=1516
-  _globals['_SESSIONSERVICE']._serialized_start=1519
-  _globals['_SESSIONSERVICE']._serialized_end=2386
+  _globals['_STARTRESPONSE']._serialized_end=447
+  _globals['_CLOSEREQUEST']._serialized_start=449
+  _globals['_CLOSEREQUEST']._serialized_end=521
+  _globals['_CLOSERESPONSE']._serialized_start=523
+  _globals['_CLOSERESPONSE']._serialized_end=579
+  _globals['_GETREQUEST']._serialized_start=581
+  _globals['_GETREQUEST']._serialized_end=630
+  _globals['_GETRESPONSE']._serialized_start=632
+  _globals['_GETRESPONSE']._serialized_end=686
+  _globals['_METRICSREQUEST']._serialized_start=688
+  _globals['_METRICSREQUEST']._serialized_end=741
+  _globals['_METRICSRESPONSE']._serialized_start=744
+  _globals['_METRICSRESPONSE']._serialized_end=1022
+  _globals['_METRICSRESPONSE_METRICSENTRY']._serialized_start=976
+  _globals['_METRICSRESPONSE_METRICSENTRY']._serialized_end=1022
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=1024
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=1109
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=1112
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=1537
+  _globals['_SESSIONSERVICE']._serialized_start=1540
+  _globals['_SESSIONSERVICE']._serialized_end=2407
 # @@protoc_insertion_point(module_scope)
