@@ -1,9 +1,26 @@
-"""agentplane's HTTP side: an ASGI application next to the gRPC server.
+"""agentplane's HTTP/JSON gateway, driven by the proto's ``google.api.http`` rules.
 
-So far it serves the operator endpoints (``/health``, ``/ready``,
-``/metrics``); the proto-driven JSON routes build on the same app.
+``create_app(backend)`` builds the ASGI app; the backend is the server itself
+in ``agentplane serve`` (no network hop) or ``GrpcUpstream`` for a standalone
+gateway (``agentplane gateway --upstream HOST:PORT``).
 """
 
-from .app import create_app
+from .app import CorsOptions, create_app, session_service
+from .backend import Backend, CallInfo
+from .bindings import Binding, BindingError, service_bindings
+from .errors import HTTP_STATUS, RpcError
+from .upstream import GrpcUpstream
 
-__all__ = ["create_app"]
+__all__ = [
+    "HTTP_STATUS",
+    "Backend",
+    "Binding",
+    "BindingError",
+    "CallInfo",
+    "CorsOptions",
+    "GrpcUpstream",
+    "RpcError",
+    "create_app",
+    "service_bindings",
+    "session_service",
+]

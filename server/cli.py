@@ -99,6 +99,11 @@ def _serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool)
         type=click.IntRange(0, 65535),
         help="gRPC port.  [default: 50051]",
     )
+    @click.option(
+        "--demo-page/--no-demo-page",
+        default=None,
+        help="Serve the browser demo page at /demo/.  [default: on]",
+    )
     @click.option("--agents-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
     @click.option("--http-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
     @_agent_option(with_agent)
@@ -106,13 +111,14 @@ def _serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool)
         host: str | None,
         port: int | None,
         grpc_port: int | None,
+        demo_page: bool | None,
         agents_log_level: str,
         http_log_level: str,
         agent_spec: str | None,
     ) -> None:
         _configure_logging(agents_log_level, http_log_level)
         runner = get_runner(agent_spec)
-        given = {"host": host, "port": port, "grpc_port": grpc_port}
+        given = {"host": host, "port": port, "grpc_port": grpc_port, "demo_page": demo_page}
         overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         runner.serve_options = dataclasses.replace(runner.serve_options, **overrides)
         asyncio.run(runner.serve(http_port=runner.serve_options.port))
@@ -155,3 +161,47 @@ def main() -> None:
 
 main.add_command(_serve_command(load_runner, with_agent=True))
 main.add_command(_run_command(load_runner, with_agent=True))
+
+
+@main.command("gateway", help="Serve the HTTP/JSON gateway alone, in front of a remote server.")
+@click.option("--upstream", required=True, help="HOST:PORT of an agentplane gRPC server.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--cors-allow-origin",
+    "origins",
+    multiple=True,
+    help="An origin browsers may call from (repeat it; default: any, without credentials).",
+)
+@click.option(
+    "--cors-allow-credentials", is_flag=True, help="Allow cookies/auth (needs explicit origins)."
+)
+@click.option(
+    "--upstream-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
+    help="Deadline of each unary call to the upstream, in seconds.",
+)  # fmt: skip
+@click.option("--http-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
+def gateway(
+    upstream: str,
+    host: str,
+    port: int,
+    origins: tuple[str, ...],
+    cors_allow_credentials: bool,
+    upstream_timeout: float,
+    http_log_level: str,
+) -> None:
+    from agentplane.gateway import CorsOptions
+
+    from .standalone_gateway import parse_upstream, serve_gateway
+
+    _configure_logging("INFO", http_log_level)
+    try:
+        parse_upstream(upstream)
+        cors = CorsOptions(
+            allow_origins=origins or ("*",), allow_credentials=cors_allow_credentials
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    asyncio.run(
+        serve_gateway(upstream, host=host, port=port, cors=cors, upstream_timeout=upstream_timeout)
+    )

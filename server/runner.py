@@ -21,9 +21,10 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from agentplane.gateway import create_app
+from agentplane.gateway import CorsOptions, create_app
 
 from .api import SessionAPI
+from .gateway_backend import InProcessBackend
 from .grpc_server import GrpcServer
 from .http_server import HttpServer
 from .launcher import AgentLauncher, EventKind
@@ -45,6 +46,10 @@ class Runner:
         self.grpc: GrpcServer | None = None
         self.http_port: int | None = None
         self.operator_metrics = OperatorMetrics(launcher)
+        # The HTTP app exists from the start so it can be customized before
+        # serve() (routes, middleware), like the reference's runner.fast_api.
+        self._demo_routes: list[Any] = []
+        self.fast_api: Any = self.serve_options.fast_api or self._gateway_app()
         self._signals = 0
         self._stop: asyncio.Event | None = None
 
@@ -66,13 +71,15 @@ class Runner:
     ) -> None:
         """Serve until a signal (or ``stop()``), then drain and exit.
 
-        gRPC listens on ``grpc_port``; with ``http_port`` the HTTP side
-        (``/health``, ``/ready``, ``/metrics``) listens there too. Port 0
+        gRPC listens on ``grpc_port``; with ``http_port`` the HTTP/JSON
+        gateway (``fast_api``: the session routes, ``/health``, ``/ready``,
+        ``/metrics``, ``/docs``) listens there too. Port 0
         picks a free port; the bound ports are logged and kept on the runner.
         """
         options = self.serve_options
         host = host or options.host
         self._stop = asyncio.Event()
+        self._apply_demo_page()
         self.grpc = GrpcServer(self.launcher, self.api)
         await self.grpc.start(host, options.grpc_port if grpc_port is None else grpc_port)
         logger.info("agentplane gRPC listening on %s:%s", host, self.grpc.port)
@@ -80,7 +87,7 @@ class Runner:
         http: HttpServer | None = None
         try:
             if http_port is not None:
-                http = HttpServer(self._http_app(), host, http_port)
+                http = HttpServer(self.fast_api, host, http_port)
                 await http.start()
                 self.http_port = http.port
                 logger.info("agentplane HTTP listening on %s:%s", host, http.port)
@@ -103,11 +110,32 @@ class Runner:
             self._remove_signal_handlers()
             logger.info("agentplane stopped")
 
-    def _http_app(self) -> Any:
+    def _gateway_app(self) -> Any:
+        options = self.serve_options
+        try:  # TEMPORARY until gateway/demo.py lands
+            from agentplane.gateway.demo import demo_routes
+        except ImportError:
+            demo_routes = list
+        self._demo_routes = list(demo_routes())
         return create_app(
-            accepting=lambda: self.launcher.accepting,
+            InProcessBackend(self.api, self.launcher),
             metrics=self.operator_metrics.exposition,
+            cors=CorsOptions(
+                allow_origins=tuple(options.cors_allow_origins),
+                allow_methods=tuple(options.cors_allow_methods),
+                allow_headers=tuple(options.cors_allow_headers),
+                allow_credentials=options.cors_allow_credentials,
+            ),
+            extra_routes=self._demo_routes,
         )
+
+    def _apply_demo_page(self) -> None:
+        # The option may change after __init__ (`serve --no-demo-page`); the
+        # routes of our own app follow it. A user's own app is left as it is.
+        if self.serve_options.fast_api is not None or self.serve_options.demo_page:
+            return
+        routes = self.fast_api.router.routes
+        routes[:] = [r for r in routes if all(r is not d for d in self._demo_routes)]
 
     def stop(self) -> None:
         """Begin a graceful stop, as the first SIGTERM does."""

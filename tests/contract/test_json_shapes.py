@@ -1,8 +1,9 @@
 """The protojson rendering of the contract matches the reference agent server's HTTP bodies.
 
 The HTTP/JSON gateway renders messages as protojson with proto field names (what
-grpc-gateway does with `UseProtoNames`). The reference bodies below are those of
-the Vision Agents HTTP server documentation (POST /sessions, GET .../metrics).
+grpc-gateway does with `UseProtoNames`), fields without presence always present;
+`render` below is the gateway's own. The reference bodies are those of the
+Vision Agents HTTP server documentation (POST /sessions, GET .../metrics).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from agentplane.clients.grpcio import session_pb2, session_service_pb2
+from agentplane.gateway.codec import render as gateway_render
 
 # Reference request/response bodies, verbatim from the reference server's docs.
 START_REQUEST_BODY = '{"call_id": "my-call-123", "call_type": "default"}'
@@ -39,7 +41,9 @@ METRICS_RESPONSE_BODY = """{
 
 
 def render(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    rendered = gateway_render(message)
+    assert isinstance(rendered, dict)
+    return rendered
 
 
 def assert_same_body(rendered: dict[str, Any], reference: dict[str, Any]) -> None:
@@ -75,7 +79,14 @@ def test_start_response_matches_reference() -> None:
 
 def test_start_response_close_token_only_appears_when_set() -> None:
     response = session_service_pb2.StartResponse(session_id="abc-123", close_token="ct_1")
-    assert render(response) == {"session_id": "abc-123", "close_token": "ct_1"}
+    assert render(response) == {"session_id": "abc-123", "call_id": "", "close_token": "ct_1"}
+    # Explicit presence: an empty token is still "issued", an unset one is absent.
+    assert "close_token" not in render(session_service_pb2.StartResponse(session_id="abc-123"))
+
+
+def test_metrics_map_is_present_even_when_empty() -> None:
+    # Clients read body.metrics[...] without an existence check.
+    assert render(session_service_pb2.MetricsResponse(session_id="s"))["metrics"] == {}
 
 
 def test_metrics_response_matches_reference() -> None:
@@ -110,10 +121,7 @@ def test_start_request_body_parses() -> None:
 def test_start_request_metadata_is_free_form_json() -> None:
     body = '{"call_id": "c", "metadata": {"user": {"id": 7, "tags": ["a", null, true]}}}'
     request = json_format.Parse(body, session_service_pb2.StartRequest())
-    assert render(request) == {
-        "call_id": "c",
-        "metadata": {"user": {"id": 7.0, "tags": ["a", None, True]}},
-    }
+    assert render(request)["metadata"] == {"user": {"id": 7.0, "tags": ["a", None, True]}}
 
 
 def test_get_response_session_starts_with_reference_keys() -> None:
@@ -141,11 +149,11 @@ def test_enums_render_as_names() -> None:
         end_reason=session_pb2.END_REASON_IDLE_TIMEOUT,
         ended_at=timestamp("2025-01-15T10:40:00.250Z"),
     )
-    assert render(session) == {
-        "state": "SESSION_STATE_ENDED",
-        "end_reason": "END_REASON_IDLE_TIMEOUT",
-        "ended_at": "2025-01-15T10:40:00.250Z",
-    }
+    rendered = render(session)
+    assert rendered["state"] == "SESSION_STATE_ENDED"
+    assert rendered["end_reason"] == "END_REASON_IDLE_TIMEOUT"
+    assert rendered["ended_at"] == "2025-01-15T10:40:00.250Z"
+    assert "metadata" not in rendered  # an unset message field is left out
     changed = session_pb2.StateChanged(
         previous_state=session_pb2.SESSION_STATE_RUNNING, state=session_pb2.SESSION_STATE_ENDING
     )

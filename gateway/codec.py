@@ -1,0 +1,220 @@
+"""Protobuf requests from HTTP parts, and JSON from protobuf responses.
+
+Rules of grpc-gateway: the body (``body: "*"`` or one field) is parsed first;
+path variables then set their fields; remaining fields may come from the
+query string (never for ``body: "*"``). JSON is protojson with proto field
+names on the way out; on the way in both proto and lowerCamel names are
+accepted and unknown fields are ignored. Whatever is wrong with the input
+becomes an INVALID_ARGUMENT ``RpcError`` naming the field or the problem.
+
+Request bodies are decoded by content type (``BODY_DECODERS``): JSON for
+``application/json``, ``text/plain`` (what ``navigator.sendBeacon`` sends for a
+string) and a body without a type (a typeless Blob); form fields for
+``application/x-www-form-urlencoded`` and ``multipart/form-data``, each a field
+path as in a query string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from .bindings import Binding, resolve_field
+from .errors import RpcError
+
+# strconv.ParseBool's spellings, as grpc-gateway accepts them in paths and queries.
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def render(message: Message) -> Any:
+    """protojson with proto field names; fields without presence always present.
+
+    Scalars, maps and lists always appear (``"metrics": {}`` for a fresh
+    session), so clients need no existence checks; fields with presence
+    (messages, ``optional`` scalars such as ``close_token``) only when set.
+    """
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def response_json(binding: Binding, response: Message) -> Any:
+    """The JSON of ``response``, or of its ``response_body`` field."""
+    if binding.response_body:
+        return render(getattr(response, binding.response_body))
+    return render(response)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParts:
+    """What an HTTP request offers to fill a protobuf request."""
+
+    path_params: Mapping[str, str]
+    query: Sequence[tuple[str, str]]
+    body: Any = None  # decoded JSON, or None
+    form: Sequence[tuple[str, str]] = ()
+    has_body: bool = False
+
+
+def build_request(binding: Binding, parts: RequestParts) -> Message:
+    """The request message for ``binding`` from the parts of an HTTP request."""
+    request = binding.request_type()
+    bound: set[str] = set()
+    if binding.body and parts.has_body:
+        if parts.form:
+            for key, values in _group(parts.form).items():
+                field_path = key if binding.body == "*" else f"{binding.body}.{key}"
+                set_from_strings(request, field_path, values, source="form field")
+        elif parts.body is not None:
+            _parse_body(binding, request, parts.body)
+    if binding.body:
+        bound.add(binding.body)
+    for field_path, value in parts.path_params.items():
+        set_from_strings(request, field_path, [value], source="path")
+        bound.add(field_path)
+    if binding.body != "*":
+        for key, values in _group(parts.query).items():
+            if key.split(".")[0] in bound or key in bound:
+                continue
+            set_from_strings(request, key, values, source="query parameter", ignore_unknown=True)
+    return request
+
+
+def _parse_body(binding: Binding, request: Message, body: Any) -> None:
+    if binding.body == "*":
+        if not isinstance(body, dict):
+            raise RpcError.invalid_argument(
+                f"request body must be a JSON object, got {_json_kind(body)}"
+            )
+        target, payload = request, body
+    else:
+        target, payload = request, {binding.body: body}
+    try:
+        json_format.ParseDict(payload, target, ignore_unknown_fields=True)
+    except json_format.ParseError as error:
+        raise RpcError.invalid_argument(f"invalid request body: {error}") from None
+
+
+def set_from_strings(
+    message: Message,
+    field_path: str,
+    values: Sequence[str],
+    *,
+    source: str,
+    ignore_unknown: bool = False,
+) -> None:
+    """Set a (dotted) field from text, converting by the field's type."""
+    descriptor: Any = message.DESCRIPTOR
+    field = resolve_field(descriptor, _proto_path(message, field_path))
+    if field is None:
+        if ignore_unknown:
+            return  # grpc-gateway ignores query parameters it cannot place
+        raise RpcError.invalid_argument(f"{source} {field_path!r} names no field", field_path)
+    names = _proto_path(message, field_path).split(".")
+    repeated = bool(field.is_repeated)
+    if field.message_type is not None and not _is_wkt_scalar(field):
+        if ignore_unknown:
+            return
+        raise RpcError.invalid_argument(
+            f"{source} {field_path!r} is a message; send it in a JSON body", field_path
+        )
+    if not repeated and len(values) > 1:
+        raise RpcError.invalid_argument(
+            f"{source} {field_path!r} is given {len(values)} times but holds one value", field_path
+        )
+    converted = [_convert(field, value, field_path, source) for value in values]
+    payload: Any = converted if repeated else converted[0]
+    for name in reversed(names):
+        payload = {name: payload}
+    try:
+        json_format.ParseDict(payload, message)
+    except json_format.ParseError as error:
+        raise RpcError.invalid_argument(
+            f"invalid {source} {field_path!r}: {error}", field_path
+        ) from None
+
+
+def _convert(field: FieldDescriptor, value: str, field_path: str, source: str) -> Any:
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise RpcError.invalid_argument(
+            f"invalid {source} {field_path!r}: {value!r} is not a boolean", field_path
+        )
+    # protojson accepts numbers, enums (by name or number), bytes (base64) and
+    # the string-encoded well-known types as strings: let it convert.
+    if field.type == FieldDescriptor.TYPE_ENUM and value.lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def _is_wkt_scalar(field: FieldDescriptor) -> bool:
+    # Well-known types whose JSON form is a single string or number.
+    return field.message_type is not None and field.message_type.full_name in {
+        "google.protobuf.Timestamp",
+        "google.protobuf.Duration",
+        "google.protobuf.FieldMask",
+        "google.protobuf.StringValue",
+        "google.protobuf.BytesValue",
+        "google.protobuf.BoolValue",
+        "google.protobuf.Int32Value",
+        "google.protobuf.Int64Value",
+        "google.protobuf.UInt32Value",
+        "google.protobuf.UInt64Value",
+        "google.protobuf.FloatValue",
+        "google.protobuf.DoubleValue",
+    }
+
+
+def _proto_path(message: Message, field_path: str) -> str:
+    """Accept lowerCamel JSON names too: map each part to its proto name."""
+    descriptor: Any = message.DESCRIPTOR
+    parts: list[str] = []
+    for part in field_path.split("."):
+        if descriptor is None:
+            parts.append(part)
+            continue
+        field = descriptor.fields_by_name.get(part)
+        if field is None:
+            field = next((f for f in descriptor.fields if f.json_name == part), None)
+        if field is None:
+            parts.append(part)
+            descriptor = None
+            continue
+        parts.append(field.name)
+        descriptor = field.message_type
+    return ".".join(parts)
+
+
+def _group(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return type(value).__name__

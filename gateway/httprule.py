@@ -1,0 +1,204 @@
+"""``google.api.http`` path templates: parsed once, matched per request.
+
+The grammar is that of ``google/api/http.proto``::
+
+    Template = "/" Segments [ Verb ] ;
+    Segments = Segment { "/" Segment } ;
+    Segment  = "*" | "**" | LITERAL | Variable ;
+    Variable = "{" FieldPath [ "=" Segments ] "}" ;
+    FieldPath = IDENT { "." IDENT } ;
+    Verb     = ":" LITERAL ;
+
+``PathTemplate.parse`` refuses a bad template with ``TemplateError`` (the
+gateway then refuses to start). ``match`` works on the *raw* (still
+percent-encoded) request path, so an encoded ``/`` inside a segment never
+splits it: a single-segment variable is fully decoded, a multi-segment one
+(``{name=a/**}``) keeps ``%2F`` encoded, as the HttpRule spec asks.
+
+Example::
+
+    >>> t = PathTemplate.parse("/calls/{call_id}/sessions/{session_id}")
+    >>> t.match("/calls/c%3A1/sessions/s1")
+    {'call_id': 'c:1', 'session_id': 's1'}
+    >>> t
+    PathTemplate('/calls/{call_id}/sessions/{session_id}')
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+# RFC 3986 pchar without "/", "{", "}", ":" (":" only ends a segment before a verb).
+_LITERAL = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=@%]+")
+
+WILD = "*"
+DEEP_WILD = "**"
+
+
+class TemplateError(ValueError):
+    """A ``google.api.http`` path template that does not follow the grammar."""
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """A captured field: segments ``start`` up to ``end`` (None: to the end)."""
+
+    field_path: str
+    start: int
+    end: int | None
+
+    @property
+    def multi_segment(self) -> bool:
+        return self.end is None or self.end - self.start != 1
+
+
+@dataclass(frozen=True, slots=True)
+class PathTemplate:
+    """A compiled template: segment patterns (literals, ``*``, ``**``) and variables."""
+
+    text: str
+    segments: tuple[str, ...]
+    variables: tuple[Variable, ...]
+    verb: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> PathTemplate:
+        return _Parser(text).template()
+
+    def __repr__(self) -> str:
+        return f"PathTemplate({self.text!r})"
+
+    @property
+    def field_paths(self) -> tuple[str, ...]:
+        return tuple(v.field_path for v in self.variables)
+
+    def match(self, raw_path: str) -> dict[str, str] | None:
+        """The variables of ``raw_path`` (percent-encoded), or None if it does not match."""
+        if not raw_path.startswith("/"):
+            return None
+        parts = raw_path[1:].split("/")
+        if self.verb is not None:
+            head, sep, verb = parts[-1].rpartition(":")
+            if not sep or unquote(verb) != self.verb:
+                return None
+            parts[-1] = head
+        if not self._segments_match(parts):
+            return None
+        values: dict[str, str] = {}
+        for var in self.variables:
+            chosen = parts[var.start :] if var.end is None else parts[var.start : var.end]
+            if var.multi_segment:
+                # Reserved expansion: an encoded "/" stays encoded.
+                values[var.field_path] = "/".join(_unquote_keep_slash(p) for p in chosen)
+            else:
+                values[var.field_path] = unquote(chosen[0])
+        return values
+
+    def _segments_match(self, parts: list[str]) -> bool:
+        pattern = self.segments
+        if pattern and pattern[-1] == DEEP_WILD:
+            # "**" is always last (the parser enforces it): it takes the rest.
+            head = pattern[:-1]
+            if len(parts) < len(head):
+                return False
+            return all(_segment_ok(p, s) for p, s in zip(head, parts, strict=False))
+        if len(parts) != len(pattern):
+            return False
+        return all(_segment_ok(p, s) for p, s in zip(pattern, parts, strict=True))
+
+
+def _unquote_keep_slash(segment: str) -> str:
+    return unquote(re.sub("%2[Ff]", "%252F", segment))
+
+
+def _segment_ok(pattern: str, segment: str) -> bool:
+    if pattern == WILD:
+        return segment != ""
+    return unquote(segment) == pattern
+
+
+class _Parser:
+    """A recursive-descent parser over the template text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.segments: list[str] = []
+        self.variables: list[Variable] = []
+
+    def fail(self, why: str) -> TemplateError:
+        return TemplateError(f"bad path template {self.text!r} at {self.pos}: {why}")
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expect(self, char: str) -> None:
+        if self.peek() != char:
+            raise self.fail(f"expected {char!r}")
+        self.pos += 1
+
+    def template(self) -> PathTemplate:
+        self.expect("/")
+        self.segments_rule(inside_variable=False)
+        verb = None
+        if self.peek() == ":":
+            self.pos += 1
+            verb = self.literal()
+        if self.pos != len(self.text):
+            raise self.fail("unexpected character")
+        if self.segments.count(DEEP_WILD) > 1 or (
+            DEEP_WILD in self.segments and self.segments[-1] != DEEP_WILD
+        ):
+            raise self.fail("'**' may only be the last segment")
+        names = [v.field_path for v in self.variables]
+        if len(set(names)) != len(names):
+            raise self.fail("a field is bound twice")
+        return PathTemplate(self.text, tuple(self.segments), tuple(self.variables), verb)
+
+    def segments_rule(self, *, inside_variable: bool) -> None:
+        self.segment(inside_variable=inside_variable)
+        while self.peek() == "/":
+            self.pos += 1
+            self.segment(inside_variable=inside_variable)
+
+    def segment(self, *, inside_variable: bool) -> None:
+        if self.text.startswith(DEEP_WILD, self.pos):
+            self.pos += 2
+            self.segments.append(DEEP_WILD)
+        elif self.peek() == "*":
+            self.pos += 1
+            self.segments.append(WILD)
+        elif self.peek() == "{":
+            if inside_variable:
+                raise self.fail("variables cannot nest")
+            self.variable()
+        else:
+            self.segments.append(unquote(self.literal()))
+
+    def variable(self) -> None:
+        self.expect("{")
+        match = _FIELD_PATH.match(self.text, self.pos)
+        if match is None:
+            raise self.fail("expected a field path")
+        self.pos = match.end()
+        start = len(self.segments)
+        if self.peek() == "=":
+            self.pos += 1
+            self.segments_rule(inside_variable=True)
+        else:
+            self.segments.append(WILD)
+        self.expect("}")
+        end: int | None = len(self.segments)
+        if DEEP_WILD in self.segments[start:]:
+            end = None
+        self.variables.append(Variable(match.group(0), start, end))
+
+    def literal(self) -> str:
+        match = _LITERAL.match(self.text, self.pos)
+        if match is None:
+            raise self.fail("expected a literal segment")
+        self.pos = match.end()
+        return match.group(0)

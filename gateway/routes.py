@@ -1,0 +1,139 @@
+"""``RpcRoutes``: every HTTP binding of the service as one Starlette route.
+
+``matches`` answers FULL (path and method fit a binding), PARTIAL (the path
+fits, the method does not: Starlette then calls ``handle`` for a 405 naming
+every allowed method) or NONE. ``handle`` transcodes: body, path and query
+into the request message, the call through the ``Backend``, the response
+(or its ``response_body`` field) back as JSON, or a stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
+
+from .backend import Backend, CallInfo
+from .bindings import Binding
+from .bodies import DEFAULT_MAX_BODY_BYTES, DecodedBody, decode_body, read_body
+from .codec import RequestParts, build_request, dumps, response_json, set_from_strings
+from .errors import JSON_TYPE, RpcError, routing_error
+from .headers import forwarded_metadata
+from .streaming import DEFAULT_HEARTBEAT, SSE_RESUME, stream_response, wants_sse
+
+# Success statuses other than 200, declared in this one place (grpc-gateway
+# reaches the same with its `x-http-code` header-metadata pattern). Start
+# answers 201 Created, as the reference agent server does.
+SUCCESS_STATUS: Mapping[str, int] = {"/agentplane.v1.SessionService/Start": 201}
+
+_BINDING = "agentplane.binding"
+_PATH_PARAMS = "agentplane.path_params"
+_ALLOW = "agentplane.allow"
+
+
+class RpcRoutes(BaseRoute):
+    """Serves ``bindings`` through ``backend``."""
+
+    def __init__(
+        self,
+        bindings: Sequence[Binding],
+        backend: Backend,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+    ) -> None:
+        self.bindings = tuple(bindings)
+        self.backend = backend
+        self.max_body_bytes = max_body_bytes
+        self.heartbeat = heartbeat
+
+    def __repr__(self) -> str:
+        return f"RpcRoutes({len(self.bindings)} bindings)"
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        path = _raw_path(scope)
+        allowed: list[str] = []
+        for binding in self.bindings:
+            params = binding.template.match(path)
+            if params is None:
+                continue
+            if binding.http_method == scope["method"]:
+                return Match.FULL, {_BINDING: binding, _PATH_PARAMS: params}
+            allowed.append(binding.http_method)
+        if allowed:
+            return Match.PARTIAL, {_ALLOW: allowed}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        from starlette.routing import NoMatchFound
+
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        binding: Binding | None = scope.get(_BINDING)
+        if binding is None:
+            allow = sorted(set(scope.get(_ALLOW, ())))
+            await routing_error(405, allow).response()(scope, receive, send)
+            return
+        try:
+            await self._transcode(binding, scope, receive, send)
+        except RpcError as error:
+            await error.response()(scope, receive, send)
+
+    async def _transcode(
+        self, binding: Binding, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        headers = Headers(scope=scope)
+        body = DecodedBody()
+        if binding.body:
+            length = headers.get("content-length")
+            raw = await read_body(
+                receive, self.max_body_bytes, int(length) if length and length.isdigit() else None
+            )
+            body = decode_body(headers.get("content-type"), raw)
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        request = build_request(
+            binding,
+            RequestParts(
+                path_params=scope[_PATH_PARAMS],
+                query=query,
+                body=body.json,
+                form=body.form,
+                has_body=body.present,
+            ),
+        )
+        client = scope.get("client")
+        call = CallInfo(
+            metadata=forwarded_metadata(scope["headers"], client[0] if client else None),
+            peer=f"{client[0]}:{client[1]}" if client else None,
+        )
+        if binding.server_streaming:
+            sse = wants_sse(headers.get("accept", ""))
+            last_id = headers.get("last-event-id")
+            resume_field = SSE_RESUME[1]
+            if sse and last_id and resume_field in request.DESCRIPTOR.fields_by_name:
+                set_from_strings(request, resume_field, [last_id.strip()], source="Last-Event-ID")
+            messages = await self.backend.open_stream(binding, request, call)
+            await stream_response(messages, receive, send, sse=sse, heartbeat=self.heartbeat)
+            return
+        response = await self.backend.unary(binding, request, call)
+        status = SUCCESS_STATUS.get(binding.rpc_path, 200)
+        await Response(dumps(response_json(binding, response)), status, media_type=JSON_TYPE)(
+            scope, receive, send
+        )
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1").split("?", 1)[0] if raw else quote(str(scope["path"]))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root) :]  # mounted under a prefix in a bigger app
+    return str(path)
