@@ -75,7 +75,10 @@ def build_request(binding: Binding, parts: RequestParts) -> Message:
         if parts.form:
             for key, values in _group(parts.form).items():
                 field_path = key if binding.body == "*" else f"{binding.body}.{key}"
-                set_from_strings(request, field_path, values, source="form field")
+                # Unknown fields are ignored, as in JSON bodies.
+                set_from_strings(
+                    request, field_path, values, source="form field", ignore_unknown=True
+                )
         elif parts.body is not None:
             _parse_body(binding, request, parts.body)
     if binding.body:
@@ -124,8 +127,6 @@ def set_from_strings(
     names = _proto_path(message, field_path).split(".")
     repeated = bool(field.is_repeated)
     if field.message_type is not None and not _is_wkt_scalar(field):
-        if ignore_unknown:
-            return
         raise RpcError.invalid_argument(
             f"{source} {field_path!r} is a message; send it in a JSON body", field_path
         )

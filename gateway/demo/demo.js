@@ -1,0 +1,221 @@
+// The demo page: start an agent, watch its state, metrics and events, close it.
+// Everything goes through agentplane.js, as a web app of your own would.
+//
+// Query parameters: ?call_id=... prefills the call id, ?token=... the API token
+// (needed when the server has auth on; the token field does the same).
+import { AgentplaneClient, AgentplaneError } from "./agentplane.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+// The page lives at <gateway>/demo/; the API is the gateway's root.
+const baseUrl = new URL("..", location.href).href;
+
+$("call-id").value = params.get("call_id") || `demo-call-${Math.random().toString(36).slice(2, 8)}`;
+$("token").value = params.get("token") || "";
+
+let client = null;
+let session = null;
+let stream = null;
+let disarm = null;
+let live = false; // a session is running: the page still expects its events
+
+$("start-form").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  showError(null);
+  reset();
+  client = new AgentplaneClient({ baseUrl, token: $("token").value.trim() || null });
+  $("start").disabled = true;
+  try {
+    session = await client.start({ call_id: $("call-id").value.trim(), call_type: "default" });
+  } catch (error) {
+    showError(error);
+    $("start").disabled = false;
+    return;
+  }
+  const current = session;
+  live = true;
+  // From here on, leaving or closing the tab ends the agent.
+  disarm = client.closeOnPageHide(current);
+  $("close").disabled = false;
+  $("hint").textContent = "Leaving, reloading or closing this tab now ends the agent (sendBeacon).";
+  $("session-id").textContent = current.session_id;
+  $("session-call").textContent = current.call_id;
+  $("started-at").textContent = formatTime(current.session_started_at);
+  $("stream").textContent = "connecting…";
+  stream = client.events(current, {
+    afterCursor: 0, // replay what happened since the start, then follow live
+    onOpen: () => { $("stream").textContent = "live"; },
+    onEvent: (event) => onEvent(current, event),
+    onError: (error) => {
+      $("stream").textContent = "stopped";
+      showError(error);
+    },
+  });
+  Promise.all([client.get(current), client.metrics(current)])
+    .then(([found, metrics]) => {
+      // The events may have overtaken these answers: they have the last word.
+      if (!live || session !== current) return;
+      renderSession(found);
+      renderMetrics(metrics.metrics ?? {});
+    })
+    .catch(showError);
+});
+
+$("close").addEventListener("click", async () => {
+  const current = session;
+  if (current === null) return;
+  $("close").disabled = true;
+  try {
+    renderSession(await client.close(current));
+    finish(current);
+  } catch (error) {
+    showError(error);
+    $("close").disabled = false;
+  }
+});
+
+function onEvent(current, event) {
+  if (session !== current) return;
+  log(event);
+  if (event.started) renderSession(event.started.session);
+  else if (event.state_changed) setState(event.state_changed.state);
+  else if (event.metrics_updated) renderMetrics(event.metrics_updated.metrics ?? {});
+  else if (event.ended) {
+    renderSession(event.ended.session);
+    renderMetrics(event.ended.metrics ?? {});
+    $("stream").textContent = "done (the session ended)";
+    finish(current);
+  } else if (event.gap) {
+    client.get(current).then(renderSession, showError);
+  }
+}
+
+function finish(current) {
+  if (session !== current) return;
+  live = false;
+  disarm?.();
+  disarm = null;
+  $("close").disabled = true;
+  $("start").disabled = false;
+  $("hint").textContent = "";
+}
+
+function reset() {
+  stream?.close();
+  disarm?.();
+  session = stream = disarm = null;
+  live = false;
+  setState(null);
+  for (const id of ["session-id", "session-call", "started-at", "end-reason", "stream"]) $(id).textContent = "–";
+  renderMetrics({});
+  $("events").replaceChildren();
+  $("events-empty").hidden = false;
+}
+
+// ------------------------------------------------------------------ render
+
+const short = (name, prefix) => (name ?? "").replace(prefix, "").toLowerCase().replaceAll("_", " ");
+
+function setState(state) {
+  const badge = $("state");
+  const name = state ? short(state, "SESSION_STATE_") : "none";
+  badge.dataset.state = name;
+  badge.textContent = state ? name : "no session";
+}
+
+function renderSession(value) {
+  setState(value.state);
+  $("session-id").textContent = value.session_id;
+  $("session-call").textContent = `${value.call_id} (${value.call_type || "default"})`;
+  $("started-at").textContent = formatTime(value.session_started_at);
+  if (value.end_reason && value.end_reason !== "END_REASON_UNSPECIFIED") {
+    const error = value.error_message ? `: ${value.error_message}` : "";
+    $("end-reason").textContent = `${short(value.end_reason, "END_REASON_")}${error}, ${formatTime(value.ended_at)}`;
+  }
+}
+
+function renderMetrics(metrics) {
+  const rows = Object.keys(metrics).sort().map((name) => {
+    const row = document.createElement("tr");
+    row.dataset.metric = name;
+    const label = document.createElement("td");
+    label.className = "mono";
+    label.textContent = name;
+    const value = document.createElement("td");
+    value.className = "num";
+    value.textContent = metrics[name].toLocaleString("en-US", { maximumFractionDigits: 3 });
+    row.append(label, value);
+    return row;
+  });
+  $("metrics").querySelector("tbody").replaceChildren(...rows);
+  $("metrics").hidden = rows.length === 0;
+  $("metrics-empty").hidden = rows.length > 0;
+}
+
+function describe(event) {
+  if (event.started) return ["started", `in call ${event.call_id}`];
+  if (event.state_changed) {
+    const change = event.state_changed;
+    return ["state", `${short(change.previous_state, "SESSION_STATE_")} → ${short(change.state, "SESSION_STATE_")}`];
+  }
+  if (event.metrics_updated) return ["metrics", `${Object.keys(event.metrics_updated.metrics ?? {}).length} values`];
+  if (event.agent_event) {
+    const data = Object.entries(event.agent_event.data ?? {}).map(([key, value]) => `${key}: ${JSON.stringify(value)}`);
+    return ["agent_event", [event.agent_event.name, ...data].join(" · ")];
+  }
+  if (event.ended) return ["ended", short(event.ended.session.end_reason, "END_REASON_")];
+  if (event.gap) return ["gap", `missed events ${event.gap.after_cursor ?? 0}…${event.gap.next_cursor ?? 0}`];
+  return ["event", JSON.stringify(event)];
+}
+
+function log(event) {
+  const [kind, detail] = describe(event);
+  const list = $("events");
+  const last = list.lastElementChild;
+  // Metrics updates come every second: one line that counts them keeps the log readable.
+  if (kind === "metrics" && last?.dataset.kind === "metrics") {
+    const count = Number(last.dataset.count) + 1;
+    last.dataset.count = String(count);
+    last.querySelector(".time").textContent = formatClock(event.time);
+    last.querySelector(".detail").textContent = `${detail} (${count} updates)`;
+    return;
+  }
+  const item = document.createElement("li");
+  item.dataset.kind = kind;
+  item.dataset.count = "1";
+  item.dataset.cursor = event.cursor;
+  for (const [name, text] of [["time", formatClock(event.time)], ["kind", kind === "agent_event" ? "agent event" : kind], ["detail", detail]]) {
+    const cell = document.createElement("span");
+    cell.className = name;
+    cell.textContent = text;
+    item.append(cell);
+  }
+  list.append(item);
+  list.scrollTop = list.scrollHeight;
+  $("events-empty").hidden = true;
+}
+
+function showError(error) {
+  if (error === null) {
+    $("error").textContent = "";
+    return;
+  }
+  if (error instanceof AgentplaneError) {
+    const retry = error.retryAfter !== null ? ` Retry in ${Math.ceil(error.retryAfter)} s.` : "";
+    const status = error.httpStatus ? `HTTP ${error.httpStatus}, ` : "";
+    $("error").textContent = `${error.codeName} (${status}code ${error.code}): ${error.message}.${retry}`;
+  } else {
+    $("error").textContent = String(error?.message ?? error);
+  }
+}
+
+function formatTime(value) {
+  // "sv-SE" formats as 2026-01-31 12:34:56, in the browser's time zone.
+  return value ? new Date(value).toLocaleString("sv-SE") : "–";
+}
+
+function formatClock(value) {
+  if (!value) return "";
+  const date = new Date(value);
+  return `${date.toLocaleTimeString("sv-SE")}.${String(date.getMilliseconds()).padStart(3, "0")}`;
+}

@@ -1,0 +1,172 @@
+"""CORS from ServeOptions, the customizable app, and the standalone command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from agentplane.server import ServeOptions
+
+from .support import Agents, deploy
+
+
+async def test_cors_preflight_and_simple_requests_follow_serve_options(agents: Agents) -> None:
+    options = ServeOptions(
+        api_token=None,
+        cors_allow_origins=("https://app.example",),
+        cors_allow_methods=("GET", "POST", "DELETE"),
+        cors_allow_headers=("Authorization", "Content-Type"),
+        cors_allow_credentials=True,
+    )
+    async with deploy("embedded", agents.launcher(), options) as gw:
+        preflight = await gw.http.options(
+            "/sessions",
+            headers={
+                "origin": "https://app.example",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        stranger = await gw.http.options(
+            "/sessions",
+            headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+        )
+        assert stranger.status_code == 400
+        assert "access-control-allow-origin" not in stranger.headers
+        started = await gw.http.post(
+            "/sessions", json={"call_id": "c"}, headers={"origin": "https://app.example"}
+        )
+        assert started.headers["access-control-allow-origin"] == "https://app.example"
+        # Scripts may read the error table's headers.
+        assert "retry-after" in started.headers["access-control-expose-headers"].lower()
+
+
+async def test_default_cors_allows_any_origin_without_credentials(agents: Agents) -> None:
+    async with deploy("embedded", agents.launcher()) as gw:
+        response = await gw.http.get("/health", headers={"origin": "https://x.example"})
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in response.headers
+    with pytest.raises(ValueError, match="explicit"):
+        ServeOptions(cors_allow_credentials=True)
+
+
+async def test_runner_fast_api_can_be_extended_before_serving(agents: Agents) -> None:
+    from agentplane.server import Runner
+
+    async def custom(request: Request) -> Response:
+        return PlainTextResponse("custom")
+
+    runner = Runner(agents.launcher(), ServeOptions(api_token=None))
+    runner.fast_api.add_route("/custom", custom)
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        runner.serve(grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.http_port}") as http:
+            assert (await http.get("/custom")).text == "custom"
+            assert (await http.post("/sessions", json={"call_id": "c"})).status_code == 201
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_a_user_app_in_serve_options_is_served_as_it_is(agents: Agents) -> None:
+    from agentplane.server import Runner
+
+    async def hello(request: Request) -> Response:
+        return PlainTextResponse("mine")
+
+    mine = Starlette(routes=[Route("/hello", hello)])
+    runner = Runner(agents.launcher(), ServeOptions(api_token=None, fast_api=mine))
+    assert runner.fast_api is mine
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        runner.serve(grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.http_port}") as http:
+            assert (await http.get("/hello")).text == "mine"
+            assert (await http.post("/sessions", json={"call_id": "c"})).status_code == 404
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+async def grpc_only(agents: Agents) -> AsyncIterator[int]:
+    from agentplane.server import Runner
+
+    runner = Runner(agents.launcher(), ServeOptions(api_token=None))
+    ready = asyncio.Event()
+    task = asyncio.create_task(runner.serve(grpc_port=0, on_ready=lambda _: ready.set()))
+    await asyncio.wait_for(ready.wait(), 10)
+    assert runner.grpc is not None and runner.grpc.port is not None
+    yield runner.grpc.port
+    runner.stop()
+    await asyncio.wait_for(task, 15)
+
+
+async def test_agentplane_gateway_command_proxies_and_stops_on_sigterm(grpc_only: int) -> None:
+    agentplane = os.path.join(os.path.dirname(sys.executable), "agentplane")
+    proc = await asyncio.create_subprocess_exec(
+        agentplane, "gateway", "--upstream", f"127.0.0.1:{grpc_only}", "--port", "0",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        port = None
+        while port is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 15)).decode()
+            assert line, "the gateway exited before listening"
+            match = re.search(r"agentplane gateway on 127\.0\.0\.1:(\d+)", line)
+            port = int(match.group(1)) if match else None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/ready")).status_code == 200
+            started = await http.post("/sessions", json={"call_id": "c"})
+            assert started.status_code == 201
+            sid = started.json()["session_id"]
+            assert (await http.delete(f"/sessions/{sid}")).json()["state"] == "SESSION_STATE_ENDED"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_standalone_gateway_reports_an_unreachable_upstream() -> None:
+    from agentplane.gateway import GrpcUpstream, create_app
+    from agentplane.server.http_server import HttpServer
+
+    upstream = GrpcUpstream("127.0.0.1", 1, timeout=2)  # nothing listens on port 1
+    server = HttpServer(create_app(upstream), "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            assert (await http.get("/ready")).status_code == 400
+            response = await http.post("/sessions", json={"call_id": "c"})
+            assert response.status_code == 503
+            assert "unavailable" in response.json()["message"]
+            events = await http.get("/events")
+            assert events.status_code == 503
+    finally:
+        await server.stop(2)
+        await upstream.aclose()

@@ -1,0 +1,121 @@
+"""Bad input gets a 4xx naming the problem, and never touches a session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+
+from agentplane.server import ServeOptions
+
+from .support import Agents, Deployment
+
+BAD_STARTS: list[tuple[str, dict[str, str], bytes, int, str]] = [
+    ("malformed JSON", {"content-type": "application/json"}, b'{"call_id": ', 400, "malformed JSON"),
+    ("not an object", {"content-type": "application/json"}, b'["call_id"]', 400, "JSON object"),
+    ("wrong type", {"content-type": "application/json"}, b'{"call_id": 5}', 400, "call_id"),
+    ("bad metadata", {"content-type": "application/json"}, b'{"call_id": "c", "metadata": 3}', 400, "metadata"),
+    ("bad call id", {"content-type": "application/json"}, b'{"call_id": "no spaces"}', 400, "call_id"),
+    ("missing call id", {"content-type": "application/json"}, b"{}", 400, "call_id"),
+    ("xml", {"content-type": "application/xml"}, b"<call_id>c</call_id>", 415, "Content-Type"),
+    ("bad charset", {"content-type": "text/plain;charset=klingon"}, b"{}", 415, "charset"),
+    ("not utf-8", {"content-type": "application/json"}, b'{"call_id": "\xff"}', 400, "utf-8"),
+    ("bad form", {"content-type": "application/x-www-form-urlencoded"}, b"call_id=c&metadata=x", 400, "metadata"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "named"),
+    [case[1:] for case in BAD_STARTS],
+    ids=[case[0] for case in BAD_STARTS],
+)
+async def test_bad_start_bodies_get_a_4xx_naming_the_problem(
+    gw: Deployment, headers: dict[str, str], body: bytes, status: int, named: str
+) -> None:
+    response = await gw.http.post("/sessions", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["code"] == 3  # INVALID_ARGUMENT
+    assert named.lower() in error["message"].lower(), error["message"]
+    assert gw.launcher.stats().started == 0
+
+
+async def test_an_oversized_body_is_413_without_reading_it_all(gw: Deployment) -> None:
+    big = b'{"call_id": "c", "metadata": {"x": "' + b"a" * (2 << 20) + b'"}}'
+    response = await gw.http.post(
+        "/sessions", content=big, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "exceeds" in response.json()["message"]
+
+    async def chunks() -> Any:  # no Content-Length: the limit applies while reading
+        for _ in range(40):
+            yield b"a" * 65536
+
+    response = await gw.http.post("/sessions", content=chunks())
+    assert response.status_code == 413
+    assert gw.launcher.stats().started == 0
+
+
+async def test_bad_query_parameters_are_400(gw: Deployment) -> None:
+    response = await gw.http.get("/events", params={"after_cursor": "soon"})
+    assert response.status_code == 400
+    assert "after_cursor" in response.json()["message"]
+    response = await gw.http.get("/events", params={"after_cursor": ["1", "2"]})
+    assert response.status_code == 400
+    assert "2 times" in response.json()["message"]
+
+
+async def test_limits_answer_429_with_retry_after(
+    agents: Agents, deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]]
+) -> None:
+    async with deploy_kind(agents.launcher(permits_per_minute=1)) as gw:
+        assert (await gw.http.post("/sessions", json={"call_id": "a"})).status_code == 201
+        response = await gw.http.post("/sessions", json={"call_id": "b"})
+        assert response.status_code == 429
+        assert 1 <= int(response.headers["retry-after"]) <= 60
+        body = response.json()
+        assert body["code"] == 8
+        types = [d["@type"].rsplit("/", 1)[1] for d in body["details"]]
+        assert types == ["google.rpc.ErrorInfo", "google.rpc.RetryInfo"]
+        assert body["details"][0]["reason"] == "RATE_LIMITED"
+        assert gw.launcher.stats().in_flight == 1
+
+
+async def test_draining_answers_503(
+    agents: Agents, deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]]
+) -> None:
+    async with deploy_kind(agents.launcher(drain_timeout=30)) as gw:
+        started = await gw.http.post("/sessions", json={"call_id": "a"})
+        drain = asyncio.create_task(gw.launcher.drain())
+        try:
+            await asyncio.sleep(0)
+            response = await gw.http.post("/sessions", json={"call_id": "b"})
+            assert response.status_code == 503
+            assert response.json()["details"][0]["reason"] == "DRAINING"
+            # Running sessions stay readable while draining.
+            sid = started.json()["session_id"]
+            assert (await gw.http.get(f"/sessions/{sid}")).status_code == 200
+        finally:
+            await gw.launcher.shutdown()
+            await drain
+
+
+async def test_agent_failure_is_500_with_the_reason(
+    deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]],
+) -> None:
+    from agentplane.server import AgentLauncher
+
+    async def broken(**_: Any) -> Any:
+        raise RuntimeError("no GPU")
+
+    async def join(*_: Any, **__: Any) -> None:
+        pass
+
+    async with deploy_kind(AgentLauncher(broken, join), ServeOptions(api_token=None)) as gw:
+        response = await gw.http.post("/sessions", json={"call_id": "a"})
+        assert response.status_code == 500
+        assert response.json()["details"][0]["reason"] == "AGENT_START_FAILED"

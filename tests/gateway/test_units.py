@@ -1,0 +1,174 @@
+"""The gateway's pieces on their own: templates, bindings, codec, headers, error table."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from grpclib.const import Status
+
+from agentplane.clients.grpcio import session_service_pb2 as api_pb
+from agentplane.gateway import BindingError, service_bindings, session_service
+from agentplane.gateway.codec import RequestParts, build_request, set_from_strings
+from agentplane.gateway.errors import HTTP_STATUS, RpcError
+from agentplane.gateway.headers import forwarded_metadata
+from agentplane.gateway.httprule import PathTemplate, TemplateError
+
+
+@pytest.mark.parametrize(
+    ("template", "path", "expected"),
+    [
+        ("/sessions/{session_id}", "/sessions/abc", {"session_id": "abc"}),
+        ("/sessions/{session_id}", "/sessions/a%20b", {"session_id": "a b"}),
+        ("/sessions/{session_id}", "/sessions/a%2Fb", {"session_id": "a/b"}),
+        ("/sessions/{session_id}", "/sessions/", None),
+        ("/sessions/{session_id}", "/sessions/a/b", None),
+        ("/sessions", "/sessions/", None),
+        ("/v1/{name=shelves/*}", "/v1/shelves/s1", {"name": "shelves/s1"}),
+        ("/v1/{name=files/**}", "/v1/files/a/b%2Fc", {"name": "files/a/b%2Fc"}),
+        ("/v1/{name=files/**}", "/v1/files", {"name": "files"}),
+        ("/v1/{id}:cancel", "/v1/x:cancel", {"id": "x"}),
+        ("/v1/{id}:cancel", "/v1/x", None),
+        ("/v1/{id}", "/v1/x:y", {"id": "x:y"}),  # no verb in the template: ':' is data
+        ("/calls/{call_id}/sessions", "/calls/room%3A1/sessions", {"call_id": "room:1"}),
+    ],
+)
+def test_templates_match_raw_paths(
+    template: str, path: str, expected: dict[str, str] | None
+) -> None:
+    assert PathTemplate.parse(template).match(path) == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["sessions", "/a/{b", "/a/**/c", "/{a}/{a}", "/a/{b={c}}", "/a:", "/a b", "/{1x}"]
+)
+def test_bad_templates_are_refused(bad: str) -> None:
+    with pytest.raises(TemplateError, match="bad path template"):
+        PathTemplate.parse(bad)
+
+
+def test_template_repr_prints_the_template() -> None:
+    assert repr(PathTemplate.parse("/a/{b}")) == "PathTemplate('/a/{b}')"
+
+
+def test_session_service_bindings() -> None:
+    bindings = service_bindings([session_service()])
+    routes = {(b.http_method, b.template.text): b for b in bindings}
+    assert routes[("POST", "/sessions")].body == "*"
+    assert routes[("DELETE", "/sessions/{session_id}")].response_body == "session"
+    assert routes[("POST", "/sessions/{session_id}/close")].body == "*"
+    assert routes[("GET", "/events")].server_streaming
+    assert routes[("GET", "/calls/{call_id}/sessions/{session_id}/metrics")].rpc_path == (
+        "/agentplane.v1.SessionService/Metrics"
+    )
+    assert len(bindings) == 12  # 2 Start, 4 Close, 2 Get, 2 Metrics, 2 StreamEvents
+
+
+def _service_with_rule(rule: str) -> ServiceDescriptor:
+    """A throwaway service whose one method has ``option (google.api.http) = {rule}``."""
+    from google.api import annotations_pb2, http_pb2
+    from google.protobuf import text_format
+
+    pool = descriptor_pool.DescriptorPool()
+    for module in (descriptor_pb2, http_pb2, annotations_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        pool.AddSerializedFile(proto.SerializeToString())
+    file = descriptor_pb2.FileDescriptorProto(
+        name="t.proto", package="t", syntax="proto3", dependency=["google/api/annotations.proto"]
+    )
+    file.message_type.add(name="Req").field.add(
+        name="id", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )  # fmt: skip
+    file.message_type.add(name="Resp")
+    method = file.service.add(name="S").method.add(
+        name="M", input_type=".t.Req", output_type=".t.Resp"
+    )
+    http = http_pb2.HttpRule()
+    text_format.Parse(rule, http)
+    method.options.Extensions[annotations_pb2.http].CopyFrom(http)
+    pool.AddSerializedFile(file.SerializeToString())
+    return pool.FindServiceByName("t.S")
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ('get: "/x/{nope}"', "names no field"),
+        ('get: "/x/{id"', "bad path template"),
+        ('post: "/x" body: "missing"', "body 'missing'"),
+        ('get: "/x" response_body: "missing"', "response_body 'missing'"),
+        ('get: "/x" additional_bindings { get: "/x" }', "duplicates"),
+    ],
+)
+def test_bad_rules_stop_the_gateway_at_startup(rule: str, problem: str) -> None:
+    service = _service_with_rule(rule)
+    with pytest.raises(BindingError, match=problem):
+        service_bindings([service])
+
+
+def _start_binding() -> object:
+    return next(b for b in service_bindings([session_service()]) if b.template.text == "/sessions")
+
+
+def test_query_and_path_values_convert_by_field_type() -> None:
+    request: Message = api_pb.StreamEventsRequest()
+    set_from_strings(request, "after_cursor", ["42"], source="query parameter")
+    assert request.after_cursor == 42  # type: ignore[attr-defined]
+    with pytest.raises(RpcError, match="after_cursor"):
+        set_from_strings(request, "after_cursor", ["-1"], source="query parameter")
+    set_from_strings(request, "afterCursor", ["7"], source="query parameter")  # lowerCamel too
+    assert request.after_cursor == 7  # type: ignore[attr-defined]
+
+
+def test_body_star_ignores_the_query_and_path_wins() -> None:
+    binding = next(
+        b for b in service_bindings([session_service()])
+        if b.template.text == "/calls/{call_id}/sessions"
+    )  # fmt: skip
+    request = build_request(
+        binding,
+        RequestParts(
+            path_params={"call_id": "from-path"},
+            query=[("call_type", "from-query")],
+            body={"call_id": "from-body", "call_type": "from-body"},
+            has_body=True,
+        ),
+    )
+    assert (request.call_id, request.call_type) == ("from-path", "from-body")  # type: ignore[attr-defined]
+
+
+def test_headers_forwarding_rules() -> None:
+    metadata = dict(
+        forwarded_metadata(
+            [
+                (b"Authorization", b"Bearer t"),
+                (b"Grpc-Metadata-Tenant", b"acme"),
+                (b"X-Api-Key", b"k"),
+                (b"Content-Length", b"10"),
+                (b"Connection", b"keep-alive"),
+                (b"Host", b"gw:8000"),
+                (b"X-Forwarded-For", b"10.0.0.1"),
+                (b"Grpc-Metadata-Grpc-Status", b"0"),
+                (b"Grpc-Metadata-Trace-Bin", b"AAE="),
+            ],
+            "127.0.0.1",
+        )
+    )
+    assert metadata == {
+        "authorization": "Bearer t",
+        "tenant": "acme",
+        "grpcgateway-x-api-key": "k",
+        "x-forwarded-for": "10.0.0.1, 127.0.0.1",
+        "x-forwarded-host": "gw:8000",
+    }
+
+
+def test_every_grpc_code_has_an_http_status() -> None:
+    assert set(HTTP_STATUS) == set(Status)
+    assert HTTP_STATUS[Status.FAILED_PRECONDITION] == 400
+    assert HTTP_STATUS[Status.CANCELLED] == 499
+    assert RpcError(Status.RESOURCE_EXHAUSTED, "x").response().status_code == 429
+    assert RpcError.from_http(413, "too big").to_dict()["code"] == Status.INVALID_ARGUMENT.value
