@@ -26,5 +26,10 @@ def _packages() -> list[str]:
 setup(
     package_dir=PACKAGE_DIRS,
     packages=_packages(),
-    package_data={"": ["py.typed", "*.pyi"]},
+    package_data={
+        "": ["py.typed", "*.pyi", "*.binpb"],
+        # The demo page and the browser client (gateway/demo/ links the
+        # module from clients/browser/; the build copies the files).
+        "agentplane.gateway.demo": ["*.html", "*.js", "*.d.ts"],
+    },
 )

@@ -14,6 +14,7 @@ Example (a standalone gateway in front of a remote server)::
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,9 @@ from starlette.routing import BaseRoute, Route
 from .backend import Backend
 from .bindings import service_bindings
 from .bodies import DEFAULT_MAX_BODY_BYTES
+from .docs import docs_routes
 from .errors import RpcError, routing_error
+from .openapi import Comments, openapi_document
 from .routes import RpcRoutes
 from .streaming import DEFAULT_HEARTBEAT
 
@@ -76,14 +79,20 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     heartbeat: float = DEFAULT_HEARTBEAT,
+    title: str = "agentplane",
+    version: str | None = None,
+    comments: Comments | None = None,
 ) -> Starlette:
     """The gateway for ``services`` (default: SessionService) over ``backend``.
 
     ``metrics`` renders the Prometheus exposition for ``/metrics`` (omitted:
     no such route); ``extra_routes`` (the demo page, a user's own) are matched
-    before the RPC bindings. Bad HttpRules raise ``BindingError`` here.
+    before the RPC bindings. ``/openapi.json`` documents the bindings with the
+    proto's comments (``comments``; default: agentplane's own contract).
+    Bad HttpRules raise ``BindingError`` here.
     """
     bindings = service_bindings(services if services is not None else [session_service()])
+    version = version or _package_version()
 
     async def health(request: Request) -> Response:
         # Liveness: answering at all is the signal.
@@ -106,6 +115,16 @@ def create_app(
             return Response(render_metrics(), media_type=PROMETHEUS_CONTENT_TYPE)
 
         routes.append(Route("/metrics", prometheus, methods=["GET"]))
+    routes.extend(
+        docs_routes(
+            openapi_document(
+                bindings,
+                title=title,
+                version=version,
+                comments=Comments.bundled() if comments is None else comments,
+            )
+        )
+    )
     routes.extend(extra_routes)
     routes.append(RpcRoutes(bindings, backend, max_body_bytes=max_body_bytes, heartbeat=heartbeat))
     middleware = []
@@ -131,6 +150,13 @@ def create_app(
     app.state.backend = backend
     app.state.bindings = bindings
     return app
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("agentplane")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 async def _http_exception(request: Request, exc: Any) -> Response:

@@ -168,7 +168,7 @@ def routing_error(http_status: int, allow: Sequence[str] = ()) -> RpcError:
         return RpcError(
             Status.UNIMPLEMENTED,
             "Method Not Allowed",
-            headers={"allow": ", ".join(allow)},
+            headers={"allow": ", ".join(sorted(set(allow)))},
             http_status=405,
         )
     return RpcError(Status.NOT_FOUND, "Not Found")

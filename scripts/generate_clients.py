@@ -7,7 +7,8 @@ Usage (from the repository root; `./dev generate` runs the first form):
 
 It writes two packages under clients/python/ (installed as `agentplane.clients`):
 
-* `grpcio/`: protobuf message classes (`*_pb2.py` with `.pyi` stubs), grpcio
+* `grpcio/`: `descriptors.binpb` (the contract's FileDescriptorSet with its
+  comments, for the gateway's OpenAPI document), protobuf message classes (`*_pb2.py` with `.pyi` stubs), grpcio
   stubs for `grpc` and `grpc.aio` (`*_pb2_grpc.py`) and grpclib stubs and
   server bases over the same classes (`*_grpc.py`). protoc's absolute imports of
   the sibling modules are rewritten into relative ones, so the package works
@@ -41,6 +42,8 @@ GENERATED_MARKER = (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENDORED = "google"  # proto/google/ holds vendored googleapis files, not our contract
 GRPCIO_PACKAGE = "agentplane.clients.grpcio"
+# A FileDescriptorSet of the contract with its comments (binary, generated too).
+DESCRIPTOR_SET = "descriptors.binpb"
 BETTERPROTO_OPTIONS = "client_generation=async,server_generation=async,google_protobuf_descriptors"
 # betterproto2 pipes its output through `ruff check --fix` and `ruff format`, which
 # read the configuration of the working directory: pin it so output is stable.
@@ -151,6 +154,10 @@ def generate_grpcio(proto_dir: Path, protos: list[str], out: Path, workdir: Path
             f"--grpc_python_out={raw}",
             f"--plugin=protoc-gen-grpclib_python={tool('protoc-gen-grpclib_python')}",
             f"--grpclib_python_out={raw}",
+            # With source info: the gateway's OpenAPI document takes the
+            # proto's comments from it.
+            f"--descriptor_set_out={workdir / DESCRIPTOR_SET}",
+            "--include_source_info",
         ],
         workdir,
     )
@@ -167,6 +174,7 @@ def generate_grpcio(proto_dir: Path, protos: list[str], out: Path, workdir: Path
         (out / path.name).write_text(GENERATED_MARKER + text, encoding="utf-8")
     (out / "__init__.py").write_text(GENERATED_MARKER + GRPCIO_INIT, encoding="utf-8")
     (out / "py.typed").write_text(GENERATED_MARKER, encoding="utf-8")
+    shutil.copyfile(workdir / DESCRIPTOR_SET, out / DESCRIPTOR_SET)
 
 
 def generate_betterproto(proto_dir: Path, protos: list[str], out: Path, workdir: Path) -> None:

@@ -33,7 +33,22 @@ def test_every_generated_file_carries_the_marker() -> None:
     files = [p for p in files if "__pycache__" not in p.parts]
     assert len(files) >= 15
     for path in files:
+        if path.suffix == ".binpb":  # binary: a descriptor set cannot carry a comment
+            continue
         assert MARKER in path.read_text(encoding="utf-8").splitlines()[0], path
+
+
+def test_descriptor_set_keeps_the_contract_comments() -> None:
+    from google.protobuf import descriptor_pb2
+
+    data = (REPO_ROOT / "clients/python/grpcio/descriptors.binpb").read_bytes()
+    files = {f.name: f for f in descriptor_pb2.FileDescriptorSet.FromString(data).file}
+    assert set(files) == {"agentplane/v1/session.proto", "agentplane/v1/session_service.proto"}
+    comments = [
+        loc.leading_comments
+        for loc in files["agentplane/v1/session.proto"].source_code_info.location
+    ]
+    assert any("session" in c.lower() for c in comments)
 
 
 def test_check_reports_stale_missing_and_extra_files(tmp_path: Path) -> None:
