@@ -100,6 +100,8 @@ def _json(raw: bytes, content_type: str, params: dict[str, str]) -> DecodedBody:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise RpcError.invalid_argument(f"malformed JSON body: {error}") from None
+    except RecursionError:
+        raise RpcError.invalid_argument("JSON body is nested too deeply") from None
     return DecodedBody(json=value, present=True)
 
 

@@ -23,6 +23,8 @@ BAD_STARTS: list[tuple[str, dict[str, str], bytes, int, str]] = [
     ("xml", {"content-type": "application/xml"}, b"<call_id>c</call_id>", 415, "Content-Type"),
     ("bad charset", {"content-type": "text/plain;charset=klingon"}, b"{}", 415, "charset"),
     ("not utf-8", {"content-type": "application/json"}, b'{"call_id": "\xff"}', 400, "utf-8"),
+    ("deep nesting", {"content-type": "application/json"}, b"[" * 100_000, 400, "nested too deeply"),
+    ("deep metadata", {"content-type": "application/json"}, b'{"call_id": "c", "metadata": ' + b'{"a": ' * 200 + b"1" + b"}" * 201, 400, "too deep"),
     ("bad form", {"content-type": "application/x-www-form-urlencoded"}, b"call_id=c&metadata=x", 400, "metadata"),
 ]  # fmt: skip
 
