@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from agentplane.gateway import service_bindings, session_service
@@ -64,7 +65,7 @@ async def test_docs_page_is_served_without_a_cdn(gw: Deployment) -> None:
     assert script.status_code == 200 and len(script.content) > 100_000
 
 
-async def test_schemathesis_finds_no_server_error(agents: Agents) -> None:
+async def test_schemathesis_finds_no_server_error(agents: Agents, tmp_path: Path) -> None:
     """Generated requests for every unary operation: no 5xx, ever.
 
     The event streams are left out: they stay open by design (tested above).
@@ -79,6 +80,7 @@ async def test_schemathesis_finds_no_server_error(agents: Agents) -> None:
             "--seed", "1",
             "--no-color",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=tmp_path,  # its cache folder goes there, not into the checkout
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )  # fmt: skip
         out, _ = await asyncio.wait_for(proc.communicate(), 240)
