@@ -112,10 +112,8 @@ class Runner:
 
     def _gateway_app(self) -> Any:
         options = self.serve_options
-        try:  # TEMPORARY until gateway/demo.py lands
-            from agentplane.gateway.demo import demo_routes
-        except ImportError:
-            demo_routes = list
+        from agentplane.gateway.demo import demo_routes
+
         self._demo_routes = list(demo_routes())
         return create_app(
             InProcessBackend(self.api, self.launcher),
