@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from agentplane.server import ServeOptions
+from agentplane.server import Runner, ServeOptions
 
 from .support import Agents, deploy
 
@@ -65,14 +66,9 @@ async def test_default_cors_allows_any_origin_without_credentials(agents: Agents
         ServeOptions(cors_allow_credentials=True)
 
 
-async def test_runner_fast_api_can_be_extended_before_serving(agents: Agents) -> None:
-    from agentplane.server import Runner
-
-    async def custom(request: Request) -> Response:
-        return PlainTextResponse("custom")
-
-    runner = Runner(agents.launcher(), ServeOptions(api_token=None))
-    runner.fast_api.add_route("/custom", custom)
+@asynccontextmanager
+async def serving(runner: Runner) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve ``runner`` on free ports; an HTTP client for its HTTP port."""
     ready = asyncio.Event()
     task = asyncio.create_task(
         runner.serve(grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
@@ -80,40 +76,37 @@ async def test_runner_fast_api_can_be_extended_before_serving(agents: Agents) ->
     try:
         await asyncio.wait_for(ready.wait(), 10)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.http_port}") as http:
-            assert (await http.get("/custom")).text == "custom"
-            assert (await http.post("/sessions", json={"call_id": "c"})).status_code == 201
+            yield http
     finally:
         runner.stop()
         await asyncio.wait_for(task, 15)
 
 
-async def test_a_user_app_in_serve_options_is_served_as_it_is(agents: Agents) -> None:
-    from agentplane.server import Runner
+async def test_runner_fast_api_can_be_extended_before_serving(agents: Agents) -> None:
+    async def custom(request: Request) -> Response:
+        return PlainTextResponse("custom")
 
+    runner = Runner(agents.launcher(), ServeOptions(api_token=None))
+    runner.fast_api.add_route("/custom", custom)
+    async with serving(runner) as http:
+        assert (await http.get("/custom")).text == "custom"
+        assert (await http.post("/sessions", json={"call_id": "c"})).status_code == 201
+
+
+async def test_a_user_app_in_serve_options_is_served_as_it_is(agents: Agents) -> None:
     async def hello(request: Request) -> Response:
         return PlainTextResponse("mine")
 
     mine = Starlette(routes=[Route("/hello", hello)])
     runner = Runner(agents.launcher(), ServeOptions(api_token=None, fast_api=mine))
     assert runner.fast_api is mine
-    ready = asyncio.Event()
-    task = asyncio.create_task(
-        runner.serve(grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.http_port}") as http:
-            assert (await http.get("/hello")).text == "mine"
-            assert (await http.post("/sessions", json={"call_id": "c"})).status_code == 404
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
+    async with serving(runner) as http:
+        assert (await http.get("/hello")).text == "mine"
+        assert (await http.post("/sessions", json={"call_id": "c"})).status_code == 404
 
 
 @pytest.fixture
 async def grpc_only(agents: Agents) -> AsyncIterator[int]:
-    from agentplane.server import Runner
-
     runner = Runner(agents.launcher(), ServeOptions(api_token=None))
     ready = asyncio.Event()
     task = asyncio.create_task(runner.serve(grpc_port=0, on_ready=lambda _: ready.set()))
