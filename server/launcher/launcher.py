@@ -230,7 +230,7 @@ class AgentLauncher:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break
-            waiters = [live.ended for live in self._live.values() if live.ended is not None]
+            waiters = [self._ended_future(live) for live in self._live.values()]
             if not waiters:
                 break
             await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
@@ -297,7 +297,8 @@ class AgentLauncher:
             return await self._replay(existing, record)
 
         loop = asyncio.get_running_loop()
-        live = LiveSession(record, started=loop.create_future(), ended=loop.create_future())
+        # ``ended`` is created on demand (Close, drain): most sessions never need it.
+        live = LiveSession(record, started=loop.create_future())
         self._live[record.session_id] = live
         self._notify_accepting()
         began = time.perf_counter()
@@ -333,9 +334,8 @@ class AgentLauncher:
         await self._registry.update(record)
         self.events.open_session(record.session_id)
         context = SessionContext(self, live)
-        kwargs: dict[str, Any] = {"session": context} if self._join_takes_session else {}
         live.task = loop.create_task(
-            self._run(live, context, kwargs), name=f"agentplane-session-{record.session_id}"
+            self._run(live, context), name=f"agentplane-session-{record.session_id}"
         )
         self._arm_timers(live)
         self._counts["started"] += 1
@@ -346,6 +346,8 @@ class AgentLauncher:
         self._call_hooks("session_started", record, start_seconds)
         assert live.started is not None
         live.started.set_result(None)
+        # Waiters hold their own reference; a held session need not keep it.
+        live.started = None
         logger.info("session %s started for call %s", record.session_id, call_id)
         return record.snapshot()
 
@@ -383,13 +385,14 @@ class AgentLauncher:
             live.ended.cancel()
         self._notify_accepting()
 
-    async def _run(
-        self, live: LiveSession, context: SessionContext, kwargs: dict[str, Any]
-    ) -> None:
+    async def _run(self, live: LiveSession, context: SessionContext) -> None:
         _current.set(context)
         record = live.record
         try:
-            await self._join_call(live.agent, record.call_type, record.call_id, **kwargs)
+            if self._join_takes_session:
+                await self._join_call(live.agent, record.call_type, record.call_id, session=context)
+            else:
+                await self._join_call(live.agent, record.call_type, record.call_id)
         except asyncio.CancelledError:
             if not live.ending:
                 # Cancelled by someone other than the launcher (the loop
@@ -669,9 +672,18 @@ class AgentLauncher:
                 await self._await_start(live.started)
             except Exception:
                 raise SessionNotFound(session_id) from None
+        if self._live.get(session_id) is not live:
+            # It ended (and was resolved) while its Start was awaited.
+            return await self.get_session(session_id)
         self._begin_end(live, EndReason.CLOSED_BY_REQUEST)
-        assert live.ended is not None
-        return await asyncio.shield(live.ended)
+        return await asyncio.shield(self._ended_future(live))
+
+    @staticmethod
+    def _ended_future(live: LiveSession) -> asyncio.Future[SessionRecord]:
+        """The future ``_finish`` resolves with the final record (made on demand)."""
+        if live.ended is None:
+            live.ended = asyncio.get_running_loop().create_future()
+        return live.ended
 
     def stats(self) -> LauncherStats:
         """Operator figures: in flight, capacity, counts, mean duration."""

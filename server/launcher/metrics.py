@@ -85,27 +85,35 @@ class SessionMetrics:
 
     __slots__ = ("_distributions", "_external", "_totals")
 
+    # The dicts are created on first use: most held sessions report nothing
+    # while idle, and three empty dicts per session are ~200 bytes of them.
     def __init__(self) -> None:
-        self._distributions: dict[str, _Distribution] = {}
-        self._totals: dict[str, float] = {}
-        self._external: dict[str, float] = {}
+        self._distributions: dict[str, _Distribution] | None = None
+        self._totals: dict[str, float] | None = None
+        self._external: dict[str, float] | None = None
 
     def observe(self, name: str, value: float) -> None:
         """Record one observation of a distribution (a latency, a size)."""
         number = _check_value(value)
-        dist = self._distributions.get(name)
+        distributions = self._distributions
+        if distributions is None:
+            distributions = self._distributions = {}
+        dist = distributions.get(name)
         if dist is None:
             _check_name(name)
-            dist = self._distributions[name] = _Distribution()
+            dist = distributions[name] = _Distribution()
         dist.add(number)
 
     def add(self, name: str, amount: float = 1.0) -> None:
         """Add to a counter (tokens, bytes, tool calls)."""
         number = _check_value(amount)
-        if name not in self._totals:
+        totals = self._totals
+        if totals is None:
+            totals = self._totals = {}
+        if name not in totals:
             _check_name(name)
-            self._totals[name] = 0.0
-        self._totals[name] += number
+            totals[name] = 0.0
+        totals[name] += number
 
     def merge_external(self, values: Mapping[str, float]) -> None:
         """Adopt ready-made keyed figures (an agent's own metrics collector)."""
@@ -115,6 +123,8 @@ class SessionMetrics:
                 and not isinstance(value, bool)
                 and math.isfinite(value)
             ):
+                if self._external is None:
+                    self._external = {}
                 self._external[str(key)] = float(value)
 
     def __bool__(self) -> bool:
@@ -122,9 +132,11 @@ class SessionMetrics:
 
     def snapshot(self) -> dict[str, float]:
         """All figures under their reported keys."""
-        out: dict[str, float] = dict(self._external)
-        for name, total in self._totals.items():
-            out[f"{name}__total"] = total
-        for name, dist in self._distributions.items():
-            dist.summary(name, out)
+        out: dict[str, float] = dict(self._external) if self._external else {}
+        if self._totals:
+            for name, total in self._totals.items():
+                out[f"{name}__total"] = total
+        if self._distributions:
+            for name, dist in self._distributions.items():
+                dist.summary(name, out)
         return out
