@@ -245,8 +245,11 @@ async def test_events_of_every_session(server: Served, page: Page) -> None:
           const { AgentplaneClient } = await import("/demo/agentplane.js");
           const client = new AgentplaneClient();
           window.received = [];
-          window.stream = client.events(null, { onEvent: (event) => window.received.push(event) });
-          await new Promise((resolve) => setTimeout(resolve, 0));
+          // afterCursor 0: replay what is buffered, so the Starts need not race
+          // the stream's connection.
+          window.stream = client.events(null, {
+            afterCursor: 0, onEvent: (event) => window.received.push(event),
+          });
           const first = await client.start({ call_id: "all-1" });
           const second = await client.start({ call_id: "all-2" });
           return [first.session_id, second.session_id];
