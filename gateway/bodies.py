@@ -107,6 +107,10 @@ def _json(raw: bytes, content_type: str, params: dict[str, str]) -> DecodedBody:
 
 def _urlencoded(raw: bytes, content_type: str, params: dict[str, str]) -> DecodedBody:
     text = _text(raw, params)
+    if text.lstrip().startswith("{"):
+        # `curl -d '{...}'` labels JSON as a form; no form of ours starts with
+        # "{" (keys are field names), so read it as the JSON it is.
+        return _json(raw, content_type, params)
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
     except ValueError as error:

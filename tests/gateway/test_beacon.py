@@ -91,3 +91,14 @@ async def test_beacons_without_or_with_a_foreign_token_are_refused(
             f"/sessions/{target}", params={"close_token": theirs["close_token"]}
         )
         assert deleted.status_code == 200
+
+
+async def test_json_sent_as_a_form_by_curl_is_read_as_json(gw: Deployment) -> None:
+    # `curl -d '{"call_id": ...}'` without -H sends application/x-www-form-urlencoded.
+    response = await gw.http.post(
+        "/sessions",
+        content=b'{"call_id": "curl-call"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["call_id"] == "curl-call"
