@@ -41,6 +41,17 @@ def test_mypy_strict(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert scripts.returncode == 0, scripts.stdout + scripts.stderr
+    (tmp_path / "bench").symlink_to(REPO / "bench", target_is_directory=True)
+    bench = subprocess.run(
+        [
+            sys.executable, "-m", "mypy",
+            "--config-file", str(REPO / "pyproject.toml"),
+            "--cache-dir", str(tmp_path / ".mypy_cache"),
+            "--exclude", r"\.venv-peer/", "-p", "bench",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stdout + bench.stderr
 
 
 def test_ruff_lint() -> None:
