@@ -79,6 +79,18 @@ class Figures:
         return Stat(_finite(values))
 
 
+def _full_gcs(f: Figures, server: str, prefix: str) -> str:
+    """Each round's full collections in a window, e.g. "0, 0, 1x18.2 ms"."""
+    rounds = [s for s in f.samples.get(server, []) if f"{prefix}/gc2_count" in s]
+    if not rounds:
+        return "\u2013"
+    parts = []
+    for s in rounds:
+        count = int(s[f"{prefix}/gc2_count"])
+        parts.append(f"{count}\u00d7{s[f'{prefix}/gc2_mean']:.1f} ms" if count else "0")
+    return ", ".join(parts)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -313,13 +325,15 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
                         f"{f.stat(server, f'{p}/get50/p50').median:.1f} / {f.stat(server, f'{p}/get50/p99').fmt(1)}",
                         f.stat(server, f"{p}/get50/rate").fmt(0),
                         f"{f.stat(server, f'{p}/serial/p99').median:.2f} / {f.stat(server, f'{p}/serial/max').fmt(1)}",
+                        _full_gcs(f, server, f"{p}/serial"),
                         f.stat(server, f"{p}/start_rate").fmt(0),
                     ]
                 )
         lines += _table(
             ["K held", "server", "RSS KiB / session", "idle CPU (% of a core)",
              f"Get@{cfg['read_clients']} p50 / p99", f"Get@{cfg['read_clients']}/s",
-             "one at a time: p99 / slowest", "Starts/s while filling"],
+             "one at a time: p99 / slowest", "full GC passes meanwhile (per round: passes \u00d7 mean ms)",
+             "Starts/s while filling"],
             rows,
         )  # fmt: skip
 

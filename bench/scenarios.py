@@ -202,8 +202,12 @@ async def held(server: ServerProcess, start_kind: str, read_kind: str, cfg: Conf
         out[f"held/{k}/idle_cpu_pct"] = 100.0 * (server.cpu_seconds() - cpu0) / elapsed
         out[f"held/{k}/idle_foreign_pct"] = 100.0 * (server.foreign_seconds() - foreign0) / elapsed
         stall = Window(cfg.stall_seconds[step], warmup=0.1)
+        own_gc = server.name == "agentplane"  # its /metrics times every collection
+        gc0 = await _prometheus(server) if own_gc else {}
         one = await reads(server, read_kind, 1, stall, target, prefix=f"held/{k}/serial")
         out.update(one)
+        if own_gc:
+            out.update(_full_gc(gc0, await _prometheus(server), f"held/{k}/serial"))
         many = await reads(
             server, read_kind, cfg.read_clients, cfg.held_read, target, prefix=f"held/{k}/get50"
         )
@@ -358,6 +362,17 @@ async def _prometheus(server: ServerProcess) -> dict[str, float]:
             except ValueError:
                 continue
     return values
+
+
+def _full_gc(before: dict[str, float], after: dict[str, float], prefix: str) -> Sample:
+    """Full (generation 2) collections between two /metrics reads: count, mean ms."""
+    name = 'agentplane_gc_pause_seconds_{}{{generation="2"}}'
+    count = after.get(name.format("count"), 0.0) - before.get(name.format("count"), 0.0)
+    total = after.get(name.format("sum"), 0.0) - before.get(name.format("sum"), 0.0)
+    return {
+        f"{prefix}/gc2_count": count,
+        f"{prefix}/gc2_mean": 1000 * total / count if count else 0.0,
+    }
 
 
 async def start_latency(server: ServerProcess, kind: str, cfg: Config, internal: bool) -> Sample:

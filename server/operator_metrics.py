@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .gc_tuning import GcPauses
 from .launcher import AgentLauncher, SessionRecord
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -16,6 +17,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Agent start latency is dominated by create_agent: from milliseconds (warm
 # pools) to tens of seconds (model loading).
 START_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# A collection stops the event loop: young ones take microseconds, a full one
+# over a large heap tens of milliseconds (see gc_tuning.py).
+GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 class OperatorMetrics:
@@ -63,6 +67,18 @@ class OperatorMetrics:
             "Time from admission to the agent running (create_agent included).",
             buckets=START_BUCKETS,
             registry=self.registry,
+        )
+        self.gc_pause_seconds = Histogram(
+            "agentplane_gc_pause_seconds",
+            "Time the event loop stood still in CPython's garbage collector, by generation.",
+            ["generation"],
+            buckets=GC_BUCKETS,
+            registry=self.registry,
+        )
+        # One child per generation, bound once: this runs on every collection.
+        by_generation = [self.gc_pause_seconds.labels(generation=str(g)) for g in range(3)]
+        self.gc_pauses = GcPauses(
+            lambda generation, seconds: by_generation[generation].observe(seconds)
         )
         launcher.add_hooks(self)
 

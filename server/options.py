@@ -60,6 +60,10 @@ class ServeOptions:
     cors_allow_credentials: bool = False
     fast_api: Any = None
     demo_page: bool = True
+    # Keep objects known to be alive (the start-up heap, survivors of each
+    # full collection) out of CPython's full passes, so held sessions cause
+    # no long event-loop pauses (gc_tuning.py). False: CPython's own policy.
+    gc_freeze: bool = True
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port"):

@@ -25,6 +25,7 @@ from agentplane.gateway import CorsOptions, create_app
 
 from .api import SessionAPI
 from .gateway_backend import InProcessBackend
+from .gc_tuning import HeldHeapGc
 from .grpc_server import GrpcServer
 from .http_server import HttpServer
 from .launcher import AgentLauncher, EventKind
@@ -85,6 +86,8 @@ class Runner:
         logger.info("agentplane gRPC listening on %s:%s", host, self.grpc.port)
         self._install_signal_handlers()
         http: HttpServer | None = None
+        held_heap_gc: HeldHeapGc | None = None
+        self.operator_metrics.gc_pauses.install()
         try:
             if http_port is not None:
                 http = HttpServer(self.fast_api, host, http_port)
@@ -93,6 +96,10 @@ class Runner:
                 logger.info("agentplane HTTP listening on %s:%s", host, http.port)
             # Readiness stays NOT_SERVING until warmup() finished.
             await self.launcher.start()
+            if options.gc_freeze:
+                held_heap_gc = HeldHeapGc(lambda: self.launcher.stats().in_flight)
+                self.launcher.add_hooks(held_heap_gc)
+                held_heap_gc.start()
             logger.info("agentplane ready")
             if on_ready is not None:
                 on_ready(self)
@@ -108,6 +115,9 @@ class Runner:
             except TimeoutError:
                 logger.warning("gRPC server did not close within %.0f s", SERVER_CLOSE_TIMEOUT)
             self._remove_signal_handlers()
+            self.operator_metrics.gc_pauses.remove()
+            if held_heap_gc is not None:
+                await held_heap_gc.aclose()
             logger.info("agentplane stopped")
 
     def _gateway_app(self) -> Any:
