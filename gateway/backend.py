@@ -40,7 +40,9 @@ class Backend(Protocol):
 
         Errors known before the first message (authentication, NOT_FOUND, ...)
         are raised here; later ones by the iterator. Closing the iterator
-        (``aclose()``) cancels the call at once.
+        (``aclose()``) cancels the call at once. A yielded message must not be
+        changed afterwards: the same object may be yielded to many streams, and
+        the gateway renders it once for all of them (see ``streaming``).
         """
         ...
 

@@ -15,12 +15,19 @@ is the message's ``cursor`` field; a reconnecting EventSource sends it back as
 
 A client that disconnects ends the stream at once: the upstream iterator is
 closed, which cancels the call.
+
+A message is rendered once for all streams: when a backend hands the same
+message object to many streams (the embedded server shares each event's
+message among all its watchers), every stream sends the bytes of the first
+rendering (``RenderMemo``). A backend must therefore never change a message it
+has yielded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -40,11 +47,56 @@ def wants_sse(accept: str) -> bool:
     return any(part.split(";")[0].strip() == SSE_TYPE for part in accept.split(","))
 
 
+class RenderMemo:
+    """``render(message)``, remembered for the last ``size`` message objects.
+
+    Keyed by identity: each entry holds its message, so the ``id`` of a cached
+    message cannot be reused by another object while the entry lives. A
+    message yielded to a thousand streams is rendered once. Messages that are
+    never shared (each proxied upstream message is its own object) are
+    rendered once each, as without the memo; at most ``size`` of them are kept.
+    """
+
+    def __init__(self, render: Callable[[Message], bytes], size: int = 1024) -> None:
+        self._render = render
+        self.size = size
+        self._entries: OrderedDict[int, tuple[Message, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __call__(self, message: Message) -> bytes:
+        entry = self._entries.get(id(message))
+        if entry is not None and entry[0] is message:
+            return entry[1]
+        chunk = self._render(message)
+        self._entries[id(message)] = (message, chunk)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return chunk
+
+
+def _ndjson_line(message: Message) -> bytes:
+    return dumps({"result": render(message)}) + b"\n"
+
+
+def _sse_frame(message: Message) -> bytes:
+    id_field = SSE_RESUME[0]
+    head = b""
+    if id_field in message.DESCRIPTOR.fields_by_name:
+        head = f"id: {getattr(message, id_field)}\n".encode()
+    return head + b"data: " + dumps(render(message)) + b"\n\n"
+
+
+NDJSON_LINES = RenderMemo(_ndjson_line)
+SSE_FRAMES = RenderMemo(_sse_frame)
+
+
 class _Format:
     content_type = "application/json"
 
     def message(self, message: Message) -> bytes:
-        return dumps({"result": render(message)}) + b"\n"
+        return NDJSON_LINES(message)
 
     def error(self, error: RpcError) -> bytes:
         return dumps({"error": error.to_dict()}) + b"\n"
@@ -57,11 +109,7 @@ class _SseFormat(_Format):
     content_type = "text/event-stream; charset=utf-8"
 
     def message(self, message: Message) -> bytes:
-        id_field = SSE_RESUME[0]
-        head = b""
-        if id_field in message.DESCRIPTOR.fields_by_name:
-            head = f"id: {getattr(message, id_field)}\n".encode()
-        return head + b"data: " + dumps(render(message)) + b"\n\n"
+        return SSE_FRAMES(message)
 
     def error(self, error: RpcError) -> bytes:
         return b"event: error\ndata: " + dumps(error.to_dict()) + b"\n\n"

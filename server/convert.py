@@ -58,7 +58,39 @@ def session_message(record: SessionRecord) -> pb.Session:
     return message
 
 
+# The message of each published event, built once however many watchers
+# stream it (the fan-out of one event to a thousand watchers costs one
+# conversion, not a thousand). A ring by cursor, like the event log's own: a
+# cursor belongs to exactly one published event, and each slot keeps that event
+# so a hit is checked by identity. An event of another log with the same cursor
+# (several servers in one process), or one that fell EVENT_MESSAGE_CACHE events
+# behind, is converted again and takes the slot; nothing else is ever evicted.
+EVENT_MESSAGE_CACHE = 1024
+_event_messages: list[tuple[SessionEvent, api_pb.StreamEventsResponse] | None] = [
+    None
+] * EVENT_MESSAGE_CACHE
+
+
 def event_message(event: SessionEvent) -> api_pb.StreamEventsResponse:
+    """The ``StreamEventsResponse`` of ``event``, shared by all its watchers.
+
+    The same message object goes to every watcher of a published event, so it
+    must never be changed: the gRPC service only serializes it and the gateway
+    only renders it. A GAP event is made for one watcher (its own position) and
+    may carry the cursor of a published event, so its message is never shared.
+    """
+    if event.kind is EventKind.GAP:
+        return _build_event_message(event)
+    slot = event.cursor % EVENT_MESSAGE_CACHE
+    cached = _event_messages[slot]
+    if cached is not None and cached[0] is event:
+        return cached[1]
+    message = _build_event_message(event)
+    _event_messages[slot] = (event, message)
+    return message
+
+
+def _build_event_message(event: SessionEvent) -> api_pb.StreamEventsResponse:
     message = api_pb.StreamEventsResponse(
         cursor=event.cursor,
         session_id=event.session_id,

@@ -1,0 +1,152 @@
+"""Event fan-out: each published event becomes one protobuf message, whoever watches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import agentplane.clients.betterproto as bp
+from agentplane.clients.grpcio import session_service_pb2 as api_pb
+from agentplane.server import convert
+from agentplane.server.api import SessionAPI
+from agentplane.server.auth import RequestContext
+from agentplane.server.launcher.events import EventLog
+from agentplane.server.launcher.models import EventKind, SessionEvent
+
+from .conftest import Clients
+from .support import Servers, Toy, open_options
+
+
+@pytest.fixture
+def conversions(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
+    """How often each cursor was converted to a message (GAPs included)."""
+    counts: Counter[int] = Counter()
+    build = convert._build_event_message
+
+    def counting(event: SessionEvent) -> api_pb.StreamEventsResponse:
+        counts[event.cursor] += 1
+        return build(event)
+
+    monkeypatch.setattr(convert, "_build_event_message", counting)
+    return counts
+
+
+async def take(stream: AsyncIterator[Any], n: int) -> list[Any]:
+    return [await asyncio.wait_for(anext(stream), 5) for _ in range(n)]
+
+
+async def test_many_grpc_watchers_cost_one_conversion_per_event(
+    toy: Toy, serve: Servers, clients: Clients, conversions: Counter[int]
+) -> None:
+    served = await serve(toy.launcher())
+    stub = bp.SessionServiceStub(clients.grpclib(served.port))
+    started = await stub.start(bp.StartRequest(call_id="fan"), timeout=5)
+    sid = started.session_id
+    session = await toy.context(sid)
+    first = served.launcher.events.last_cursor
+
+    # Watchers of the session and of the feed of all sessions, from the start.
+    streams = [
+        stub.stream_events(bp.StreamEventsRequest(session_id=sid, after_cursor=0), timeout=10)
+        for _ in range(10)
+    ] + [stub.stream_events(bp.StreamEventsRequest(after_cursor=0), timeout=10) for _ in range(10)]
+    for stream in streams:
+        assert (await take(stream, 1))[0].started is not None
+    for n in range(5):
+        session.emit(f"e{n}", {"n": n})
+    got = [await take(stream, 5) for stream in streams]
+    for stream in streams:
+        await stream.aclose()
+
+    for events in got:
+        assert [e.agent_event.name for e in events] == [f"e{n}" for n in range(5)]
+        assert [e.agent_event.data.to_dict() for e in events] == [{"n": n} for n in range(5)]
+    emitted = range(first + 1, served.launcher.events.last_cursor + 1)
+    assert [e.cursor for e in got[0]] == list(emitted)
+    # Twenty watchers, and yet every event was converted exactly once.
+    assert {cursor: conversions[cursor] for cursor in emitted} == dict.fromkeys(emitted, 1)
+    assert conversions[first] == 1  # the STARTED event the watchers replayed
+
+
+async def test_in_process_watchers_get_the_same_message_object(toy: Toy) -> None:
+    launcher = toy.launcher()
+    await launcher.start()
+    try:
+        api = SessionAPI(launcher, open_options().auth_policy())
+        ctx = RequestContext(method="/agentplane.v1.SessionService/StreamEvents")
+        record = await launcher.start_session(call_id="shared")
+        request = api_pb.StreamEventsRequest(session_id=record.session_id, after_cursor=0)
+        watchers = [await api.open_events(request, ctx) for _ in range(2)]
+        feed = await api.open_events(api_pb.StreamEventsRequest(after_cursor=0), ctx)
+        (await toy.context(record.session_id)).emit("hello", {"x": 1})
+        a, b, c = [await take(w, 2) for w in (*watchers, feed)]
+        assert [e.WhichOneof("event") for e in a] == ["started", "agent_event"]
+        assert a[0] is b[0] and a[1] is b[1]
+        assert c[0] is a[0] and c[1] is a[1]  # the feed of all shares them too
+        for watcher in (*watchers, feed):
+            await watcher.aclose()  # type: ignore[attr-defined]
+    finally:
+        await launcher.shutdown()
+
+
+def published(log: EventLog, count: int) -> list[SessionEvent]:
+    return [
+        log.publish("s", "c", EventKind.AGENT, {"name": f"e{n}", "data": {}}) for n in range(count)
+    ]
+
+
+async def gap_of(log: EventLog, after: int) -> SessionEvent:
+    watch = log.watch(None, after)
+    try:
+        event = await anext(watch)
+    finally:
+        await watch.aclose()  # type: ignore[attr-defined]
+    assert event.kind is EventKind.GAP
+    return event
+
+
+async def test_gap_messages_are_made_per_watcher_and_never_shared() -> None:
+    log = EventLog(buffer_size=4)
+    events = published(log, 10)
+    oldest = events[-4]
+    held = convert.event_message(oldest)
+    gap_a, gap_b = await gap_of(log, 0), await gap_of(log, 3)
+    # Both gaps carry the cursor before the oldest event held, a published one.
+    assert gap_a.cursor == gap_b.cursor == events[-5].cursor
+    message_a, message_b = convert.event_message(gap_a), convert.event_message(gap_b)
+    assert message_a is not message_b
+    assert (message_a.gap.after_cursor, message_b.gap.after_cursor) == (0, 3)
+    assert message_a.gap.next_cursor == message_b.gap.next_cursor == oldest.cursor
+    # The published event of that cursor still gets its own message.
+    before = convert.event_message(events[-5])
+    assert before.WhichOneof("event") == "agent_event" and before.agent_event.name == "e5"
+    assert convert.event_message(oldest) is held
+
+
+def test_the_message_cache_is_bounded_and_checks_the_event() -> None:
+    size = convert.EVENT_MESSAGE_CACHE
+    log = EventLog(buffer_size=size * 2)
+    events = published(log, size + 10)
+    messages = [convert.event_message(event) for event in events]
+    assert len(convert._event_messages) == size
+    # The newest `size` events are still shared ...
+    assert all(
+        convert.event_message(e) is m for e, m in zip(events[10:], messages[10:], strict=True)
+    )
+    # ... the older ones were displaced: converted again, to an equal message.
+    again = convert.event_message(events[0])
+    assert again is not messages[0] and again == messages[0]
+    assert len(convert._event_messages) == size
+
+    # Another log (another server in this process) issues the same cursors:
+    # its events are never answered with this log's messages.
+    other = EventLog()
+    theirs = other.publish("t", "d", EventKind.AGENT, {"name": "theirs", "data": {}})
+    mine = events[theirs.cursor - 1]
+    assert mine.cursor == theirs.cursor
+    assert convert.event_message(theirs).agent_event.name == "theirs"
+    assert convert.event_message(mine).agent_event.name == mine.payload["name"]
