@@ -50,6 +50,19 @@ THAW_INTERVAL = 300.0
 CHECK_INTERVAL = 5.0
 
 
+def _reset_full_pass_trigger() -> None:
+    """Run a (near empty) full pass right after a freeze.
+
+    CPython starts a full pass once the objects promoted since the last one
+    exceed a quarter of the old generation *as that pass left it*; after a
+    freeze that figure is stale (the whole heap), and the next pass would wait
+    for, and then walk, a quarter of the heap's worth of new objects. A pass
+    over the empty old generation sets it to zero, so passes stay frequent and
+    small from then on (each is followed by a freeze of its survivors).
+    """
+    gc.collect()
+
+
 class GcPauses:
     """Times every collection through ``gc.callbacks``.
 
@@ -112,6 +125,7 @@ class HeldHeapGc:
     def start(self) -> None:
         gc.collect()
         self._freeze()
+        _reset_full_pass_trigger()
         self._mark_thaw()
         gc.callbacks.append(self._after_collection)
         self._task = asyncio.get_running_loop().create_task(
@@ -171,6 +185,7 @@ class HeldHeapGc:
         began = time.perf_counter()
         gc.unfreeze()
         found = gc.collect()  # _after_collection freezes the survivors again
+        _reset_full_pass_trigger()
         self._mark_thaw()
         self.thaws += 1
         logger.debug(
