@@ -117,7 +117,9 @@ class HeldHeapGc:
         self._frozen_ended = 0
         self._held_at_thaw = 0
         self._thawed_at = 0.0
-        self._frozen_count_at_thaw = 0
+        # Whether a full pass froze anything since the last thaw. Not
+        # gc.get_freeze_count(): it walks the whole permanent generation.
+        self._froze_since_thaw = False
         self.thaws = 0
 
     # ---------------------------------------------------------- lifecycle
@@ -131,7 +133,6 @@ class HeldHeapGc:
         self._task = asyncio.get_running_loop().create_task(
             self._watch(), name="agentplane-gc-thaw"
         )
-        logger.debug("froze %d start-up objects", gc.get_freeze_count())
 
     async def aclose(self) -> None:
         if self._after_collection in gc.callbacks:
@@ -166,19 +167,20 @@ class HeldHeapGc:
         # out of the next one. (Young passes leave the old generation alone.)
         if phase == "stop" and info["generation"] == 2:
             self._freeze()
+            self._froze_since_thaw = True
 
     def _mark_thaw(self) -> None:
         self._frozen_ended = 0
         self._held_at_thaw = self._held()
         self._thawed_at = time.monotonic()
-        self._frozen_count_at_thaw = gc.get_freeze_count()
+        self._froze_since_thaw = False
 
     def thaw_due(self) -> bool:
         """Whether enough may have died among frozen objects to walk them all."""
         if self._frozen_ended >= max(self._min_ended, self._fraction * self._held_at_thaw):
             return True
-        grew = gc.get_freeze_count() > self._frozen_count_at_thaw
-        return grew and time.monotonic() - self._thawed_at >= self._thaw_interval
+        elapsed = time.monotonic() - self._thawed_at
+        return self._froze_since_thaw and elapsed >= self._thaw_interval
 
     def thaw(self) -> int:
         """Collect cycles among frozen objects now (one full pass); answer how many."""
