@@ -219,3 +219,18 @@ async def test_gc_freeze_false_leaves_the_collector_alone() -> None:
         runner.stop()
         await runner.launcher.shutdown()
         await asyncio.wait_for(task, 15)
+
+
+async def test_the_watcher_settles_new_long_lived_objects_between_thaws() -> None:
+    held = HeldHeapGc(lambda: 0, check_interval=0.01)
+    held.start()
+    try:
+        alive, _ = cycle()
+        for _ in range(200):
+            if frozen(alive):
+                break
+            await asyncio.sleep(0.01)
+        assert frozen(alive), "the periodic pass froze what survived it"
+        assert held.thaws == 0
+    finally:
+        await held.aclose()
