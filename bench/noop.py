@@ -27,7 +27,7 @@ from grpclib.server import Server, Stream
 from agentplane.clients.grpcio import session_pb2 as pb
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.clients.grpcio.session_service_grpc import SessionServiceBase
-from agentplane.server.http_server import HttpServer
+from agentplane.http.server import HttpServer
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -5,7 +5,7 @@ Usage (from the repository root; `./dev generate` runs the first form):
     python scripts/generate_clients.py            # rewrite the generated trees
     python scripts/generate_clients.py --check    # exit 1 if they are stale
 
-It writes two packages under clients/python/ (installed as `agentplane.clients`):
+It writes two packages under clients/python/agentplane/clients/ (`agentplane.clients`):
 
 * `grpcio/`: `descriptors.binpb` (the contract's FileDescriptorSet with its
   comments, for the gateway's OpenAPI document), protobuf message classes (`*_pb2.py` with `.pyi` stubs), grpcio
@@ -248,11 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale generated files")
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root")
     parser.add_argument("--proto-dir", type=Path, help="default: <root>/proto")
-    parser.add_argument("--out-dir", type=Path, help="default: <root>/clients/python")
+    parser.add_argument(
+        "--out-dir", type=Path, help="default: <root>/clients/python/agentplane/clients"
+    )
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
     proto_dir: Path = (args.proto_dir or root / "proto").resolve()
-    out_dir: Path = (args.out_dir or root / "clients" / "python").resolve()
+    out_dir: Path = (
+        args.out_dir or root / "clients" / "python" / "agentplane" / "clients"
+    ).resolve()
 
     with tempfile.TemporaryDirectory(prefix="agentplane-out-") as tmp:
         fresh = Path(tmp) / "out"

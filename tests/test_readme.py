@@ -8,8 +8,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from agentplane.demo.agent import demo_launcher
 from agentplane.server import Runner, ServeOptions
-from agentplane.server.demo_agent import demo_launcher
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from playwright.async_api import Page
 
+from agentplane.core import EventKind, SessionEvent
+from agentplane.demo.agent import demo_launcher
 from agentplane.server import Runner, ServeOptions
-from agentplane.server.demo_agent import demo_launcher
-from agentplane.server.launcher import EventKind, SessionEvent
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("AGENTPLANE_CHROMIUM", "/usr/bin/chromium"))

@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.async_api import Page
 
-from agentplane.server.launcher import EndReason, SessionState
+from agentplane.core import EndReason, SessionState
 
 from .support import WAIT_MS, Served, ended_event, running_server
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from agentplane.server.launcher import EndReason, SessionState
+from agentplane.core import EndReason, SessionState
 
 from .support import (
     BEACON_DEADLINE,

@@ -9,7 +9,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "generate_clients.py"
-GENERATED = ("clients/python/grpcio", "clients/python/betterproto")
+GENERATED = (
+    "clients/python/agentplane/clients/grpcio",
+    "clients/python/agentplane/clients/betterproto",
+)
 MARKER = "do not edit. Regenerate with ./dev generate."
 
 
@@ -41,7 +44,7 @@ def test_every_generated_file_carries_the_marker() -> None:
 def test_descriptor_set_keeps_the_contract_comments() -> None:
     from google.protobuf import descriptor_pb2
 
-    data = (REPO_ROOT / "clients/python/grpcio/descriptors.binpb").read_bytes()
+    data = (REPO_ROOT / "clients/python/agentplane/clients/grpcio/descriptors.binpb").read_bytes()
     files = {f.name: f for f in descriptor_pb2.FileDescriptorSet.FromString(data).file}
     assert set(files) == {"agentplane/v1/session.proto", "agentplane/v1/session_service.proto"}
     comments = [
@@ -73,23 +76,36 @@ def test_check_reports_stale_missing_and_extra_files(tmp_path: Path) -> None:
     anchor = "  string idempotency_key = 4;\n"
     assert text.count(anchor) == 1
     proto.write_text(text.replace(anchor, anchor + "  // A new field.\n  string region = 5;\n"))
-    (root / "clients/python/grpcio/session_grpc.py").unlink()
-    (root / "clients/python/betterproto/stray.py").write_text("x = 1\n")
+    (root / "clients/python/agentplane/clients/grpcio/session_grpc.py").unlink()
+    (root / "clients/python/agentplane/clients/betterproto/stray.py").write_text("x = 1\n")
 
     stale = subprocess.run([*script, "--check"], capture_output=True, text=True, check=False)
     assert stale.returncode == 1
     report = stale.stderr
-    assert f"stale:   {root}/clients/python/grpcio/session_service_pb2.py" in report
-    assert f"stale:   {root}/clients/python/betterproto/agentplane/v1/__init__.py" in report
-    assert f"missing: {root}/clients/python/grpcio/session_grpc.py" in report
-    assert f"extra:   {root}/clients/python/betterproto/stray.py" in report
+    assert (
+        f"stale:   {root}/clients/python/agentplane/clients/grpcio/session_service_pb2.py" in report
+    )
+    assert (
+        f"stale:   {root}/clients/python/agentplane/clients/betterproto/agentplane/v1/__init__.py"
+        in report
+    )
+    assert f"missing: {root}/clients/python/agentplane/clients/grpcio/session_grpc.py" in report
+    assert f"extra:   {root}/clients/python/agentplane/clients/betterproto/stray.py" in report
     assert "/session_pb2.py" not in report  # session.proto did not change
 
     # Regenerating fixes everything, and the new field is in both clients.
     regenerated = subprocess.run(script, capture_output=True, text=True, check=False)
     assert regenerated.returncode == 0, regenerated.stderr
-    assert not (root / "clients/python/betterproto/stray.py").exists()
-    assert "region" in (root / "clients/python/betterproto/agentplane/v1/__init__.py").read_text()
-    assert b"region" in (root / "clients/python/grpcio/session_service_pb2.py").read_bytes()
+    assert not (root / "clients/python/agentplane/clients/betterproto/stray.py").exists()
+    assert (
+        "region"
+        in (
+            root / "clients/python/agentplane/clients/betterproto/agentplane/v1/__init__.py"
+        ).read_text()
+    )
+    assert (
+        b"region"
+        in (root / "clients/python/agentplane/clients/grpcio/session_service_pb2.py").read_bytes()
+    )
     again = subprocess.run([*script, "--check"], capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr

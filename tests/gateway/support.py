@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from agentplane.gateway import CorsOptions, GrpcUpstream, create_app
+from agentplane.http.server import HttpServer
 from agentplane.server import AgentLauncher, Runner, ServeOptions, SessionContext
-from agentplane.server.http_server import HttpServer
 
 KINDS = ("embedded", "standalone")
 

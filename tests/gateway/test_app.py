@@ -148,7 +148,7 @@ async def test_agentplane_gateway_command_proxies_and_stops_on_sigterm(grpc_only
 
 async def test_standalone_gateway_reports_an_unreachable_upstream() -> None:
     from agentplane.gateway import GrpcUpstream, create_app
-    from agentplane.server.http_server import HttpServer
+    from agentplane.http.server import HttpServer
 
     upstream = GrpcUpstream("127.0.0.1", 1, timeout=2)  # nothing listens on port 1
     server = HttpServer(create_app(upstream), "127.0.0.1", 0)
@@ -171,7 +171,7 @@ async def test_http_is_parsed_by_httptools() -> None:
     with h11 the gateway spends ~40% more CPU per request (bench/)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from agentplane.server.http_server import HttpServer
+    from agentplane.http.server import HttpServer
 
     async def app(scope: dict[str, object], receive: object, send: Any) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})

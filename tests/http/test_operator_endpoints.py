@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from agentplane.core import AdmissionRejected
 from agentplane.server import AgentLauncher, Runner, ServeOptions
-from agentplane.server.launcher import AdmissionRejected
 
 
 class _Agent:
@@ -79,7 +79,10 @@ async def test_prometheus_metrics_count_sessions(served: tuple[Runner, httpx.Asy
     assert _sample(body, "agentplane_active_sessions") == 1
     assert _sample(body, "agentplane_accepting_sessions") == 0
     assert _sample(body, "agentplane_sessions_started_total") == 1
-    assert _sample(body, 'agentplane_admission_rejections_total{reason="MAX_CONCURRENT_SESSIONS"}') == 1
+    assert (
+        _sample(body, 'agentplane_admission_rejections_total{reason="MAX_CONCURRENT_SESSIONS"}')
+        == 1
+    )
     assert _sample(body, "agentplane_session_start_seconds_count") == 1
 
     await runner.launcher.close_session(session.session_id)

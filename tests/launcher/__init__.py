@@ -1,1 +1,1 @@
-"""Tests of the transport-free launcher core (agentplane.server.launcher)."""
+"""Tests of the transport-free launcher core (agentplane.core)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentplane.server.launcher import AgentLauncher
+from agentplane.core import AgentLauncher
 
 from .support import Factory, join_call
 

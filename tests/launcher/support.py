@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from agentplane.server.launcher import (
+from agentplane.core import (
     AgentLauncher,
     EventKind,
     SessionContext,
@@ -83,9 +83,7 @@ class Factory:
         return self.agents[-1]
 
 
-async def join_call(
-    agent: Agent, call_type: str, call_id: str, *, session: SessionContext
-) -> None:
+async def join_call(agent: Agent, call_type: str, call_id: str, *, session: SessionContext) -> None:
     """The default join_call: waits for ``agent.release``."""
     agent.session = session
     agent.current = current_session()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentplane.server.launcher import (
+from agentplane.core import (
     AdmissionRejected,
     Draining,
     InvalidArgument,
@@ -207,9 +207,7 @@ async def test_metadata_is_passed_to_create_agent_as_kwargs(
     assert session.call_type == "default"
 
 
-async def test_call_type_defaults_to_default(
-    make_launcher: MakeLauncher, factory: Factory
-) -> None:
+async def test_call_type_defaults_to_default(make_launcher: MakeLauncher, factory: Factory) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call-1")
     assert record.call_type == "default"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentplane.server.launcher import (
+from agentplane.core import (
     AgentStartFailed,
     Draining,
     EndReason,
@@ -166,9 +166,7 @@ async def test_session_alone_from_the_start_idles_out(make_launcher: MakeLaunche
     assert 0.18 <= time.perf_counter() - began < 1.0
 
 
-async def test_idle_timeout_via_participants(
-    make_launcher: MakeLauncher, factory: Factory
-) -> None:
+async def test_idle_timeout_via_participants(make_launcher: MakeLauncher, factory: Factory) -> None:
     launcher = await make_launcher(agent_idle_timeout=0.3)
     record = await launcher.start_session("call")
     session = await joined(factory.last)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentplane.server.launcher import (
+from agentplane.core import (
     EndReason,
     EventKind,
     EventLog,
@@ -164,7 +164,7 @@ async def test_per_session_buffer_gap() -> None:
     gap, rest = events[0], events[1:]
     assert gap.kind is EventKind.GAP
     assert gap.payload == {"after_cursor": 0, "next_cursor": held[0].cursor}
-    assert rest == mine[-len(held):]
+    assert rest == mine[-len(held) :]
     assert all(e.session_id == "s" for e in rest)
     assert_increasing(events)
 
@@ -181,7 +181,7 @@ async def test_per_session_gap_while_watching() -> None:
     assert gap.payload["after_cursor"] == first.cursor
     rest = [await anext(stream) for _ in range(len(log._sessions["s"].events))]
     await stream.aclose()
-    assert rest == later[-len(rest):]
+    assert rest == later[-len(rest) :]
     assert gap.payload["next_cursor"] == rest[0].cursor
     assert_increasing([first, gap, *rest])
 

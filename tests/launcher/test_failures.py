@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentplane.server.launcher import (
+from agentplane.core import (
     AgentLauncher,
     AgentStartFailed,
     EndReason,
@@ -159,9 +159,7 @@ async def test_join_call_ignoring_cancellation_is_abandoned(
     make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
 ) -> None:
     factory = Factory(RogueAgent)
-    launcher = await make_launcher(
-        factory, rogue_join, stop_timeout=0.3, max_concurrent_sessions=1
-    )
+    launcher = await make_launcher(factory, rogue_join, stop_timeout=0.3, max_concurrent_sessions=1)
     record = await launcher.start_session("call")
     agent = factory.last
     assert isinstance(agent, RogueAgent)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agentplane.server.launcher import (
+from agentplane.core import (
     AgentStartFailed,
     IdempotencyConflict,
     SessionNotFound,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentplane.server.launcher import AgentStartFailed, EndReason, SessionState
+from agentplane.core import AgentStartFailed, EndReason, SessionState
 
 from .conftest import MakeLauncher
 from .support import Agent, Factory, settle, wait_until

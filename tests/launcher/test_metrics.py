@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from agentplane.server.launcher import (
+from agentplane.core import (
     EndReason,
     SessionContext,
     SessionMetrics,
     current_session,
 )
-from agentplane.server.launcher.metrics import WINDOW
+from agentplane.core.metrics import WINDOW
 
 from .conftest import MakeLauncher
 from .support import Agent, Factory, joined, settle, wait_ended

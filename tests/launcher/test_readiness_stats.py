@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentplane.server.launcher import (
+from agentplane.core import (
     AdmissionRejected,
     AgentStartFailed,
     EndReason,

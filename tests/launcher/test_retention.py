@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agentplane.server.launcher import EndReason, SessionNotFound, SessionState
+from agentplane.core import EndReason, SessionNotFound, SessionState
 
 from .conftest import MakeLauncher
 from .support import Factory, joined, settle, wait_ended

@@ -27,9 +27,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from grpclib.health.v1 import health_pb2
 
+from agentplane.rpc.server import GrpcServer
 from agentplane.server import AgentLauncher, ServeOptions, SessionContext
-from agentplane.server.api import SessionAPI
-from agentplane.server.grpc_server import GrpcServer
+from agentplane.service.api import SessionAPI
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "agentplane.v1.SessionService"

@@ -11,11 +11,11 @@ import pytest
 
 import agentplane.clients.betterproto as bp
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
-from agentplane.server import convert
-from agentplane.server.api import SessionAPI
-from agentplane.server.auth import RequestContext
-from agentplane.server.launcher.events import EventLog
-from agentplane.server.launcher.models import EventKind, SessionEvent
+from agentplane.core.events import EventLog
+from agentplane.core.models import EventKind, SessionEvent
+from agentplane.service import convert
+from agentplane.service.api import SessionAPI
+from agentplane.service.auth import RequestContext
 
 from .conftest import Clients
 from .support import Servers, Toy, open_options

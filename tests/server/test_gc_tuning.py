@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from agentplane.core import SessionRecord
+from agentplane.ops.gc_policy import GcPauses, HeldHeapGc
 from agentplane.server import AgentLauncher, Runner, ServeOptions
-from agentplane.server.gc_tuning import GcPauses, HeldHeapGc
-from agentplane.server.launcher import SessionRecord
 
 
 class Node:

@@ -1,0 +1,55 @@
+"""What the gateway calls: a ``Backend`` answers RPCs for it.
+
+Two implementations share every line of HTTP handling: the in-process one of
+``agentplane serve`` (``agentplane.http.embedded``, no network hop)
+and ``GrpcUpstream`` (``agentplane gateway --upstream``), which proxies over
+gRPC. Both raise ``RpcError`` with the server's status and details, so HTTP
+callers get the same answers either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from google.protobuf.message import Message
+
+from .bindings import Binding
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Who is calling: forwarded metadata (lower-case keys) and the client address."""
+
+    metadata: Sequence[tuple[str, str]]
+    peer: str | None
+
+
+class Backend(Protocol):
+    """Answers the RPCs behind the HTTP bindings."""
+
+    async def unary(self, binding: Binding, request: Message, call: CallInfo) -> Message:
+        """One request, one response; raises ``RpcError``."""
+        ...
+
+    async def open_stream(
+        self, binding: Binding, request: Message, call: CallInfo
+    ) -> AsyncIterator[Message]:
+        """Check and open a server stream.
+
+        Errors known before the first message (authentication, NOT_FOUND, ...)
+        are raised here; later ones by the iterator. Closing the iterator
+        (``aclose()``) cancels the call at once. A yielded message must not be
+        changed afterwards: the same object may be yielded to many streams, and
+        the gateway renders it once for all of them (see ``streaming``).
+        """
+        ...
+
+    async def ready(self) -> bool:
+        """Whether the sessions service would admit new sessions now."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; calls in flight end."""
+        ...

@@ -1,1 +1,0 @@
-../../clients/browser/agentplane.d.ts

@@ -1,0 +1,109 @@
+"""The launcher's own error taxonomy.
+
+The core raises only these; each transport maps them to its wire status in a
+single table (``agentplane.service.status`` for gRPC). Messages name the
+problem so they can be shown to a client as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LauncherError(Exception):
+    """Base class of every error the launcher reports to a caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One invalid request field, as ``google.rpc.BadRequest`` reports it."""
+
+    field: str
+    description: str
+
+
+class InvalidArgument(LauncherError):
+    """The request is malformed; ``violations`` name each bad field."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        message = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(f"invalid request: {message}")
+        self.violations = violations
+
+
+class SessionNotFound(LauncherError):
+    """No session with this id (never existed, or ended and was forgotten)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"Session with id '{session_id}' not found")
+        self.session_id = session_id
+
+
+class AdmissionRejected(LauncherError):
+    """A limit refused a new session.
+
+    ``reason`` is a stable machine-readable code (``MAX_CONCURRENT_SESSIONS``,
+    ``MAX_SESSIONS_PER_CALL``, ``RATE_LIMITED``); ``retry_after`` is set when
+    the launcher knows when a retry can succeed.
+    """
+
+    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class Unavailable(LauncherError):
+    """The launcher cannot take sessions right now; ``reason`` says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Draining(Unavailable):
+    """The launcher is shutting down and accepts no new sessions."""
+
+    REASON = "DRAINING"
+
+    def __init__(self) -> None:
+        super().__init__(self.REASON, "the server is draining and accepts no new sessions")
+
+
+class NotReady(Unavailable):
+    """The launcher has not finished warming up."""
+
+    REASON = "NOT_READY"
+
+    def __init__(self) -> None:
+        super().__init__(self.REASON, "the server is still warming up; retry shortly")
+
+
+class AgentStartFailed(LauncherError):
+    """``create_agent`` raised or timed out; nothing of the session remains."""
+
+    reason = "AGENT_START_FAILED"
+
+
+class IdempotencyConflict(LauncherError):
+    """An idempotency key was reused for a different call."""
+
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+
+__all__ = [
+    "AdmissionRejected",
+    "AgentStartFailed",
+    "Draining",
+    "FieldViolation",
+    "IdempotencyConflict",
+    "InvalidArgument",
+    "LauncherError",
+    "NotReady",
+    "SessionNotFound",
+    "Unavailable",
+]

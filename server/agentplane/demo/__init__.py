@@ -1,0 +1,1 @@
+"""The demo: an offline agent (``agent``) and a browser page served at ``/demo/`` (``page``)."""

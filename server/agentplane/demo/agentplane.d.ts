@@ -1,0 +1,1 @@
+../../../clients/browser/agentplane.d.ts

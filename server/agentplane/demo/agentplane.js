@@ -1,0 +1,1 @@
+../../../clients/browser/agentplane.js

@@ -1,0 +1,1 @@
+"""HTTP hosting: uvicorn for the gateway app, the in-process backend, the standalone gateway."""

@@ -1,0 +1,82 @@
+"""The HTTP gateway's backend inside ``agentplane serve``: SessionAPI, no network hop.
+
+Errors go through the same table as the gRPC service (``grpc_errors``), so an
+HTTP caller of the embedded gateway gets exactly the status and details an
+HTTP caller of a standalone gateway (which proxies over gRPC) gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from google.protobuf.message import Message
+from grpclib.const import Status
+
+from agentplane.core import AgentLauncher
+from agentplane.core.errors import LauncherError
+from agentplane.gateway.backend import CallInfo
+from agentplane.gateway.bindings import Binding
+from agentplane.gateway.errors import RpcError
+from agentplane.service.api import SessionAPI
+from agentplane.service.auth import RequestContext
+from agentplane.service.status import to_grpc_error
+
+_SERVICE = "/agentplane.v1.SessionService/"
+
+
+class InProcessBackend:
+    """Answers the gateway's calls with the server's own ``SessionAPI``."""
+
+    def __init__(self, api: SessionAPI, launcher: AgentLauncher) -> None:
+        self._launcher = launcher
+        self._unary: dict[str, Callable[[Any, RequestContext], Awaitable[Message]]] = {
+            _SERVICE + "Start": api.start,
+            _SERVICE + "Close": api.close,
+            _SERVICE + "Get": api.get,
+            _SERVICE + "Metrics": api.metrics,
+        }
+        self._streams: dict[str, Callable[[Any, RequestContext], Awaitable[AsyncIterator[Any]]]] = {
+            _SERVICE + "StreamEvents": api.open_events,
+        }
+
+    @staticmethod
+    def _context(binding: Binding, call: CallInfo) -> RequestContext:
+        return RequestContext(method=binding.rpc_path, metadata=dict(call.metadata), peer=call.peer)
+
+    async def unary(self, binding: Binding, request: Message, call: CallInfo) -> Message:
+        handler = self._unary.get(binding.rpc_path)
+        if handler is None:
+            raise RpcError(Status.UNIMPLEMENTED, f"{binding.rpc_path} is not served here")
+        try:
+            return await handler(request, self._context(binding, call))
+        except LauncherError as error:
+            raise RpcError.from_grpc(to_grpc_error(error)) from None
+
+    async def open_stream(
+        self, binding: Binding, request: Message, call: CallInfo
+    ) -> AsyncIterator[Message]:
+        opener = self._streams.get(binding.rpc_path)
+        if opener is None:
+            raise RpcError(Status.UNIMPLEMENTED, f"{binding.rpc_path} is not served here")
+        try:
+            events = await opener(request, self._context(binding, call))
+        except LauncherError as error:
+            raise RpcError.from_grpc(to_grpc_error(error)) from None
+        return _mapped(events)
+
+    async def ready(self) -> bool:
+        return self._launcher.accepting
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def _mapped(events: AsyncIterator[Message]) -> AsyncIterator[Message]:
+    try:
+        async for event in events:
+            yield event
+    except LauncherError as error:
+        raise RpcError.from_grpc(to_grpc_error(error)) from None
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics for operators and the garbage-collection policy."""

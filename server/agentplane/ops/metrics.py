@@ -1,0 +1,99 @@
+"""Operator metrics in Prometheus format, via prometheus_client.
+
+Fed by the launcher's hooks (no polling), in a registry of its own so that
+several launchers (tests, embedded servers) never collide in the global one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from agentplane.core import AgentLauncher, SessionRecord
+
+from .gc_policy import GcPauses
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Agent start latency is dominated by create_agent: from milliseconds (warm
+# pools) to tens of seconds (model loading).
+START_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# A collection stops the event loop: young ones take microseconds, a full one
+# over a large heap tens of milliseconds (see gc_tuning.py).
+GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class OperatorMetrics:
+    """Prometheus metrics of one launcher; a ``LauncherHooks`` implementation.
+
+    Example::
+
+        metrics = OperatorMetrics(launcher)
+        body = metrics.exposition()     # text format, for GET /metrics
+    """
+
+    def __init__(self, launcher: AgentLauncher) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.active = Gauge(
+            "agentplane_active_sessions",
+            "Sessions running on this node.",
+            registry=self.registry,
+        )
+        self.active.set_function(lambda: launcher.stats().in_flight)
+        self.accepting = Gauge(
+            "agentplane_accepting_sessions",
+            "1 while this node accepts new sessions (ready, not draining, below capacity).",
+            registry=self.registry,
+        )
+        self.accepting.set_function(lambda: 1.0 if launcher.accepting else 0.0)
+        self.started = Counter(
+            "agentplane_sessions_started",
+            "Sessions started.",
+            registry=self.registry,
+        )
+        self.ended = Counter(
+            "agentplane_sessions_ended",
+            "Sessions ended, by end reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "agentplane_admission_rejections",
+            "Starts refused by a limit or by draining, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.start_seconds = Histogram(
+            "agentplane_session_start_seconds",
+            "Time from admission to the agent running (create_agent included).",
+            buckets=START_BUCKETS,
+            registry=self.registry,
+        )
+        self.gc_pause_seconds = Histogram(
+            "agentplane_gc_pause_seconds",
+            "Time the event loop stood still in CPython's garbage collector, by generation.",
+            ["generation"],
+            buckets=GC_BUCKETS,
+            registry=self.registry,
+        )
+        # One child per generation, bound once: this runs on every collection.
+        by_generation = [self.gc_pause_seconds.labels(generation=str(g)) for g in range(3)]
+        self.gc_pauses = GcPauses(
+            lambda generation, seconds: by_generation[generation].observe(seconds)
+        )
+        launcher.add_hooks(self)
+
+    def session_started(self, record: SessionRecord, start_seconds: float) -> None:
+        self.started.inc()
+        self.start_seconds.observe(start_seconds)
+
+    def session_ended(self, record: SessionRecord) -> None:
+        reason = record.end_reason.name if record.end_reason is not None else "UNKNOWN"
+        self.ended.labels(reason=reason).inc()
+
+    def admission_rejected(self, reason: str) -> None:
+        self.rejected.labels(reason=reason).inc()
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""The grpclib adapter: SessionService handlers, health and reflection on one server."""

@@ -1,0 +1,94 @@
+"""The grpclib server: SessionService, health, reflection, proper UNIMPLEMENTED.
+
+Health: service "" is liveness (SERVING while the process serves);
+``agentplane.v1.SessionService`` is SERVING only while Starts are accepted
+(warmed up, not draining, below capacity), pushed by the launcher.
+Reflection answers both ``grpc.reflection.v1`` and ``v1alpha`` (grpcurl 1.8
+speaks only v1alpha; buf curl tries v1 first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from google.protobuf import empty_pb2
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.health.check import ServiceStatus
+from grpclib.health.service import OVERALL, Health
+from grpclib.reflection.service import ServerReflection
+from grpclib.server import Server, Stream
+
+from agentplane.core import AgentLauncher
+from agentplane.service.api import SessionAPI
+
+from .service import SessionService
+
+SERVICE_NAME = "agentplane.v1.SessionService"
+
+
+async def _unimplemented(method: str, stream: Stream[Any, Any]) -> None:
+    raise GRPCError(Status.UNIMPLEMENTED, f"Method not found: {method}")
+
+
+class _MethodTable(dict[str, Handler]):
+    """grpclib's method mapping, answering unknown methods properly.
+
+    Plain grpclib answers an unknown method with a trailers-only response
+    that has no content-type, which grpcio, grpc-go and connect-go clients
+    report as UNKNOWN ("missing content-type"). Routing unknown paths to a
+    handler that raises UNIMPLEMENTED makes grpclib send a well-formed
+    response, so every client sees UNIMPLEMENTED (and buf curl can fall back
+    from reflection v1 to v1alpha).
+    """
+
+    def get(self, key: str, default: Any = None) -> Handler:
+        handler = super().get(key)
+        if handler is not None:
+            return handler
+        return Handler(
+            functools.partial(_unimplemented, key),
+            Cardinality.UNARY_UNARY,
+            empty_pb2.Empty,
+            empty_pb2.Empty,
+        )
+
+
+class GrpcServer:
+    """Owns the grpclib Server and the readiness status it reports.
+
+    Example::
+
+        server = GrpcServer(launcher, api)
+        await server.start("127.0.0.1", 0)
+        print(server.port)
+        ...
+        server.close()
+        await server.wait_closed()
+    """
+
+    def __init__(self, launcher: AgentLauncher, api: SessionAPI) -> None:
+        self.service = SessionService(api)
+        self.readiness = ServiceStatus()
+        launcher.add_accepting_listener(self.readiness.set)
+        health = Health({self.service: [self.readiness], OVERALL: []})
+        self.server = Server(ServerReflection.extend([self.service, health]))
+        # grpclib 0.4.9 (pinned) keeps the method mapping here; the test suite
+        # checks that unknown methods answer UNIMPLEMENTED, so a grpclib
+        # upgrade that moves it fails loudly.
+        self.server._mapping = _MethodTable(self.server._mapping)
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        await self.server.start(host, port)
+        listener = self.server._server
+        sockets = listener.sockets if isinstance(listener, asyncio.Server) else ()
+        self.port = sockets[0].getsockname()[1] if sockets else port
+
+    def close(self) -> None:
+        self.server.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()

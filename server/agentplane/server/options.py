@@ -1,0 +1,90 @@
+"""ServeOptions: how the server is exposed and who may do what.
+
+Mirrors the reference agent server's ``ServeOptions`` names. Frozen: options
+are fixed once the server starts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentplane.service.auth import AuthPolicy, GetCurrentUser, SessionCheck, StartCheck
+
+API_TOKEN_ENV = "AGENTPLANE_API_TOKEN"
+CLOSE_TOKEN_SECRET_ENV = "AGENTPLANE_CLOSE_TOKEN_SECRET"
+
+
+def _env_token() -> str | None:
+    return os.environ.get(API_TOKEN_ENV) or None
+
+
+def _env_secret() -> bytes:
+    # Set it for close tokens that survive restarts and work on every node;
+    # otherwise each process makes its own.
+    value = os.environ.get(CLOSE_TOKEN_SECRET_ENV)
+    return value.encode() if value else secrets.token_bytes(32)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Server options.
+
+    Auth hooks are async callables given a ``RequestContext`` (and, for the
+    session checks, the ``SessionRecord`` or None); they deny by raising
+    ``Unauthenticated`` / ``PermissionDenied``. ``api_token`` (default: the
+    ``AGENTPLANE_API_TOKEN`` environment variable) turns on a built-in bearer
+    token check for every call; unset, the server is open.
+
+    CORS: unlike the reference (every origin *with* credentials, which
+    browsers treat as unsafe), a wildcard origin here never allows
+    credentials; ``cors_allow_credentials=True`` needs explicit origins.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    grpc_port: int = 50051
+    api_token: str | None = field(default_factory=_env_token)
+    close_token_secret: bytes = field(default_factory=_env_secret, repr=False)
+    get_current_user: GetCurrentUser | None = None
+    can_start_session: StartCheck | None = None
+    can_close_session: SessionCheck | None = None
+    can_view_session: SessionCheck | None = None
+    can_view_metrics: SessionCheck | None = None
+    cors_allow_origins: Sequence[str] = ("*",)
+    cors_allow_methods: Sequence[str] = ("*",)
+    cors_allow_headers: Sequence[str] = ("*",)
+    cors_allow_credentials: bool = False
+    fast_api: Any = None
+    demo_page: bool = True
+    # Keep objects known to be alive (the start-up heap, survivors of each
+    # full collection) out of CPython's full passes, so held sessions cause
+    # no long event-loop pauses (gc_tuning.py). False: CPython's own policy.
+    gc_freeze: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("port", "grpc_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ValueError(f"{name} must be a TCP port (0-65535), got {value}")
+        if self.cors_allow_credentials and "*" in self.cors_allow_origins:
+            raise ValueError(
+                "cors_allow_credentials=True needs explicit cors_allow_origins: browsers "
+                "refuse credentials with a wildcard origin"
+            )
+        if len(self.close_token_secret) < 16:
+            raise ValueError("close_token_secret must be at least 16 bytes")
+
+    def auth_policy(self) -> AuthPolicy:
+        return AuthPolicy(
+            api_token=self.api_token,
+            get_current_user=self.get_current_user,
+            can_start_session=self.can_start_session,
+            can_close_session=self.can_close_session,
+            can_view_session=self.can_view_session,
+            can_view_metrics=self.can_view_metrics,
+            close_token_secret=self.close_token_secret,
+        )

@@ -1,0 +1,215 @@
+"""Runner: serves a launcher over gRPC, or runs one agent in the console.
+
+Shutdown is graceful, then firm: the first SIGTERM/SIGINT turns readiness
+NOT_SERVING and refuses new Starts at once, running sessions get the
+launcher's ``drain_timeout`` to finish, the rest end with reason SHUTDOWN,
+and the process exits 0. A second signal ends every session at once.
+
+Example (``my_agent.py``)::
+
+    Runner(AgentLauncher(create_agent=create_agent, join_call=join_call)).cli()
+
+then ``python my_agent.py serve`` or ``python my_agent.py run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from agentplane.core import AgentLauncher, EventKind
+from agentplane.gateway import CorsOptions, create_app
+from agentplane.http.embedded import InProcessBackend
+from agentplane.http.server import HttpServer
+from agentplane.ops.gc_policy import HeldHeapGc
+from agentplane.ops.metrics import OperatorMetrics
+from agentplane.rpc.server import GrpcServer
+from agentplane.service.api import SessionAPI
+
+from .options import ServeOptions
+
+logger = logging.getLogger("agentplane.runner")
+
+SERVER_CLOSE_TIMEOUT = 5.0
+
+
+class Runner:
+    """Ties a launcher to its server and its command line."""
+
+    def __init__(self, launcher: AgentLauncher, serve_options: ServeOptions | None = None) -> None:
+        self.launcher = launcher
+        self.serve_options = serve_options or ServeOptions()
+        self.api = SessionAPI(launcher, self.serve_options.auth_policy())
+        self.grpc: GrpcServer | None = None
+        self.http_port: int | None = None
+        self.operator_metrics = OperatorMetrics(launcher)
+        # The HTTP app exists from the start so it can be customized before
+        # serve() (routes, middleware), like the reference's runner.fast_api.
+        self._demo_routes: list[Any] = []
+        self.fast_api: Any = self.serve_options.fast_api or self._gateway_app()
+        self._signals = 0
+        self._stop: asyncio.Event | None = None
+
+    def cli(self, args: list[str] | None = None) -> None:
+        """Run the ``serve`` / ``run`` command line for this runner."""
+        from .cli import runner_cli
+
+        runner_cli(self).main(args=args, prog_name="agent")
+
+    # --------------------------------------------------------------- serve
+
+    async def serve(
+        self,
+        *,
+        host: str | None = None,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        on_ready: Callable[[Runner], None] | None = None,
+    ) -> None:
+        """Serve until a signal (or ``stop()``), then drain and exit.
+
+        gRPC listens on ``grpc_port``; with ``http_port`` the HTTP/JSON
+        gateway (``fast_api``: the session routes, ``/health``, ``/ready``,
+        ``/metrics``, ``/docs``) listens there too. Port 0
+        picks a free port; the bound ports are logged and kept on the runner.
+        """
+        options = self.serve_options
+        host = host or options.host
+        self._stop = asyncio.Event()
+        self._apply_demo_page()
+        self.grpc = GrpcServer(self.launcher, self.api)
+        await self.grpc.start(host, options.grpc_port if grpc_port is None else grpc_port)
+        logger.info("agentplane gRPC listening on %s:%s", host, self.grpc.port)
+        self._install_signal_handlers()
+        http: HttpServer | None = None
+        held_heap_gc: HeldHeapGc | None = None
+        self.operator_metrics.gc_pauses.install()
+        try:
+            if http_port is not None:
+                http = HttpServer(self.fast_api, host, http_port)
+                await http.start()
+                self.http_port = http.port
+                logger.info("agentplane HTTP listening on %s:%s", host, http.port)
+            # Readiness stays NOT_SERVING until warmup() finished.
+            await self.launcher.start()
+            if options.gc_freeze:
+                held_heap_gc = HeldHeapGc(lambda: self.launcher.stats().in_flight)
+                self.launcher.add_hooks(held_heap_gc)
+                held_heap_gc.start()
+            logger.info("agentplane ready")
+            if on_ready is not None:
+                on_ready(self)
+            await self._stop.wait()
+            await self.launcher.drain()
+        finally:
+            await self.launcher.shutdown()
+            if http is not None:
+                await http.stop(SERVER_CLOSE_TIMEOUT)
+            self.grpc.close()
+            try:
+                await asyncio.wait_for(self.grpc.wait_closed(), SERVER_CLOSE_TIMEOUT)
+            except TimeoutError:
+                logger.warning("gRPC server did not close within %.0f s", SERVER_CLOSE_TIMEOUT)
+            self._remove_signal_handlers()
+            self.operator_metrics.gc_pauses.remove()
+            if held_heap_gc is not None:
+                await held_heap_gc.aclose()
+            logger.info("agentplane stopped")
+
+    def _gateway_app(self) -> Any:
+        options = self.serve_options
+        from agentplane.demo.page import demo_routes
+
+        self._demo_routes = list(demo_routes())
+        return create_app(
+            InProcessBackend(self.api, self.launcher),
+            metrics=self.operator_metrics.exposition,
+            cors=CorsOptions(
+                allow_origins=tuple(options.cors_allow_origins),
+                allow_methods=tuple(options.cors_allow_methods),
+                allow_headers=tuple(options.cors_allow_headers),
+                allow_credentials=options.cors_allow_credentials,
+            ),
+            extra_routes=self._demo_routes,
+        )
+
+    def _apply_demo_page(self) -> None:
+        # The option may change after __init__ (`serve --no-demo-page`); the
+        # routes of our own app follow it. A user's own app is left as it is.
+        if self.serve_options.fast_api is not None or self.serve_options.demo_page:
+            return
+        routes = self.fast_api.router.routes
+        routes[:] = [r for r in routes if all(r is not d for d in self._demo_routes)]
+
+    def stop(self) -> None:
+        """Begin a graceful stop, as the first SIGTERM does."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            logger.info(
+                "%s: draining (up to %.0f s); send it again to stop at once",
+                signal.Signals(signum).name,
+                self.launcher.drain_timeout,
+            )
+            self.stop()
+        else:
+            logger.info("%s again: ending every session now", signal.Signals(signum).name)
+            task = asyncio.get_running_loop().create_task(self.launcher.shutdown())
+            # Referenced by the loop until done; shutdown() is awaited again in serve().
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    # ------------------------------------------------------------- console
+
+    async def run_console(self, call_type: str, call_id: str) -> int:
+        """Run one agent in ``call_id`` until it ends or Ctrl-C; print its events.
+
+        Returns a process exit code: 0 unless the agent failed.
+        """
+        self._stop = asyncio.Event()
+        self._install_signal_handlers()
+        try:
+            await self.launcher.start()
+            record = await self.launcher.start_session(call_id, call_type)
+            print(f"session {record.session_id} started in call {call_id} ({call_type})")
+            watcher = asyncio.create_task(self._print_events(record.session_id))
+            stopper = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            final = await self.launcher.close_session(record.session_id)
+            watcher.cancel()
+            await asyncio.gather(watcher, stopper, return_exceptions=True)
+            reason = final.end_reason.name.lower() if final.end_reason else "unknown"
+            print(
+                f"session {final.session_id} ended: {reason}"
+                + (f" ({final.error_message})" if final.error_message else "")
+            )
+            return 1 if final.error_message else 0
+        finally:
+            await self.launcher.shutdown()
+            self._remove_signal_handlers()
+
+    async def _print_events(self, session_id: str) -> None:
+        async for event in self.launcher.events.watch(session_id, 0):
+            if event.kind is EventKind.AGENT:
+                print(f"  event {event.payload['name']}: {event.payload['data']}")
+            elif event.kind is EventKind.STATE_CHANGED:
+                print(f"  state {event.payload['state'].name.lower()}")

@@ -1,0 +1,150 @@
+"""SessionService's behaviour, once, for every transport.
+
+``SessionAPI`` takes protobuf requests plus a ``RequestContext`` and answers
+protobuf responses, raising ``LauncherError``s. The grpclib servicer and the
+in-process HTTP gateway are thin adapters around it, so authentication,
+permissions, limits and errors are the same whichever way a call arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from agentplane.clients.grpcio import session_service_pb2 as api_pb
+from agentplane.core import AgentLauncher, SessionNotFound, SessionRecord
+from agentplane.core.models import EventKind, SessionEvent
+from agentplane.core.validation import validate_session_id
+
+from .auth import AuthPolicy, PermissionDenied, RequestContext, user_id
+from .convert import event_message, session_message, struct_to_dict, timestamp
+
+
+class SessionAPI:
+    """The five RPCs of ``agentplane.v1.SessionService``."""
+
+    def __init__(self, launcher: AgentLauncher, auth: AuthPolicy) -> None:
+        self.launcher = launcher
+        self.auth = auth
+
+    async def _session(self, session_id: str, call_id: str) -> SessionRecord:
+        validate_session_id(session_id)
+        record = await self.launcher.get_session(session_id)
+        if call_id and record.call_id != call_id:
+            # Call-scoped routes: a session of another call does not exist here.
+            raise SessionNotFound(session_id)
+        return record
+
+    async def start(
+        self, request: api_pb.StartRequest, ctx: RequestContext
+    ) -> api_pb.StartResponse:
+        ctx = await self.auth.authenticate(ctx)
+        await self.auth.check_start(ctx)
+        record = await self.launcher.start_session(
+            request.call_id,
+            request.call_type,
+            metadata=struct_to_dict(request.metadata),
+            idempotency_key=request.idempotency_key,
+            created_by=user_id(ctx.user),
+        )
+        response = api_pb.StartResponse(
+            session_id=record.session_id,
+            call_id=record.call_id,
+            session_started_at=timestamp(record.started_at),
+        )
+        if self.auth.enabled:
+            response.close_token = self.auth.close_token(record.session_id)
+        return response
+
+    async def close(
+        self, request: api_pb.CloseRequest, ctx: RequestContext
+    ) -> api_pb.CloseResponse:
+        if request.close_token:
+            # A close token authorizes this one close by itself (sendBeacon
+            # cannot send credentials); a wrong one is refused outright.
+            validate_session_id(request.session_id)
+            if not self.auth.close_token_valid(request.session_id, request.close_token):
+                raise PermissionDenied("close_token does not match this session")
+            await self._session(request.session_id, request.call_id)
+        else:
+            ctx = await self.auth.authenticate(ctx)
+            record = await self._session(request.session_id, request.call_id)
+            await self.auth.check_close(ctx, record)
+        final = await self.launcher.close_session(request.session_id)
+        return api_pb.CloseResponse(session=session_message(final))
+
+    async def get(self, request: api_pb.GetRequest, ctx: RequestContext) -> api_pb.GetResponse:
+        ctx = await self.auth.authenticate(ctx)
+        record = await self._session(request.session_id, request.call_id)
+        await self.auth.check_view(ctx, record)
+        return api_pb.GetResponse(session=session_message(record))
+
+    async def metrics(
+        self, request: api_pb.MetricsRequest, ctx: RequestContext
+    ) -> api_pb.MetricsResponse:
+        ctx = await self.auth.authenticate(ctx)
+        record = await self._session(request.session_id, request.call_id)
+        await self.auth.check_view_metrics(ctx, record)
+        record, metrics = await self.launcher.get_metrics(record.session_id)
+        return api_pb.MetricsResponse(
+            session_id=record.session_id,
+            call_id=record.call_id,
+            session_started_at=timestamp(record.started_at),
+            metrics_generated_at=timestamp(time.time()),
+            metrics=metrics,
+        )
+
+    async def open_events(
+        self, request: api_pb.StreamEventsRequest, ctx: RequestContext
+    ) -> AsyncIterator[api_pb.StreamEventsResponse]:
+        """Check the caller, then answer the stream of events it asked for.
+
+        Events of one session, or of every session the caller may view. All
+        checks happen before the stream is returned, so a refused watcher gets
+        its error before any response headers.
+        """
+        ctx = await self.auth.authenticate(ctx)
+        after = request.after_cursor if request.HasField("after_cursor") else None
+        if request.session_id:
+            record = await self._session(request.session_id, "")
+            await self.auth.check_view(ctx, record)
+            return self._session_events(request.session_id, after)
+        return self._all_events(ctx, after)
+
+    async def _session_events(
+        self, session_id: str, after: int | None
+    ) -> AsyncIterator[api_pb.StreamEventsResponse]:
+        async for event in self.launcher.events.watch(session_id, after):
+            yield event_message(event)
+
+    async def _all_events(
+        self, ctx: RequestContext, after: int | None
+    ) -> AsyncIterator[api_pb.StreamEventsResponse]:
+        allowed: dict[str, bool] = {}
+        async for event in self.launcher.events.watch(None, after):
+            if event.kind is EventKind.GAP or await self._may_view(ctx, event, allowed):
+                yield event_message(event)
+
+    async def _may_view(
+        self, ctx: RequestContext, event: SessionEvent, allowed: dict[str, bool]
+    ) -> bool:
+        verdict = allowed.get(event.session_id)
+        if verdict is None:
+            session = event.payload.get("session")
+            if session is None:
+                try:
+                    session = await self.launcher.get_session(event.session_id)
+                except SessionNotFound:
+                    return False
+            try:
+                await self.auth.check_view(ctx, session)
+                verdict = True
+            except PermissionDenied:
+                verdict = False
+            allowed[event.session_id] = verdict
+            if event.kind is EventKind.ENDED:
+                allowed.pop(event.session_id, None)
+        elif event.kind is EventKind.ENDED:
+            # The session's last event: its verdict is no longer needed.
+            del allowed[event.session_id]
+        return verdict
