@@ -14,9 +14,10 @@ from .errors import (
     Unavailable,
 )
 from .events import EventLog
-from .launcher import AgentLauncher, LauncherHooks
+from .launcher import AgentLauncher
 from .metrics import SessionMetrics
 from .models import EndReason, EventKind, LauncherStats, SessionEvent, SessionRecord, SessionState
+from .observers import LauncherHooks
 from .registry import InMemorySessionRegistry, Limits, SessionRegistry
 
 __all__ = [

@@ -17,52 +17,35 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import json
-import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .metrics import SessionMetrics
 from .models import SessionRecord
 
 AGENT_EVENT_MAX_BYTES = 16 * 1024
 
 
-class _Host(Protocol):
-    def _metrics_changed(self, live: LiveSession) -> None: ...
-    def _agent_event(self, live: LiveSession, name: str, data: dict[str, Any]) -> None: ...
-    def _presence_changed(self, live: LiveSession) -> None: ...
-
-
-@dataclass(slots=True, eq=False)
-class LiveSession:
-    """Node-local state of a running session; dropped when it ends."""
+class _Session(Protocol):
+    """What the context needs of the running session (``session.LiveSession``)."""
 
     record: SessionRecord
-    metrics: SessionMetrics = field(default_factory=SessionMetrics)
-    agent: Any = None
-    task: asyncio.Task[None] | None = None
-    # Resolved once Start finished (or failed): idempotent retries wait on it.
-    started: asyncio.Future[None] | None = None
-    # Resolved with the final record once the session ended.
-    ended: asyncio.Future[SessionRecord] | None = None
-    ending: bool = False
-    participants: set[str] | None = None
-    alone_since: float | None = None
-    max_duration_timer: asyncio.TimerHandle | None = None
-    idle_timer: asyncio.TimerHandle | None = None
-    metrics_timer: asyncio.TimerHandle | None = None
+    ending: bool
+    participants: set[str] | None
+
+    def observe(self, name: str, value: float) -> None: ...
+    def add(self, name: str, amount: float) -> None: ...
+    def emit(self, name: str, data: dict[str, Any]) -> None: ...
+    def participant_joined(self, participant_id: str) -> None: ...
+    def participant_left(self, participant_id: str) -> None: ...
 
 
 class SessionContext:
     """The running session, as its agent sees it."""
 
-    __slots__ = ("_host", "_live")
+    __slots__ = ("_live",)
 
-    def __init__(self, host: _Host, live: LiveSession) -> None:
-        self._host = host
+    def __init__(self, live: _Session) -> None:
         self._live = live
 
     @property
@@ -92,17 +75,11 @@ class SessionContext:
 
     def observe(self, name: str, value: float) -> None:
         """Record one observation (a latency in ms, a size) under ``name``."""
-        if self._live.ending:
-            return
-        self._live.metrics.observe(name, value)
-        self._host._metrics_changed(self._live)
+        self._live.observe(name, value)
 
     def add(self, name: str, amount: float = 1.0) -> None:
         """Add ``amount`` to the counter ``name`` (reported as ``name__total``)."""
-        if self._live.ending:
-            return
-        self._live.metrics.add(name, amount)
-        self._host._metrics_changed(self._live)
+        self._live.add(name, amount)
 
     def emit(self, name: str, data: dict[str, Any] | None = None) -> None:
         """Publish an agent-defined event to the session's watchers.
@@ -116,27 +93,15 @@ class SessionContext:
         encoded = json.dumps(payload, allow_nan=False)
         if len(encoded) > AGENT_EVENT_MAX_BYTES:
             raise ValueError(f"event data must be at most {AGENT_EVENT_MAX_BYTES} bytes encoded")
-        if self._live.ending:
-            return
-        self._host._agent_event(self._live, name, json.loads(encoded))
+        self._live.emit(name, json.loads(encoded))
 
     def participant_joined(self, participant_id: str) -> None:
         """Someone other than the agent joined the call (stops the idle clock)."""
-        participants = self._live.participants
-        if participants is None:
-            participants = self._live.participants = set()
-        participants.add(participant_id)
-        self._live.alone_since = None
-        self._host._presence_changed(self._live)
+        self._live.participant_joined(participant_id)
 
     def participant_left(self, participant_id: str) -> None:
         """Someone left the call; when nobody is left the idle clock runs."""
-        participants = self._live.participants
-        if participants is not None:
-            participants.discard(participant_id)
-        if not participants and self._live.alone_since is None:
-            self._live.alone_since = time.monotonic()
-        self._host._presence_changed(self._live)
+        self._live.participant_left(participant_id)
 
     @property
     def participants(self) -> frozenset[str]:
@@ -152,3 +117,8 @@ def current_session() -> SessionContext:
     Raises LookupError outside of a session's ``join_call``.
     """
     return _current.get()
+
+
+def bind_current(context: SessionContext) -> None:
+    """Make ``context`` what ``current_session()`` answers in this task."""
+    _current.set(context)

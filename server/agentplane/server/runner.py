@@ -30,6 +30,7 @@ from agentplane.ops.metrics import OperatorMetrics
 from agentplane.rpc.server import GrpcServer
 from agentplane.service.api import SessionAPI
 
+from .commands import runner_cli
 from .options import ServeOptions
 
 logger = logging.getLogger("agentplane.runner")
@@ -56,8 +57,6 @@ class Runner:
 
     def cli(self, args: list[str] | None = None) -> None:
         """Run the ``serve`` / ``run`` command line for this runner."""
-        from .cli import runner_cli
-
         runner_cli(self).main(args=args, prog_name="agent")
 
     # --------------------------------------------------------------- serve

@@ -1,0 +1,277 @@
+"""A running session: its agent task, its timers, and what it reports.
+
+The launcher admits sessions and ends them; everything that happens *during*
+a session happens here: the ``join_call`` task, the max-duration and idle
+timers, the idle policy (ask the agent, or count the participants the agent
+reports), and coalescing metric reports into ``metrics_updated`` events.
+
+Every timer runs on the event loop's clock (``loop.call_later`` and
+``loop.time()``), so a test loop with a virtual clock drives them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import agent as agent_contract
+from .agent import JoinCall
+from .context import SessionContext, bind_current
+from .events import EventLog
+from .metrics import SessionMetrics
+from .models import EndReason, EventKind, SessionRecord
+
+logger = logging.getLogger("agentplane.launcher")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    """The launcher's per-session settings (None: no such limit)."""
+
+    idle_timeout: float | None
+    max_duration: float | None
+    metrics_interval: float
+
+
+# Called once, when the session begins to end: the launcher's ending sequence.
+EndSession = Callable[["LiveSession", EndReason, str], None]
+
+
+class LiveSession:
+    """Node-local state of a running (or starting) session; dropped when it ends."""
+
+    __slots__ = (
+        "_end",
+        "_events",
+        "_loop",
+        "_policy",
+        "agent",
+        "alone_since",
+        "ended",
+        "ending",
+        "idle_timer",
+        "max_duration_timer",
+        "metrics",
+        "metrics_timer",
+        "participants",
+        "record",
+        "started",
+        "task",
+    )
+
+    def __init__(
+        self,
+        record: SessionRecord,
+        policy: SessionPolicy,
+        events: EventLog,
+        end: EndSession,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.record = record
+        self._policy = policy
+        self._events = events
+        self._end = end
+        self._loop = loop
+        self.metrics = SessionMetrics()
+        self.agent: Any = None
+        self.task: asyncio.Task[None] | None = None
+        # Resolved once Start finished (or failed): idempotent retries wait on it.
+        self.started: asyncio.Future[None] | None = loop.create_future()
+        # Resolved with the final record once the session ended (made on demand).
+        self.ended: asyncio.Future[SessionRecord] | None = None
+        self.ending = False
+        self.participants: set[str] | None = None
+        self.alone_since: float | None = None
+        self.max_duration_timer: asyncio.TimerHandle | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.metrics_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.record.session_id
+
+    # ------------------------------------------------------------ lifecycle
+
+    def run(self, agent: Any, join_call: JoinCall, pass_session: bool) -> None:
+        """Start ``join_call`` in the session's own task and arm its timers."""
+        self.agent = agent
+        self.task = self._loop.create_task(
+            self._join(join_call, pass_session), name=f"agentplane-session-{self.session_id}"
+        )
+        self._arm_timers()
+
+    async def _join(self, join_call: JoinCall, pass_session: bool) -> None:
+        context = SessionContext(self)
+        bind_current(context)
+        record = self.record
+        try:
+            if pass_session:
+                await join_call(self.agent, record.call_type, record.call_id, session=context)
+            else:
+                await join_call(self.agent, record.call_type, record.call_id)
+        except asyncio.CancelledError:
+            if not self.ending:
+                # Cancelled by someone other than the launcher (the loop
+                # shutting down): still end the session properly.
+                self.end(EndReason.SHUTDOWN)
+            raise
+        except Exception as exc:
+            logger.exception("join_call failed for session %s", self.session_id)
+            self.end(EndReason.ERROR, f"{type(exc).__name__}: {exc}")
+        else:
+            self.end(EndReason.COMPLETED)
+
+    def end(self, reason: EndReason, error: str = "") -> None:
+        """Begin ending the session, once; later calls are no-ops."""
+        if self.ending:
+            return
+        self.ending = True
+        self._disarm_timers()
+        self._end(self, reason, error)
+
+    async def stop(self, grace: float) -> bool:
+        """Cancel ``join_call`` and wait up to ``grace`` seconds for it to finish.
+
+        Returns False when the task ignored cancellation and still runs.
+        """
+        task = self.task
+        if task is None or task.done():
+            return True
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        return bool(done)
+
+    def ended_future(self) -> asyncio.Future[SessionRecord]:
+        """The future the launcher resolves with the final record."""
+        if self.ended is None:
+            self.ended = self._loop.create_future()
+        return self.ended
+
+    # --------------------------------------------------------------- timers
+
+    def _arm_timers(self) -> None:
+        policy = self._policy
+        if policy.max_duration is not None:
+            self.max_duration_timer = self._loop.call_later(
+                policy.max_duration, self.end, EndReason.MAX_DURATION
+            )
+        if policy.idle_timeout is not None:
+            if agent_contract.has_idle_for(self.agent):
+                self.idle_timer = self._loop.call_later(policy.idle_timeout, self._check_agent_idle)
+            else:
+                # Nobody but the agent is on the call until someone joins.
+                self.alone_since = self._loop.time()
+                self.idle_timer = self._loop.call_later(policy.idle_timeout, self._check_presence)
+
+    def _disarm_timers(self) -> None:
+        for handle in (self.max_duration_timer, self.idle_timer, self.metrics_timer):
+            if handle is not None:
+                handle.cancel()
+        self.max_duration_timer = self.idle_timer = self.metrics_timer = None
+
+    def _check_agent_idle(self) -> None:
+        """Ask the agent how long it has been alone; re-check when it could expire."""
+        timeout = self._policy.idle_timeout
+        assert timeout is not None
+        self.idle_timer = None
+        if self.ending:
+            return
+        idle = agent_contract.idle_for(self.agent, self.session_id)
+        if idle >= timeout:
+            self.end(EndReason.IDLE_TIMEOUT)
+            return
+        self.idle_timer = self._loop.call_later(timeout - idle, self._check_agent_idle)
+
+    def _check_presence(self) -> None:
+        timeout = self._policy.idle_timeout
+        assert timeout is not None
+        self.idle_timer = None
+        if self.ending or self.alone_since is None:
+            return
+        alone_for = self._loop.time() - self.alone_since
+        if alone_for >= timeout:
+            self.end(EndReason.IDLE_TIMEOUT)
+            return
+        self.idle_timer = self._loop.call_later(timeout - alone_for, self._check_presence)
+
+    # ------------------------------------------- reports (from SessionContext)
+
+    def participant_joined(self, participant_id: str) -> None:
+        if self.participants is None:
+            self.participants = set()
+        self.participants.add(participant_id)
+        self.alone_since = None
+        self._presence_changed()
+
+    def participant_left(self, participant_id: str) -> None:
+        if self.participants is not None:
+            self.participants.discard(participant_id)
+        if not self.participants and self.alone_since is None:
+            self.alone_since = self._loop.time()
+        self._presence_changed()
+
+    def _presence_changed(self) -> None:
+        timeout = self._policy.idle_timeout
+        if timeout is None or self.ending or agent_contract.has_idle_for(self.agent):
+            return
+        if self.alone_since is None:
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+                self.idle_timer = None
+        elif self.idle_timer is None:
+            remaining = timeout - (self._loop.time() - self.alone_since)
+            self.idle_timer = self._loop.call_later(max(remaining, 0.0), self._check_presence)
+
+    def observe(self, name: str, value: float) -> None:
+        if self.ending:
+            return
+        self.metrics.observe(name, value)
+        self._metrics_changed()
+
+    def add(self, name: str, amount: float) -> None:
+        if self.ending:
+            return
+        self.metrics.add(name, amount)
+        self._metrics_changed()
+
+    def emit(self, name: str, data: dict[str, Any]) -> None:
+        if self.ending:
+            return
+        record = self.record
+        self._events.publish(
+            record.session_id, record.call_id, EventKind.AGENT, {"name": name, "data": data}
+        )
+
+    def _metrics_changed(self) -> None:
+        # Reports within one interval become one event.
+        if self.metrics_timer is None and not self.ending:
+            self.metrics_timer = self._loop.call_later(
+                self._policy.metrics_interval, self._flush_metrics
+            )
+
+    def _flush_metrics(self) -> None:
+        self.metrics_timer = None
+        if self.ending:
+            return
+        record = self.record
+        self._events.publish(
+            record.session_id,
+            record.call_id,
+            EventKind.METRICS_UPDATED,
+            {"metrics": self.current_metrics()},
+        )
+
+    # ---------------------------------------------------------------- reads
+
+    def read_collector(self) -> None:
+        """Adopt figures from the agent's own metrics collector, where it has one."""
+        values = agent_contract.collector_values(self.agent, self.session_id)
+        if values is not None:
+            self.metrics.merge_external(values)
+
+    def current_metrics(self) -> dict[str, float]:
+        self.read_collector()
+        return self.metrics.snapshot()
