@@ -107,3 +107,28 @@ def test_installed_wheel_imports(wheel: zipfile.ZipFile, tmp_path: Path) -> None
     assert Path(betterproto_file).is_relative_to(site)
     assert Path(grpclib_file).is_relative_to(site)
     assert json_text == '{"k": true}'
+
+
+def test_version_is_written_once() -> None:
+    """``agentplane.server.__version__`` is the distribution's, which pyproject.toml sets."""
+    import importlib.metadata
+    import tomllib
+
+    import agentplane.server
+
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert agentplane.server.__version__ == declared
+    assert importlib.metadata.version("agentplane") == declared
+
+
+def test_agentplane_is_a_namespace_of_the_three_source_roots() -> None:
+    import agentplane
+
+    assert getattr(agentplane, "__file__", None) is None  # PEP 420: no __init__.py
+    import agentplane.clients
+    import agentplane.core
+    import agentplane.gateway
+
+    assert Path(agentplane.core.__file__ or "").is_relative_to(REPO_ROOT / "server")
+    assert Path(agentplane.gateway.__file__ or "").is_relative_to(REPO_ROOT / "gateway")
+    assert Path(agentplane.clients.__file__ or "").is_relative_to(REPO_ROOT / "clients" / "python")
