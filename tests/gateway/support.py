@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from agentplane.gateway import CorsOptions, GrpcUpstream, create_app
+from agentplane.gateway import CorsOptions, GrpcUpstream
+from agentplane.http.app import gateway_app, session_upstream
 from agentplane.http.server import HttpServer
 from agentplane.server import AgentLauncher, Runner, ServeOptions, SessionContext
 
@@ -87,8 +88,8 @@ async def deploy(
             port = runner.http_port
         else:
             assert runner.grpc is not None and runner.grpc.port is not None
-            upstream = GrpcUpstream("127.0.0.1", runner.grpc.port, timeout=10)
-            app = create_app(upstream, cors=CorsOptions())
+            upstream = session_upstream("127.0.0.1", runner.grpc.port, timeout=10)
+            app = gateway_app(upstream, cors=CorsOptions())
             standalone = HttpServer(app, "127.0.0.1", 0)
             await standalone.start()
             port = standalone.port

@@ -147,11 +147,11 @@ async def test_agentplane_gateway_command_proxies_and_stops_on_sigterm(grpc_only
 
 
 async def test_standalone_gateway_reports_an_unreachable_upstream() -> None:
-    from agentplane.gateway import GrpcUpstream, create_app
+    from agentplane.http.app import gateway_app, session_upstream
     from agentplane.http.server import HttpServer
 
-    upstream = GrpcUpstream("127.0.0.1", 1, timeout=2)  # nothing listens on port 1
-    server = HttpServer(create_app(upstream), "127.0.0.1", 0)
+    upstream = session_upstream("127.0.0.1", 1, timeout=2)  # nothing listens on port 1
+    server = HttpServer(gateway_app(upstream), "127.0.0.1", 0)
     await server.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:

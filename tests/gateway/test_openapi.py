@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentplane.gateway import service_bindings, session_service
+from agentplane.gateway import service_bindings
 from agentplane.gateway.openapi import _openapi_path
+from agentplane.http.app import session_service
 
 from .support import Agents, Deployment, deploy
 

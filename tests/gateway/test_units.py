@@ -9,11 +9,12 @@ from google.protobuf.message import Message
 from grpclib.const import Status
 
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
-from agentplane.gateway import BindingError, service_bindings, session_service
+from agentplane.gateway import BindingError, service_bindings
 from agentplane.gateway.codec import RequestParts, build_request, set_from_strings
 from agentplane.gateway.errors import HTTP_STATUS, RpcError
 from agentplane.gateway.headers import forwarded_metadata
 from agentplane.gateway.httprule import PathTemplate, TemplateError
+from agentplane.http.app import session_service
 
 
 @pytest.mark.parametrize(

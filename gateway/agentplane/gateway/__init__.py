@@ -1,14 +1,17 @@
-"""agentplane's HTTP/JSON gateway, driven by the proto's ``google.api.http`` rules.
+"""A generic HTTP/JSON gateway for gRPC services, driven by their ``google.api.http`` rules.
 
-``create_app(backend)`` builds the ASGI app; the backend is the server itself
-in ``agentplane serve`` (no network hop) or ``GrpcUpstream`` for a standalone
-gateway (``agentplane gateway --upstream HOST:PORT``).
+``create_app(backend, services=[...])`` builds the ASGI app; what is particular
+to one API (success statuses, the document's title and comments, the realm of
+a 401) comes in as its options. The backend answers the RPCs: in-process, or
+``GrpcUpstream`` for a gateway in front of a remote gRPC server. It imports
+nothing of the servers it fronts.
 """
 
-from .app import CorsOptions, create_app, session_service
+from .app import CorsOptions, create_app
 from .backend import Backend, CallInfo
 from .bindings import Binding, BindingError, service_bindings
 from .errors import HTTP_STATUS, RpcError
+from .openapi import Comments
 from .upstream import GrpcUpstream
 
 __all__ = [
@@ -17,10 +20,10 @@ __all__ = [
     "Binding",
     "BindingError",
     "CallInfo",
+    "Comments",
     "CorsOptions",
     "GrpcUpstream",
     "RpcError",
     "create_app",
     "service_bindings",
-    "session_service",
 ]

@@ -6,16 +6,23 @@ when asked for, then ``RpcRoutes``: every ``google.api.http`` binding of the
 services. Unknown paths and wrong methods answer in the one error shape
 (404 / 405 with ``Allow``). CORS wraps everything.
 
+What is particular to one API comes in as options, as grpc-gateway's
+``ServeMuxOption``s: the services to serve, success statuses other than 200,
+the document's title, version and comments, the realm of a 401's challenge.
+
 Example (a standalone gateway in front of a remote server)::
 
-    app = create_app(GrpcUpstream("10.0.0.5", 50051))
+    app = create_app(
+        GrpcUpstream("10.0.0.5", 50051, service="example.v1.Shelves"),
+        services=[shelves_pb2.DESCRIPTOR.services_by_name["Shelves"]],
+        success_status={"/example.v1.Shelves/CreateShelf": 201},
+    )
     uvicorn.run(app)
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .backend import Backend
-from .bindings import service_bindings
+from .bindings import Binding, BindingError, service_bindings
 from .bodies import DEFAULT_MAX_BODY_BYTES
 from .docs import docs_routes
 from .errors import RpcError, routing_error
@@ -38,14 +45,8 @@ from .routes import RpcRoutes
 from .streaming import DEFAULT_HEARTBEAT
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def session_service() -> ServiceDescriptor:
-    """agentplane.v1.SessionService, from the generated protobuf module."""
-    from agentplane.clients.grpcio import session_service_pb2
-
-    service: ServiceDescriptor = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"]
-    return service
+# OpenAPI's info.version when the caller names none (grpc-gateway's generator says the same).
+DEFAULT_VERSION = "version not set"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,26 +74,34 @@ class CorsOptions:
 def create_app(
     backend: Backend,
     *,
-    services: Sequence[ServiceDescriptor] | None = None,
+    services: Sequence[ServiceDescriptor],
+    success_status: Mapping[str, int] | None = None,
     metrics: Callable[[], bytes] | None = None,
     cors: CorsOptions | None = CorsOptions(),
     extra_routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     heartbeat: float = DEFAULT_HEARTBEAT,
-    title: str = "agentplane",
-    version: str | None = None,
+    title: str | None = None,
+    version: str = DEFAULT_VERSION,
     comments: Comments | None = None,
+    realm: str | None = None,
 ) -> Starlette:
-    """The gateway for ``services`` (default: SessionService) over ``backend``.
+    """The gateway for the ``google.api.http`` bindings of ``services`` over ``backend``.
 
-    ``metrics`` renders the Prometheus exposition for ``/metrics`` (omitted:
-    no such route); ``extra_routes`` (the demo page, a user's own) are matched
-    before the RPC bindings. ``/openapi.json`` documents the bindings with the
-    proto's comments (``comments``; default: agentplane's own contract).
-    Bad HttpRules raise ``BindingError`` here.
+    ``success_status`` maps gRPC paths (``/package.Service/Method``) to their
+    HTTP status on success when it is not 200. ``metrics`` renders the
+    Prometheus exposition for ``/metrics`` (omitted: no such route);
+    ``extra_routes`` (a demo page, a user's own) are matched before the RPC
+    bindings. ``/openapi.json`` documents the bindings under ``title``
+    (default: the services' names) and ``version``, described by the proto's
+    ``comments`` (default: none). ``realm`` goes into the ``WWW-Authenticate``
+    challenge of a 401. Bad HttpRules, or a ``success_status`` naming no
+    served RPC or no 2xx status, raise ``BindingError`` here.
     """
-    bindings = service_bindings(services if services is not None else [session_service()])
-    version = version or _package_version()
+    bindings = service_bindings(services)
+    statuses = _success_statuses(bindings, success_status or {})
+    if title is None:
+        title = ", ".join(service.full_name for service in services)
 
     async def health(request: Request) -> Response:
         # Liveness: answering at all is the signal.
@@ -121,12 +130,22 @@ def create_app(
                 bindings,
                 title=title,
                 version=version,
-                comments=Comments.bundled() if comments is None else comments,
+                comments=comments,
+                success_status=statuses,
             )
         )
     )
     routes.extend(extra_routes)
-    routes.append(RpcRoutes(bindings, backend, max_body_bytes=max_body_bytes, heartbeat=heartbeat))
+    routes.append(
+        RpcRoutes(
+            bindings,
+            backend,
+            max_body_bytes=max_body_bytes,
+            heartbeat=heartbeat,
+            success_status=statuses,
+            realm=realm,
+        )
+    )
     middleware = []
     if cors is not None:
         middleware.append(
@@ -140,10 +159,22 @@ def create_app(
                 expose_headers=["Retry-After", "WWW-Authenticate"],
             )
         )
+
+    async def http_exception(request: Request, exc: Any) -> Response:
+        """Starlette's own routing errors (404, 405) in the gateway's error shape."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code in (404, 405):
+            allow = (exc.headers or {}).get("Allow", "")
+            methods = [m.strip() for m in allow.split(",") if m.strip()]
+            error = routing_error(exc.status_code, methods)
+        else:
+            error = RpcError.from_http(exc.status_code, exc.detail)
+        return error.response(realm=realm)
+
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: _http_exception},
+        exception_handlers={HTTPException: http_exception},
     )
     # "/sessions/" is not "/sessions": answer 404, as grpc-gateway does, not a redirect.
     app.router.redirect_slashes = False
@@ -152,19 +183,11 @@ def create_app(
     return app
 
 
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("agentplane")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-async def _http_exception(request: Request, exc: Any) -> Response:
-    """Starlette's own routing errors (404, 405) in the gateway's error shape."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code in (404, 405):
-        allow = (exc.headers or {}).get("Allow", "")
-        error = routing_error(exc.status_code, [m.strip() for m in allow.split(",") if m.strip()])
-    else:
-        error = RpcError.from_http(exc.status_code, exc.detail)
-    return error.response()
+def _success_statuses(bindings: Sequence[Binding], wanted: Mapping[str, int]) -> dict[str, int]:
+    served = {binding.rpc_path for binding in bindings}
+    for rpc_path, status in wanted.items():
+        if rpc_path not in served:
+            raise BindingError(f"success_status: {rpc_path!r} is no RPC with an HTTP binding")
+        if not 200 <= status < 300:
+            raise BindingError(f"success_status: {status} for {rpc_path} is not a 2xx status")
+    return dict(wanted)

@@ -1,9 +1,8 @@
 """What the gateway calls: a ``Backend`` answers RPCs for it.
 
-Two implementations share every line of HTTP handling: the in-process one of
-``agentplane serve`` (``agentplane.http.embedded``, no network hop)
-and ``GrpcUpstream`` (``agentplane gateway --upstream``), which proxies over
-gRPC. Both raise ``RpcError`` with the server's status and details, so HTTP
+Every implementation shares every line of HTTP handling: one inside the
+server's own process (no network hop), or ``GrpcUpstream``, which proxies over
+gRPC. Each raises ``RpcError`` with the server's status and details, so HTTP
 callers get the same answers either way.
 """
 
@@ -47,7 +46,7 @@ class Backend(Protocol):
         ...
 
     async def ready(self) -> bool:
-        """Whether the sessions service would admit new sessions now."""
+        """Whether the service behind the gateway is ready for new work now."""
         ...
 
     async def aclose(self) -> None:

@@ -3,7 +3,8 @@
 Whatever fails (an RPC, a malformed body, an unknown route), the client gets
 a ``google.rpc.Status`` as JSON (``code``, ``message``, ``details``) and the HTTP
 status from ``HTTP_STATUS``, the table grpc-gateway uses. A ``RetryInfo``
-detail becomes ``Retry-After``; UNAUTHENTICATED adds ``WWW-Authenticate``.
+detail becomes ``Retry-After``; UNAUTHENTICATED adds ``WWW-Authenticate``
+(a Bearer challenge, with the app's ``realm`` when it has one).
 """
 
 from __future__ import annotations
@@ -131,13 +132,13 @@ class RpcError(Exception):
             always_print_fields_with_no_presence=True,
         )
 
-    def response_headers(self) -> dict[str, str]:
+    def response_headers(self, realm: str | None = None) -> dict[str, str]:
         headers = dict(self.headers)
         retry = self.retry_after()
         if retry is not None:
             headers["retry-after"] = str(retry)
         if self.status is Status.UNAUTHENTICATED:
-            headers["www-authenticate"] = 'Bearer realm="agentplane"'
+            headers["www-authenticate"] = bearer_challenge(realm)
         return headers
 
     def retry_after(self) -> int | None:
@@ -148,14 +149,23 @@ class RpcError(Exception):
                 return max(1, math.ceil(int(delay.seconds) + int(delay.nanos) / 1e9))
         return None
 
-    def response(self) -> Response:
+    def response(self, *, realm: str | None = None) -> Response:
+        """The HTTP answer; ``realm`` names the protection space of a 401's challenge."""
         try:
             body = json.dumps(self.to_dict(), separators=(",", ":")).encode()
         except Exception:  # an unrenderable detail must not turn into a 500 page
             body = _FALLBACK
         return Response(
-            body, self.http_status, headers=self.response_headers(), media_type=JSON_TYPE
+            body, self.http_status, headers=self.response_headers(realm), media_type=JSON_TYPE
         )
+
+
+def bearer_challenge(realm: str | None) -> str:
+    """``WWW-Authenticate`` for a Bearer token (RFC 6750), quoting ``realm`` if given."""
+    if not realm:
+        return "Bearer"
+    quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+    return f'Bearer realm="{quoted}"'
 
 
 def routing_error(http_status: int, allow: Sequence[str] = ()) -> RpcError:

@@ -10,15 +10,13 @@ set. OpenAPI 3.0.3, so the bundled Swagger UI renders it.
 
 from __future__ import annotations
 
-import importlib.resources
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from .bindings import Binding
-from .routes import SUCCESS_STATUS
 from .streaming import SSE_RESUME
 
 _INT = "^-?[0-9]{1,19}$"
@@ -94,13 +92,9 @@ class Comments:
             self._add_file(file)
 
     @classmethod
-    def bundled(cls) -> Comments:
-        """The comments of agentplane's own contract (generated with the clients)."""
-        data = (
-            importlib.resources.files("agentplane.clients.grpcio")
-            .joinpath("descriptors.binpb")
-            .read_bytes()
-        )
+    def from_descriptor_set(cls, data: bytes) -> Comments:
+        """The comments of a serialized ``FileDescriptorSet`` built with source info
+        (``buf build --as-file-descriptor-set``, ``protoc --include_source_info``)."""
         return cls(descriptor_pb2.FileDescriptorSet.FromString(data).file)
 
     def get(self, full_name: str) -> str:
@@ -203,9 +197,14 @@ def openapi_document(
     version: str,
     comments: Comments | None = None,
     operator_paths: bool = True,
+    success_status: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """An OpenAPI 3.0 document of ``bindings`` (and the operator endpoints)."""
+    """An OpenAPI 3.0 document of ``bindings`` (and the operator endpoints).
+
+    ``success_status`` is the gateway's: gRPC path -> HTTP status when not 200.
+    """
     comments = comments or Comments()
+    statuses = dict(success_status or {})
     schemas = _Schemas(comments)
     schemas.schemas["google.rpc.Status"] = _status_schema()
     paths: dict[str, Any] = dict(_OPERATOR_PATHS) if operator_paths else {}
@@ -215,7 +214,7 @@ def openapi_document(
         services[service.name] = comments.get(service.full_name)
         path = _openapi_path(binding)
         paths.setdefault(path, {})[binding.http_method.lower()] = _operation(
-            binding, schemas, comments
+            binding, schemas, comments, str(statuses.get(binding.rpc_path, 200))
         )
     return {
         "openapi": "3.0.3",
@@ -239,7 +238,9 @@ def _openapi_path(binding: Binding) -> str:
     return path + (":" + template.verb if template.verb else "")
 
 
-def _operation(binding: Binding, schemas: _Schemas, comments: Comments) -> dict[str, Any]:
+def _operation(
+    binding: Binding, schemas: _Schemas, comments: Comments, status: str
+) -> dict[str, Any]:
     method = binding.method
     text = comments.get(method.full_name)
     summary, _, rest = text.partition("\n\n")
@@ -291,7 +292,6 @@ def _operation(binding: Binding, schemas: _Schemas, comments: Comments) -> dict[
         operation["requestBody"] = {
             "content": {"application/json": {"schema": schemas.field(field)}}
         }
-    status = str(SUCCESS_STATUS.get(binding.rpc_path, 200))
     response: Descriptor = method.output_type
     if binding.response_body:
         result = schemas.field(response.fields_by_name[binding.response_body])

@@ -26,18 +26,20 @@ from .errors import JSON_TYPE, RpcError, routing_error
 from .headers import forwarded_metadata
 from .streaming import DEFAULT_HEARTBEAT, SSE_RESUME, stream_response, wants_sse
 
-# Success statuses other than 200, declared in this one place (grpc-gateway
-# reaches the same with its `x-http-code` header-metadata pattern). Start
-# answers 201 Created, as the reference agent server does.
-SUCCESS_STATUS: Mapping[str, int] = {"/agentplane.v1.SessionService/Start": 201}
-
-_BINDING = "agentplane.binding"
-_PATH_PARAMS = "agentplane.path_params"
-_ALLOW = "agentplane.allow"
+# What ``matches`` hands ``handle`` in the ASGI scope.
+_BINDING = "gateway.binding"
+_PATH_PARAMS = "gateway.path_params"
+_ALLOW = "gateway.allow"
 
 
 class RpcRoutes(BaseRoute):
-    """Serves ``bindings`` through ``backend``."""
+    """Serves ``bindings`` through ``backend``.
+
+    ``success_status`` maps gRPC paths (``/package.Service/Method``) to the
+    HTTP status of their success when it is not 200 (grpc-gateway reaches the
+    same with its ``x-http-code`` header-metadata pattern); ``realm`` goes into
+    the ``WWW-Authenticate`` challenge of a 401.
+    """
 
     def __init__(
         self,
@@ -46,11 +48,15 @@ class RpcRoutes(BaseRoute):
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         heartbeat: float = DEFAULT_HEARTBEAT,
+        success_status: Mapping[str, int] | None = None,
+        realm: str | None = None,
     ) -> None:
         self.bindings = tuple(bindings)
         self.backend = backend
         self.max_body_bytes = max_body_bytes
         self.heartbeat = heartbeat
+        self.success_status = dict(success_status or {})
+        self.realm = realm
 
     def __repr__(self) -> str:
         return f"RpcRoutes({len(self.bindings)} bindings)"
@@ -80,12 +86,12 @@ class RpcRoutes(BaseRoute):
         binding: Binding | None = scope.get(_BINDING)
         if binding is None:
             allow = sorted(set(scope.get(_ALLOW, ())))
-            await routing_error(405, allow).response()(scope, receive, send)
+            await routing_error(405, allow).response(realm=self.realm)(scope, receive, send)
             return
         try:
             await self._transcode(binding, scope, receive, send)
         except RpcError as error:
-            await error.response()(scope, receive, send)
+            await error.response(realm=self.realm)(scope, receive, send)
 
     async def _transcode(
         self, binding: Binding, scope: Scope, receive: Receive, send: Send
@@ -124,7 +130,7 @@ class RpcRoutes(BaseRoute):
             await stream_response(messages, receive, send, sse=sse, heartbeat=self.heartbeat)
             return
         response = await self.backend.unary(binding, request, call)
-        status = SUCCESS_STATUS.get(binding.rpc_path, 200)
+        status = self.success_status.get(binding.rpc_path, 200)
         await Response(dumps(response_json(binding, response)), status, media_type=JSON_TYPE)(
             scope, receive, send
         )

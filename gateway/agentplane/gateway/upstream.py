@@ -3,6 +3,8 @@
 Generic over the bindings: each call goes out by its gRPC path with the
 binding's protobuf classes, so a newly annotated RPC needs no code here.
 Every unary call has a deadline; streams live until either side ends them.
+Readiness is the upstream's ``grpc.health.v1`` status of ``service`` ("", the
+server as a whole, unless told which service to ask about).
 """
 
 from __future__ import annotations
@@ -22,16 +24,14 @@ from .backend import CallInfo
 from .bindings import Binding
 from .errors import RpcError
 
-SESSION_SERVICE = "agentplane.v1.SessionService"
-
 
 class GrpcUpstream:
-    """Proxies calls to an agentplane gRPC server at ``host:port``.
+    """Proxies calls to a gRPC server at ``host:port``.
 
     Example::
 
-        upstream = GrpcUpstream("10.0.0.5", 50051)
-        app = create_app(upstream, ...)
+        upstream = GrpcUpstream("10.0.0.5", 50051, service="example.v1.Shelves")
+        app = create_app(upstream, services=[shelves_service], ...)
     """
 
     def __init__(
@@ -41,7 +41,7 @@ class GrpcUpstream:
         *,
         timeout: float = 60.0,
         ready_timeout: float = 2.0,
-        service: str = SESSION_SERVICE,
+        service: str = "",
     ) -> None:
         self.address = f"{host}:{port}"
         self._channel = Channel(host, port)

@@ -1,6 +1,6 @@
 """``agentplane gateway``: the HTTP/JSON gateway alone, proxying to a remote server.
 
-The same app as the embedded gateway, with ``GrpcUpstream`` as its backend,
+The same app as the embedded gateway (``app.gateway_app``), with ``GrpcUpstream`` as its backend,
 so the HTTP tier scales apart from the agents. SIGTERM/SIGINT stop accepting
 connections and give requests in flight (streams included) ``grace_seconds``.
 """
@@ -13,8 +13,9 @@ import logging
 import signal
 from collections.abc import Callable
 
-from agentplane.gateway import CorsOptions, GrpcUpstream, create_app
+from agentplane.gateway import CorsOptions
 
+from .app import gateway_app, session_upstream
 from .server import HttpServer
 
 logger = logging.getLogger("agentplane.gateway")
@@ -41,8 +42,8 @@ async def serve_gateway(
 ) -> None:
     """Serve until a signal (or ``stop`` is set); ``on_ready`` gets the bound port."""
     up_host, up_port = parse_upstream(upstream)
-    backend = GrpcUpstream(up_host, up_port, timeout=upstream_timeout)
-    app = create_app(backend, cors=cors if cors is not None else CorsOptions())
+    backend = session_upstream(up_host, up_port, timeout=upstream_timeout)
+    app = gateway_app(backend, cors=cors if cors is not None else CorsOptions())
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agentplane.core import AgentLauncher, EventKind
-from agentplane.gateway import CorsOptions, create_app
+from agentplane.gateway import CorsOptions
+from agentplane.http.app import gateway_app
 from agentplane.http.embedded import InProcessBackend
 from agentplane.http.server import HttpServer
 from agentplane.ops.gc_policy import HeldHeapGc
@@ -124,7 +125,7 @@ class Runner:
         from agentplane.demo.page import demo_routes
 
         self._demo_routes = list(demo_routes())
-        return create_app(
+        return gateway_app(
             InProcessBackend(self.api, self.launcher),
             metrics=self.operator_metrics.exposition,
             cors=CorsOptions(

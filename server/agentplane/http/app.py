@@ -1,0 +1,103 @@
+"""agentplane's HTTP/JSON gateway: the generic ``agentplane.gateway`` with agentplane's options.
+
+What the generic gateway is told about agentplane lives here, once, for both
+deployments (``agentplane serve`` with ``InProcessBackend``, ``agentplane
+gateway`` with ``session_upstream``): the service (``agentplane.v1.SessionService``),
+Start's ``201 Created`` (as the reference agent server answers), the OpenAPI
+title, version and the proto's comments (the descriptor set generated with the
+clients), and the ``WWW-Authenticate`` realm.
+
+Example (the session routes inside a user's own app, next to a runner)::
+
+    app.mount("/agents", gateway_app(InProcessBackend(runner.api, runner.launcher)))
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.resources
+from collections.abc import Callable, Sequence
+
+from google.protobuf.descriptor import ServiceDescriptor
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from agentplane.clients.grpcio import session_service_pb2
+from agentplane.gateway import Backend, Comments, CorsOptions, GrpcUpstream, create_app
+from agentplane.gateway.bodies import DEFAULT_MAX_BODY_BYTES
+from agentplane.gateway.streaming import DEFAULT_HEARTBEAT
+
+TITLE = "agentplane"
+REALM = "agentplane"
+_ANY_ORIGIN = CorsOptions()
+
+
+def session_service() -> ServiceDescriptor:
+    """``agentplane.v1.SessionService``, from the generated protobuf module."""
+    service: ServiceDescriptor = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"]
+    return service
+
+
+def success_status() -> dict[str, int]:
+    """Successes that are not 200: Start answers 201 Created, as the reference does."""
+    return {f"/{session_service().full_name}/Start": 201}
+
+
+def bundled_comments() -> Comments:
+    """The comments of agentplane's contract, from the descriptor set generated with the clients."""
+    data = (
+        importlib.resources.files("agentplane.clients.grpcio")
+        .joinpath("descriptors.binpb")
+        .read_bytes()
+    )
+    return Comments.from_descriptor_set(data)
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("agentplane")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def gateway_app(
+    backend: Backend,
+    *,
+    metrics: Callable[[], bytes] | None = None,
+    cors: CorsOptions | None = _ANY_ORIGIN,
+    extra_routes: Sequence[BaseRoute] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    heartbeat: float = DEFAULT_HEARTBEAT,
+) -> Starlette:
+    """agentplane's gateway app over ``backend``; the other arguments are ``create_app``'s."""
+    return create_app(
+        backend,
+        services=[session_service()],
+        success_status=success_status(),
+        metrics=metrics,
+        cors=cors,
+        extra_routes=extra_routes,
+        max_body_bytes=max_body_bytes,
+        heartbeat=heartbeat,
+        title=TITLE,
+        version=package_version(),
+        comments=bundled_comments(),
+        realm=REALM,
+    )
+
+
+def session_upstream(
+    host: str, port: int, *, timeout: float = 60.0, ready_timeout: float = 2.0
+) -> GrpcUpstream:
+    """A backend proxying to the agentplane server at ``host:port``.
+
+    Ready while that server's SessionService health is SERVING (it admits new
+    sessions), not merely while the process is up.
+    """
+    return GrpcUpstream(
+        host,
+        port,
+        timeout=timeout,
+        ready_timeout=ready_timeout,
+        service=session_service().full_name,
+    )

@@ -1,0 +1,148 @@
+"""The gateway is generic: it imports nothing of agentplane, and serves any annotated service."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from grpclib.const import Status
+
+from agentplane.gateway import Binding, BindingError, CallInfo, RpcError, create_app
+from agentplane.http.server import HttpServer
+
+GATEWAY = Path(__file__).resolve().parents[2] / "gateway" / "agentplane" / "gateway"
+
+
+def _sources() -> list[Path]:
+    found = sorted(GATEWAY.glob("*.py"))
+    assert len(found) > 5, GATEWAY
+    return found
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: p.name)
+def test_the_gateway_imports_no_other_agentplane_package(path: Path) -> None:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level <= 1, f"{path.name}:{node.lineno} reaches out of agentplane.gateway"
+            names = [node.module or ""] if node.level == 0 else []
+        else:
+            continue
+        for name in names:
+            outside = name.startswith("agentplane.") and not name.startswith("agentplane.gateway")
+            assert not outside and name != "agentplane", f"{path.name}:{node.lineno} imports {name}"
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: p.name)
+def test_the_gateway_hard_codes_nothing_of_agentplane(path: Path) -> None:
+    # Names, titles, realms, scope keys: whatever is agentplane's comes in as an option.
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert "agentplane" not in node.value.lower(), f"{path.name}:{node.lineno}"
+
+
+def _shelves() -> ServiceDescriptor:
+    """``example.v1.Shelves``: CreateShelf (POST /shelves) and GetShelf (GET /shelves/{name})."""
+    pool = descriptor_pool.DescriptorPool()
+    for module in (descriptor_pb2, http_pb2, annotations_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        pool.AddSerializedFile(proto.SerializeToString())
+    file = descriptor_pb2.FileDescriptorProto(
+        name="shelves.proto",
+        package="example.v1",
+        syntax="proto3",
+        dependency=["google/api/annotations.proto"],
+    )
+    shelf = file.message_type.add(name="Shelf")
+    shelf.field.add(
+        name="name",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    service = file.service.add(name="Shelves")
+    for name, rule in (
+        ("CreateShelf", http_pb2.HttpRule(post="/shelves", body="*")),
+        ("GetShelf", http_pb2.HttpRule(get="/shelves/{name}")),
+    ):
+        method = service.method.add(
+            name=name, input_type=".example.v1.Shelf", output_type=".example.v1.Shelf"
+        )
+        method.options.Extensions[annotations_pb2.http].CopyFrom(rule)
+    pool.AddSerializedFile(file.SerializeToString())
+    return pool.FindServiceByName("example.v1.Shelves")
+
+
+class ShelvesBackend:
+    """Echoes the request; refuses callers without an authorization header."""
+
+    async def unary(self, binding: Binding, request: Message, call: CallInfo) -> Message:
+        if "authorization" not in dict(call.metadata):
+            raise RpcError(Status.UNAUTHENTICATED, "who are you?")
+        reply = message_factory.GetMessageClass(binding.method.output_type)()
+        reply.CopyFrom(request)
+        return reply
+
+    async def open_stream(
+        self, binding: Binding, request: Message, call: CallInfo
+    ) -> AsyncIterator[Message]:
+        raise RpcError(Status.UNIMPLEMENTED, "no streams here")
+
+    async def ready(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_any_annotated_service_is_served_with_its_own_options() -> None:
+    shelves = _shelves()
+    app = create_app(
+        ShelvesBackend(),
+        services=[shelves],
+        success_status={"/example.v1.Shelves/CreateShelf": 201},
+        realm='library "east"',
+    )
+    server = HttpServer(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=base, headers={"authorization": "x"}) as http:
+            created = await http.post("/shelves", json={"name": "poetry"})
+            assert (created.status_code, created.json()) == (201, {"name": "poetry"})
+            got = await http.get("/shelves/poetry")
+            assert (got.status_code, got.json()) == (200, {"name": "poetry"})
+            doc = (await http.get("/openapi.json")).json()
+            assert doc["info"] == {"title": "example.v1.Shelves", "version": "version not set"}
+            assert "201" in doc["paths"]["/shelves"]["post"]["responses"]
+            assert (await http.get("/health")).json() == {"status": "ok"}
+        async with httpx.AsyncClient(base_url=base) as anonymous:
+            refused = await anonymous.get("/shelves/poetry")
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"] == 'Bearer realm="library \\"east\\""'
+            assert refused.json() == {"code": 16, "message": "who are you?", "details": []}
+    finally:
+        await server.stop(2)
+
+
+def test_a_success_status_must_name_a_served_rpc_and_a_2xx_status() -> None:
+    shelves = _shelves()
+    with pytest.raises(BindingError, match="no RPC"):
+        create_app(ShelvesBackend(), services=[shelves], success_status={"/x.Y/Z": 201})
+    with pytest.raises(BindingError, match="2xx"):
+        create_app(
+            ShelvesBackend(),
+            services=[shelves],
+            success_status={"/example.v1.Shelves/GetShelf": 302},
+        )
+    # No realm: a bare Bearer challenge.
+    assert RpcError(Status.UNAUTHENTICATED, "x").response().headers["www-authenticate"] == "Bearer"
