@@ -1,4 +1,5 @@
-"""Launcher and auth errors reach grpcio clients as the right status with google.rpc details.
+"""Launcher and auth errors reach grpcio clients as the right status with google.rpc details;
+anything unexpected is INTERNAL with a fixed message, logged once.
 
 Read the way a grpcio application reads them: ``grpc_status.rpc_status.from_call``
 on the sync stub's error (the calls run in a worker thread because the server
@@ -15,9 +16,10 @@ from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 
 from agentplane.clients.grpcio import session_service_pb2 as pb
+from agentplane.server import RequestContext
 
 from .conftest import Clients
-from .support import RichError, Servers, Toy, sync_error
+from .support import RichError, Servers, Toy, open_options, sync_error
 
 BadRequest = error_details_pb2.BadRequest
 RetryInfo = error_details_pb2.RetryInfo
@@ -219,3 +221,46 @@ async def test_concurrent_retries_with_one_idempotency_key_start_one_session(
         grpc.StatusCode.INTERNAL
     }
     assert served.launcher.stats().in_flight == 1
+
+
+async def test_a_hook_that_raises_is_internal_with_a_fixed_message_logged_once(
+    toy: Toy, serve: Servers, clients: Clients, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "db password is hunter2"
+
+    async def broken(ctx: RequestContext, *_: object) -> None:
+        raise RuntimeError(secret)
+
+    served = await serve(toy.launcher(), open_options(can_view_session=broken))
+    stub = clients.sync_stub(served.target)
+    first = await asyncio.to_thread(stub.Start, pb.StartRequest(call_id="c1"), timeout=5)
+    caplog.clear()
+
+    got = await _error(stub.Get, pb.GetRequest(session_id=first.session_id))
+
+    def stream() -> RichError:
+        request = pb.StreamEventsRequest(session_id=first.session_id)
+        return sync_error(lambda: list(stub.StreamEvents(request, timeout=5)))
+
+    streamed = await asyncio.to_thread(stream)
+    for error in (got, streamed):
+        assert error.code == grpc.StatusCode.INTERNAL
+        assert error.message == "internal error"
+        assert error.reason == "INTERNAL"
+    logged = [r for r in caplog.records if r.exc_info is not None]
+    assert len(logged) == 2, [r.getMessage() for r in logged]
+    for record in logged:
+        assert record.name == "agentplane.service" and record.levelname == "ERROR"
+        assert record.exc_info is not None and secret in str(record.exc_info[1])
+    # The session is unharmed.
+    assert (await served.launcher.get_session(first.session_id)).state.name == "RUNNING"
+    await asyncio.to_thread(stub.Close, pb.CloseRequest(session_id=first.session_id), timeout=5)
+    assert served.launcher.stats().in_flight == 0
+
+    # An unexpected failure of get_current_user is the same: INTERNAL, nothing started.
+    caplog.clear()
+    again = await serve(toy.launcher(), open_options(get_current_user=broken))
+    start = await _error(clients.sync_stub(again.target).Start, pb.StartRequest(call_id="c2"))
+    assert (start.code, start.message) == (grpc.StatusCode.INTERNAL, "internal error")
+    assert len([r for r in caplog.records if r.exc_info is not None]) == 1
+    assert again.launcher.stats().started == 0

@@ -1,7 +1,7 @@
 """The launcher's own error taxonomy.
 
-The core raises only these; each transport maps them to its wire status in a
-single table (``agentplane.service.status`` for gRPC). Messages name the
+The core raises only these; one table maps them to the status every transport
+answers (``agentplane.service.status``). Messages name the
 problem so they can be shown to a client as they are.
 """
 
@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 
 class LauncherError(Exception):
-    """Base class of every error the launcher reports to a caller."""
+    """Base class of every error the launcher reports to a caller.
+
+    ``reason`` is the stable machine-readable code a caller can act on
+    (``google.rpc.ErrorInfo``'s reason); each subclass names its own.
+    """
+
+    reason: str = "INTERNAL"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -29,6 +35,8 @@ class FieldViolation:
 class InvalidArgument(LauncherError):
     """The request is malformed; ``violations`` name each bad field."""
 
+    reason = "INVALID_ARGUMENT"
+
     def __init__(self, violations: list[FieldViolation]) -> None:
         message = "; ".join(f"{v.field}: {v.description}" for v in violations)
         super().__init__(f"invalid request: {message}")
@@ -37,6 +45,8 @@ class InvalidArgument(LauncherError):
 
 class SessionNotFound(LauncherError):
     """No session with this id (never existed, or ended and was forgotten)."""
+
+    reason = "SESSION_NOT_FOUND"
 
     def __init__(self, session_id: str) -> None:
         super().__init__(f"Session with id '{session_id}' not found")

@@ -1,8 +1,9 @@
 """The HTTP gateway's backend inside ``agentplane serve``: SessionAPI, no network hop.
 
-Errors go through the same table as the gRPC service (``grpc_errors``), so an
-HTTP caller of the embedded gateway gets exactly the status and details an
-HTTP caller of a standalone gateway (which proxies over gRPC) gets.
+Errors take the same one path as over gRPC (``agentplane.service.status``),
+raised as the gateway's ``RpcError`` with no gRPC detour, so an HTTP caller of
+the embedded gateway gets exactly the status and details an HTTP caller of a
+standalone gateway (which proxies over gRPC) gets, unexpected errors included.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from google.protobuf.message import Message
 from grpclib.const import Status
 
 from agentplane.core import AgentLauncher
-from agentplane.core.errors import LauncherError
 from agentplane.gateway.backend import CallInfo
 from agentplane.gateway.bindings import Binding
 from agentplane.gateway.errors import RpcError
 from agentplane.service.api import SessionAPI
 from agentplane.service.auth import RequestContext
-from agentplane.service.status import to_grpc_error
+from agentplane.service.status import ErrorStatus, error_status
 
 _SERVICE = "/agentplane.v1.SessionService/"
 
@@ -50,8 +50,8 @@ class InProcessBackend:
             raise RpcError(Status.UNIMPLEMENTED, f"{binding.rpc_path} is not served here")
         try:
             return await handler(request, self._context(binding, call))
-        except LauncherError as error:
-            raise RpcError.from_grpc(to_grpc_error(error)) from None
+        except Exception as error:  # cancellation (a BaseException) goes on as it is
+            raise rpc_error(error_status(error, binding.rpc_path)) from None
 
     async def open_stream(
         self, binding: Binding, request: Message, call: CallInfo
@@ -61,9 +61,9 @@ class InProcessBackend:
             raise RpcError(Status.UNIMPLEMENTED, f"{binding.rpc_path} is not served here")
         try:
             events = await opener(request, self._context(binding, call))
-        except LauncherError as error:
-            raise RpcError.from_grpc(to_grpc_error(error)) from None
-        return _mapped(events)
+        except Exception as error:
+            raise rpc_error(error_status(error, binding.rpc_path)) from None
+        return _mapped(events, binding.rpc_path)
 
     async def ready(self) -> bool:
         return self._launcher.accepting
@@ -72,11 +72,18 @@ class InProcessBackend:
         pass
 
 
-async def _mapped(events: AsyncIterator[Message]) -> AsyncIterator[Message]:
+def rpc_error(status: ErrorStatus) -> RpcError:
+    """``status`` as the gateway renders it (an empty message reads as the code's name,
+    as it does when the status came over gRPC)."""
+    code = Status(status.code)
+    return RpcError(code, status.message or code.name, status.details)
+
+
+async def _mapped(events: AsyncIterator[Message], rpc: str) -> AsyncIterator[Message]:
     try:
         async for event in events:
             yield event
-    except LauncherError as error:
-        raise RpcError.from_grpc(to_grpc_error(error)) from None
+    except Exception as error:
+        raise rpc_error(error_status(error, rpc)) from None
     finally:
         await events.aclose()  # type: ignore[attr-defined]

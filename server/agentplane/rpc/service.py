@@ -1,8 +1,9 @@
 """The grpclib adapter: SessionService RPCs -> SessionAPI.
 
 Each handler reads the request, builds a RequestContext from the call's
-metadata, calls SessionAPI and maps a LauncherError through the one error
-table. Nothing else lives here.
+metadata, calls SessionAPI and raises whatever it raised as the GRPCError of
+its status (``agentplane.service.status``, the one error path; unexpected
+errors are INTERNAL there). Nothing else lives here.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.clients.grpcio.session_service_grpc import SessionServiceBase
-from agentplane.core.errors import LauncherError
 from agentplane.service.api import SessionAPI
 from agentplane.service.auth import RequestContext
-from agentplane.service.status import to_grpc_error
+from agentplane.service.status import ErrorStatus, error_status
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -38,6 +40,11 @@ def request_context(stream: Stream[Any, Any]) -> RequestContext:
     )
 
 
+def grpc_error(status: ErrorStatus) -> GRPCError:
+    """``status`` as grpclib sends it: code, message, details in grpc-status-details-bin."""
+    return GRPCError(Status(status.code), status.message, list(status.details))
+
+
 class SessionService(SessionServiceBase):
     """``agentplane.v1.SessionService`` on grpclib."""
 
@@ -51,10 +58,11 @@ class SessionService(SessionServiceBase):
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
+        ctx = request_context(stream)
         try:
-            response = await call(request, request_context(stream))
-        except LauncherError as error:
-            raise to_grpc_error(error) from None
+            response = await call(request, ctx)
+        except Exception as error:  # cancellation (a BaseException) goes on as it is
+            raise grpc_error(error_status(error, ctx.method)) from None
         await stream.send_message(response)
 
     async def Start(self, stream: Stream[api_pb.StartRequest, api_pb.StartResponse]) -> None:
@@ -74,15 +82,24 @@ class SessionService(SessionServiceBase):
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
+        ctx = request_context(stream)
         try:
-            events = await self._api.open_events(request, request_context(stream))
-        except LauncherError as error:
-            raise to_grpc_error(error) from None
+            events = await self._api.open_events(request, ctx)
+        except Exception as error:
+            raise grpc_error(error_status(error, ctx.method)) from None
         try:
             # Headers go out at once, so a watcher knows it is subscribed
             # before the first event arrives.
             await stream.send_initial_metadata()
-            async for event in events:
+            while True:
+                # Only the events' own failures are the service's; a failed
+                # send is the connection's, and grpclib's to handle.
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                except Exception as error:
+                    raise grpc_error(error_status(error, ctx.method)) from None
                 await stream.send_message(event)
         finally:
             await events.aclose()  # type: ignore[attr-defined]

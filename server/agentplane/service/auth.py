@@ -35,9 +35,13 @@ from agentplane.core.models import SessionRecord
 class Unauthenticated(LauncherError):
     """The caller did not prove who it is (gRPC UNAUTHENTICATED, HTTP 401)."""
 
+    reason = "UNAUTHENTICATED"
+
 
 class PermissionDenied(LauncherError):
     """The caller may not do this (gRPC PERMISSION_DENIED, HTTP 403)."""
+
+    reason = "PERMISSION_DENIED"
 
 
 @dataclass(frozen=True, slots=True)
