@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +19,7 @@ from google.protobuf.message import Message
 from grpclib.const import Status
 
 from agentplane.gateway import Binding, BindingError, CallInfo, RpcError, create_app
+from agentplane.gateway.streaming import stream_response
 from agentplane.http.server import HttpServer
 
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway" / "agentplane" / "gateway"
@@ -83,11 +88,16 @@ def _shelves() -> ServiceDescriptor:
 
 
 class ShelvesBackend:
-    """Echoes the request; refuses callers without an authorization header."""
+    """Echoes the request; refuses callers without an authorization header.
+
+    Shelf "broken" fails as a backend should not (not with an ``RpcError``).
+    """
 
     async def unary(self, binding: Binding, request: Message, call: CallInfo) -> Message:
         if "authorization" not in dict(call.metadata):
             raise RpcError(Status.UNAUTHENTICATED, "who are you?")
+        if getattr(request, "name", "") == "broken":
+            raise RuntimeError("backend bug: secret 42")
         reply = message_factory.GetMessageClass(binding.method.output_type)()
         reply.CopyFrom(request)
         return reply
@@ -125,6 +135,11 @@ async def test_any_annotated_service_is_served_with_its_own_options() -> None:
             assert doc["info"] == {"title": "example.v1.Shelves", "version": "version not set"}
             assert "201" in doc["paths"]["/shelves"]["post"]["responses"]
             assert (await http.get("/health")).json() == {"status": "ok"}
+            # A backend's bug is a 500 in the one error shape, telling nothing of it.
+            broken = await http.get("/shelves/broken")
+            assert broken.status_code == 500
+            assert broken.headers["content-type"] == "application/json"
+            assert broken.json() == {"code": 13, "message": "internal error", "details": []}
         async with httpx.AsyncClient(base_url=base) as anonymous:
             refused = await anonymous.get("/shelves/poetry")
             assert refused.status_code == 401
@@ -146,3 +161,32 @@ def test_a_success_status_must_name_a_served_rpc_and_a_2xx_status() -> None:
         )
     # No realm: a bare Bearer challenge.
     assert RpcError(Status.UNAUTHENTICATED, "x").response().headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_stream_failing_unexpectedly_ends_with_an_internal_error_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from google.protobuf import struct_pb2
+
+    async def messages() -> AsyncIterator[Any]:
+        yield struct_pb2.Value(string_value="x")
+        raise RuntimeError("backend bug: secret 42")
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the client stays
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(stream_response(messages(), receive, send, sse=False), 5)
+    lines = b"".join(m.get("body", b"") for m in sent[1:]).decode().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"result": "x"},
+        {"error": {"code": 13, "message": "internal error", "details": []}},
+    ]
+    assert "secret" not in lines[-1]
+    logged = [r for r in caplog.records if r.exc_info is not None]
+    assert len(logged) == 1 and logged[0].levelno == logging.ERROR

@@ -4,7 +4,8 @@ Routes, in matching order: the operator endpoints (``/health``, ``/ready``,
 ``/metrics``), the API documents (``/openapi.json``, ``/docs``), the demo page
 when asked for, then ``RpcRoutes``: every ``google.api.http`` binding of the
 services. Unknown paths and wrong methods answer in the one error shape
-(404 / 405 with ``Allow``). CORS wraps everything.
+(404 / 405 with ``Allow``), and so does anything that fails unexpectedly (500
+INTERNAL; the server logs it). CORS wraps everything.
 
 What is particular to one API comes in as options, as grpc-gateway's
 ``ServeMuxOption``s: the services to serve, success statuses other than 200,
@@ -39,7 +40,7 @@ from .backend import Backend
 from .bindings import Binding, BindingError, service_bindings
 from .bodies import DEFAULT_MAX_BODY_BYTES
 from .docs import docs_routes
-from .errors import RpcError, routing_error
+from .errors import RpcError, internal_error, routing_error
 from .openapi import Comments, openapi_document
 from .routes import RpcRoutes
 from .streaming import DEFAULT_HEARTBEAT
@@ -171,10 +172,15 @@ def create_app(
             error = RpcError.from_http(exc.status_code, exc.detail)
         return error.response(realm=realm)
 
+    async def unexpected(request: Request, exc: Any) -> Response:
+        # Starlette's ServerErrorMiddleware sends this (unless a response has
+        # begun) and raises the exception on, for the server to log.
+        return internal_error().response(realm=realm)
+
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: http_exception},
+        exception_handlers={HTTPException: http_exception, Exception: unexpected},
     )
     # "/sessions/" is not "/sessions": answer 404, as grpc-gateway does, not a redirect.
     app.router.redirect_slashes = False

@@ -60,6 +60,8 @@ _FROM_HTTP: dict[int, Status] = {
 }
 
 JSON_TYPE = "application/json"
+# What a client hears of a failure the gateway did not expect (the log has the rest).
+INTERNAL_MESSAGE = "internal error"
 # What a client sees when even the error could not be rendered.
 _FALLBACK = b'{"code": 13, "message": "failed to render the error"}'
 
@@ -166,6 +168,11 @@ def bearer_challenge(realm: str | None) -> str:
         return "Bearer"
     quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
     return f'Bearer realm="{quoted}"'
+
+
+def internal_error() -> RpcError:
+    """The answer to an unexpected failure: INTERNAL, telling nothing of its cause."""
+    return RpcError(Status.INTERNAL, INTERNAL_MESSAGE)
 
 
 def routing_error(http_status: int, allow: Sequence[str] = ()) -> RpcError:

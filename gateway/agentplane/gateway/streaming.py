@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -35,7 +36,9 @@ from google.protobuf.message import Message
 from starlette.types import Receive, Send
 
 from .codec import dumps, render
-from .errors import RpcError
+from .errors import RpcError, internal_error
+
+logger = logging.getLogger(__name__)
 
 SSE_TYPE = "text/event-stream"
 # (stream message field used as the SSE event id, request field Last-Event-ID fills)
@@ -143,10 +146,21 @@ async def stream_response(
 
     async def pump() -> None:
         try:
-            async for message in messages:
+            while True:
+                # Only the messages' failures end the stream with an error; a
+                # failed write is the connection's.
+                try:
+                    message = await anext(messages)
+                except StopAsyncIteration:
+                    return
+                except RpcError as error:
+                    await write(fmt.error(error))
+                    return
+                except Exception:  # a backend should raise RpcError: a bug, logged here once
+                    logger.exception("stream failed")
+                    await write(fmt.error(internal_error()))
+                    return
                 await write(fmt.message(message))
-        except RpcError as error:
-            await write(fmt.error(error))
         finally:
             await messages.aclose()  # type: ignore[attr-defined]
 

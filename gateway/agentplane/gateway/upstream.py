@@ -118,7 +118,7 @@ class GrpcUpstream:
         except GRPCError as error:
             finished = True
             raise RpcError.from_grpc(error) from None
-        except StreamTerminatedError as error:
+        except (OSError, StreamTerminatedError) as error:
             raise self._unavailable(error) from None
         finally:
             if finished:
