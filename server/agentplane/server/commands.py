@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import sys
@@ -16,6 +15,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from .process import run_to_exit
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -83,7 +84,7 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         given = {"host": host, "port": port, "grpc_port": grpc_port, "demo_page": demo_page}
         overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         runner.serve_options = dataclasses.replace(runner.serve_options, **overrides)
-        asyncio.run(runner.serve(http_port=runner.serve_options.port))
+        sys.exit(run_to_exit(runner.serve(http_port=runner.serve_options.port)))
 
     return serve
 
@@ -99,10 +100,9 @@ def run_command(get_runner: Callable[[str | None], Runner], with_agent: bool) ->
     ) -> None:
         configure_logging(agents_log_level, "WARNING")
         runner = get_runner(agent_spec)
-        code = asyncio.run(
-            runner.run_console(call_type, call_id or f"console-{uuid.uuid4().hex[:8]}")
+        sys.exit(
+            run_to_exit(runner.run_console(call_type, call_id or f"console-{uuid.uuid4().hex[:8]}"))
         )
-        sys.exit(code)
 
     return run
 
