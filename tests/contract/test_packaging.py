@@ -65,14 +65,19 @@ def test_py_typed_markers_are_included(wheel: zipfile.ZipFile) -> None:
     assert "agentplane/__init__.py" not in names
 
 
+# The real google.* modules must not come from inside agentplane/clients/ (where the
+# generated betterproto copies live), wherever the checkout or install is: a clone
+# in a folder named "agentplane" is the ordinary case.
 SHADOW_CHECK = """
 import sys
+from pathlib import Path
 import agentplane.clients.betterproto as bp
 import google.protobuf, google.protobuf.struct_pb2 as s, google.api.annotations_pb2 as a
 from google.protobuf import json_format
 from agentplane.clients.grpcio import session_service_pb2_grpc, session_service_grpc
+clients = Path(bp.__file__).resolve().parent.parent
 for module in (google.protobuf, s, a):
-    assert "agentplane" not in module.__file__, module.__file__
+    assert not Path(module.__file__).resolve().is_relative_to(clients), module.__file__
 assert s.Struct.DESCRIPTOR.full_name == "google.protobuf.Struct"
 assert bp.google.protobuf.Struct is not s.Struct
 print(bp.__file__)
