@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+
+from .hosts import AllowedHosts, default_allowed_hosts
+from .limits import AcceptErrorThrottle, HttpLimits, guarded_protocol
 
 logger = logging.getLogger("agentplane.http")
 
@@ -20,16 +24,38 @@ START_TIMEOUT = 10.0
 
 
 class HttpServer:
-    """One uvicorn server on ``host:port`` (0: any free port)."""
+    """One uvicorn server on ``host:port`` (0: any free port).
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    ``limits`` bound each connection's head (size, time) and the number of
+    connections (``limits.py``); ``allowed_hosts`` are the Host names served
+    (None: the loopback names for a loopback bind, any Host otherwise; ``*``:
+    any).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        limits: HttpLimits | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+    ) -> None:
+        limits = limits or HttpLimits()
+        hosts = allowed_hosts if allowed_hosts is not None else default_allowed_hosts(host)
+        if hosts is not None:
+            app = AllowedHosts(app, hosts)
+        self.limits = limits
+        self._throttle: AcceptErrorThrottle | None = None
         # httptools parses HTTP/1.1 in C: with h11 (pure Python) the parser
-        # was ~28% of the gateway's CPU per request (bench/results/).
+        # was ~28% of the gateway's CPU per request (bench/results/). The
+        # protocol is uvicorn's httptools one with agentplane's limits.
         config = uvicorn.Config(
             app,
             host=host,
             port=port,
-            http="httptools",
+            http=guarded_protocol(limits),
+            timeout_keep_alive=int(limits.keep_alive_timeout) or 1,
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -40,6 +66,8 @@ class HttpServer:
 
     async def start(self) -> None:
         """Listen, or raise RuntimeError naming why not (port in use, ...)."""
+        self._throttle = AcceptErrorThrottle(asyncio.get_running_loop())
+        self._throttle.install()
         self._task = asyncio.get_running_loop().create_task(self._run())
         deadline = asyncio.get_running_loop().time() + START_TIMEOUT
         while not self._server.started:
@@ -62,6 +90,8 @@ class HttpServer:
     async def stop(self, grace_seconds: float) -> None:
         """Stop accepting, finish in-flight requests within ``grace_seconds``."""
         self._server.should_exit = True
+        if self._throttle is not None:
+            self._throttle.remove()
         if self._task is None:
             return
         try:

@@ -1,0 +1,255 @@
+"""Transport limits of the HTTP port: head size, head time, connection count.
+
+uvicorn (0.54, httptools) bounds neither the size of a request head nor the
+time a client may take to send it, and counts no connections until a head is
+complete (``limit_concurrency`` answers 503 only then). ``GuardedProtocol``
+closes those gaps in the one place every request passes, the protocol,
+through three of uvicorn's own methods (``connection_made``, the parser
+callbacks ``on_message_begin`` / ``on_url`` / ``on_header`` /
+``on_headers_complete``, and ``send_400_response``, which uvicorn calls when a
+parser callback raises), so no route has to check anything:
+
+* a URL over ``max_url_bytes`` answers 414, a head over ``max_head_bytes`` or
+  with more than ``max_headers`` fields 431, as soon as the parser hands over
+  the byte that crosses the bound (nothing more is buffered);
+* a connection that has not completed a request head ``head_timeout`` seconds
+  after it opened (or after the first byte of a later request) gets 408 and
+  is closed (slowloris);
+* past ``max_connections`` open connections, a new one is answered 503 and
+  closed at once, before it costs more than its socket.
+
+Example::
+
+    HttpServer(app, "127.0.0.1", 8000, limits=HttpLimits(max_connections=200))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+logger = logging.getLogger("agentplane.http")
+
+
+def _default_max_connections() -> int:
+    # Stay well inside the descriptor limit: the gRPC port, agents and log
+    # files need descriptors too, and at the limit accept() fails for all.
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, min(4096, soft // 2))
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Bounds on what one HTTP connection may cost before the app sees a request."""
+
+    max_url_bytes: int = 8 * 1024
+    max_head_bytes: int = 32 * 1024
+    max_headers: int = 100
+    head_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 0  # 0: half the process's descriptor limit (at most 4096)
+
+    def __post_init__(self) -> None:
+        for name in ("max_url_bytes", "max_head_bytes", "max_headers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if self.head_timeout <= 0 or self.keep_alive_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.max_connections < 0:
+            raise ValueError("max_connections must be 0 (automatic) or positive")
+
+    def connection_cap(self) -> int:
+        return self.max_connections or _default_max_connections()
+
+
+class _Refused(Exception):
+    """Raised in a parser callback: uvicorn then calls ``send_400_response``."""
+
+
+_REASONS = {
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+def _status_json(status: int, code: int, message: str) -> bytes:
+    # The google.rpc.Status shape every other error of the gateway has.
+    body = json.dumps({"code": code, "message": message, "details": []}).encode()
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with ``limits`` (set by ``guarded_protocol``)."""
+
+    limits = HttpLimits()
+    cap = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._url_bytes = 0
+        self._header_count = 0
+        self._refusal: tuple[int, int, str] | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.cap:
+            _CAP_LOG.note(f"HTTP connection cap of {self.cap} reached: refusing with 503")
+            self._refuse(503, 14, f"the server holds its maximum of {self.cap} connections")
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is None:
+            super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = self._url_bytes = self._header_count = 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._url_bytes += len(url)
+        self._head_bytes += len(url)
+        if self._url_bytes > self.limits.max_url_bytes:
+            self._refusal = (414, 3, f"request URL exceeds {self.limits.max_url_bytes} bytes")
+            raise _Refused
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.limits.max_head_bytes:
+            self._refusal = (431, 3, f"request head exceeds {self.limits.max_head_bytes} bytes")
+            raise _Refused
+        if self._header_count > self.limits.max_headers:
+            self._refusal = (431, 3, f"request has more than {self.limits.max_headers} headers")
+            raise _Refused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refusal is None:
+            super().send_400_response(msg)
+            return
+        status, code, message = self._refusal
+        self._refusal = None
+        self._refuse(status, code, message)
+
+    def _refuse(self, status: int, code: int, message: str) -> None:
+        self._refusal = (status, code, message)  # reads nothing more
+        self._cancel_head_timer()
+        if not self.transport.is_closing():
+            self.transport.write(_status_json(status, code, message))
+            self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a response is under way: no room for a 408
+            return
+        message = f"no complete request head within {self.limits.head_timeout:g} s"
+        self._refuse(408, 4, message)
+
+
+def guarded_protocol(limits: HttpLimits) -> type[GuardedProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` enforcing ``limits``."""
+    return type(
+        "GuardedProtocol",
+        (GuardedProtocol,),
+        {"limits": limits, "cap": limits.connection_cap()},
+    )
+
+
+class _OncePerInterval:
+    """Logs a recurring condition once per ``interval`` with how often it recurred."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = -float("inf")
+        self._suppressed = 0
+
+    def note(self, message: str, *, level: int = logging.WARNING) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._suppressed += 1
+            return
+        extra = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
+        self._last, self._suppressed = now, 0
+        logger.log(level, "%s%s", message, extra)
+
+
+_CAP_LOG = _OncePerInterval(10.0)
+ACCEPT_FAILED = "socket.accept() out of system resource"
+
+
+class AcceptErrorThrottle:
+    """A loop exception handler logging accept() failures (EMFILE, ...) once per interval.
+
+    CPython 3.11's ``_accept_connection`` reports each failed ``accept()``
+    through the loop's exception handler and keeps trying up to the backlog
+    in the same tick, so a process out of descriptors logs a traceback per
+    attempt (~19,000 per second measured). Everything else goes on to the
+    handler that was installed before.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 10.0) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        self._log = _OncePerInterval(interval)
+
+    def install(self) -> None:
+        self._loop.set_exception_handler(self)
+
+    def remove(self) -> None:
+        if self._loop.get_exception_handler() is self:
+            self._loop.set_exception_handler(self._previous)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == ACCEPT_FAILED:
+            self._log.note(
+                f"HTTP accept() failed: {context.get('exception')!r}", level=logging.ERROR
+            )
+            return
+        if self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
