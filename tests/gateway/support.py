@@ -89,7 +89,13 @@ async def deploy(
         else:
             assert runner.grpc is not None and runner.grpc.port is not None
             upstream = session_upstream("127.0.0.1", runner.grpc.port, timeout=10)
-            app = gateway_app(upstream, cors=CorsOptions())
+            cors = CorsOptions(
+                allow_origins=tuple(options.cors_allow_origins),
+                allow_methods=tuple(options.cors_allow_methods),
+                allow_headers=tuple(options.cors_allow_headers),
+                allow_credentials=options.cors_allow_credentials,
+            )
+            app = gateway_app(upstream, cors=cors)
             standalone = HttpServer(app, "127.0.0.1", 0)
             await standalone.start()
             port = standalone.port

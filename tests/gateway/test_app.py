@@ -58,13 +58,22 @@ async def test_cors_preflight_and_simple_requests_follow_serve_options(agents: A
         assert "retry-after" in started.headers["access-control-expose-headers"].lower()
 
 
-async def test_default_cors_allows_any_origin_without_credentials(agents: Agents) -> None:
+async def test_default_cors_allows_no_other_origin(agents: Agents) -> None:
+    # Issue 12: no wildcard unless configured (it was "*"), so a page elsewhere cannot read.
     async with deploy("embedded", agents.launcher()) as gw:
+        response = await gw.http.get("/health", headers={"origin": "https://x.example"})
+        assert "access-control-allow-origin" not in response.headers
+    with pytest.raises(ValueError, match="explicit"):
+        ServeOptions(cors_allow_origins=("*",), cors_allow_credentials=True)
+
+
+async def test_a_configured_wildcard_allows_any_origin_without_credentials(
+    agents: Agents,
+) -> None:
+    async with deploy("embedded", agents.launcher(), ServeOptions(cors_allow_origins=("*",))) as gw:
         response = await gw.http.get("/health", headers={"origin": "https://x.example"})
         assert response.headers["access-control-allow-origin"] == "*"
         assert "access-control-allow-credentials" not in response.headers
-    with pytest.raises(ValueError, match="explicit"):
-        ServeOptions(cors_allow_credentials=True)
 
 
 @asynccontextmanager

@@ -21,11 +21,15 @@ BAD_STARTS: list[tuple[str, dict[str, str], bytes, int, str]] = [
     ("bad call id", {"content-type": "application/json"}, b'{"call_id": "no spaces"}', 400, "call_id"),
     ("missing call id", {"content-type": "application/json"}, b"{}", 400, "call_id"),
     ("xml", {"content-type": "application/xml"}, b"<call_id>c</call_id>", 415, "Content-Type"),
-    ("bad charset", {"content-type": "text/plain;charset=klingon"}, b"{}", 415, "charset"),
+    ("bad charset", {"content-type": "application/json;charset=klingon"}, b"{}", 415, "charset"),
     ("not utf-8", {"content-type": "application/json"}, b'{"call_id": "\xff"}', 400, "utf-8"),
     ("deep nesting", {"content-type": "application/json"}, b"[" * 100_000, 400, "nested too deeply"),
     ("deep metadata", {"content-type": "application/json"}, b'{"call_id": "c", "metadata": ' + b'{"a": ' * 200 + b"1" + b"}" * 201, 400, "too deep"),
-    ("bad form", {"content-type": "application/x-www-form-urlencoded"}, b"call_id=c&metadata=x", 400, "metadata"),
+    # Issue 12: Start takes JSON only, so another origin cannot send it without a preflight.
+    ("form", {"content-type": "application/x-www-form-urlencoded"}, b"call_id=c", 415, "application/json"),
+    ("text", {"content-type": "text/plain;charset=UTF-8"}, b'{"call_id": "c"}', 415, "application/json"),
+    ("typeless", {}, b'{"call_id": "c"}', 415, "without Content-Type"),
+    ("multipart", {"content-type": "multipart/form-data; boundary=b"}, b"--b\r\n\r\n--b--", 415, "application/json"),
 ]  # fmt: skip
 
 

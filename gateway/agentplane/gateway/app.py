@@ -54,12 +54,13 @@ DEFAULT_VERSION = "version not set"
 class CorsOptions:
     """Which browser origins may call the gateway.
 
+    None by default: only pages the gateway's own origin serves (``*``: any).
     A wildcard origin never allows credentials: browsers refuse that pairing,
     and echoing any origin with credentials would let every site act as the
     user.
     """
 
-    allow_origins: Sequence[str] = ("*",)
+    allow_origins: Sequence[str] = ()
     allow_methods: Sequence[str] = ("*",)
     allow_headers: Sequence[str] = ("*",)
     allow_credentials: bool = False
@@ -86,6 +87,7 @@ def create_app(
     version: str = DEFAULT_VERSION,
     comments: Comments | None = None,
     realm: str | None = None,
+    beacon_rpcs: Sequence[str] = (),
 ) -> Starlette:
     """The gateway for the ``google.api.http`` bindings of ``services`` over ``backend``.
 
@@ -96,7 +98,10 @@ def create_app(
     bindings. ``/openapi.json`` documents the bindings under ``title``
     (default: the services' names) and ``version``, described by the proto's
     ``comments`` (default: none). ``realm`` goes into the ``WWW-Authenticate``
-    challenge of a 401. Bad HttpRules, or a ``success_status`` naming no
+    challenge of a 401. ``beacon_rpcs`` (gRPC paths) also take the bodies
+    ``navigator.sendBeacon`` sends (text, forms), every other RPC JSON only;
+    state-changing requests from an origin neither same nor allowed by
+    ``cors`` are refused (``RpcRoutes``). Bad HttpRules, or a ``success_status`` naming no
     served RPC or no 2xx status, raise ``BindingError`` here.
     """
     bindings = service_bindings(services)
@@ -145,6 +150,8 @@ def create_app(
             heartbeat=heartbeat,
             success_status=statuses,
             realm=realm,
+            beacon_rpcs=beacon_rpcs,
+            trusted_origins=cors.allow_origins if cors is not None else (),
         )
     )
     middleware = []

@@ -1,10 +1,15 @@
 """Request bodies: read with a size bound, decoded by content type.
 
-A registry keyed by MIME type picks the decoder. JSON covers what browsers
-send a JSON body as: ``application/json`` (and ``*/*+json``), ``text/plain``
-(``navigator.sendBeacon`` with a string) and no type at all (a typeless
-Blob). Forms (``URLSearchParams`` and ``FormData`` beacons) give field pairs.
-Anything else is refused with 415 rather than guessed at.
+Two kinds of routes. A JSON route takes ``application/json`` (and
+``*/*+json``) only: a typeless, ``text/plain`` or form body is refused with
+415, so a page on another origin cannot send one without a CORS preflight
+(those three are the types a cross-origin ``fetch`` may send unasked). A
+beacon route (``create_app(beacon_rpcs=...)``) takes what
+``navigator.sendBeacon`` sends: JSON, ``text/plain`` and typeless (read as
+JSON), ``application/x-www-form-urlencoded`` and ``multipart/form-data``
+(``FormData``), the last with tight bounds: at most ``MAX_FORM_PARTS`` flat
+parts (no nested multipart), parsed in one linear pass. Anything else is
+refused with 415 rather than guessed at.
 """
 
 from __future__ import annotations
@@ -12,8 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,6 +26,9 @@ from starlette.types import Receive
 from .errors import RpcError
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+# A beacon's form has a field or two; these bound what a hostile one costs.
+MAX_FORM_PARTS = 32
+MAX_PART_HEADERS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +63,27 @@ def _too_large(limit: int) -> RpcError:
     return RpcError(Status.INVALID_ARGUMENT, f"request body exceeds {limit} bytes", http_status=413)
 
 
-def decode_body(content_type: str | None, raw: bytes) -> DecodedBody:
-    """Decode ``raw`` by its content type; an empty body is no body at all."""
+def decode_body(content_type: str | None, raw: bytes, *, beacon: bool = False) -> DecodedBody:
+    """Decode ``raw`` by its content type; an empty body is no body at all.
+
+    ``beacon``: the route takes what ``navigator.sendBeacon`` sends, not JSON only.
+    """
     if not raw.strip():
         return DecodedBody()
     mime, params = parse_content_type(content_type or "")
-    decoder = _decoder_for(mime)
+    decoder = (BEACON_DECODERS if beacon else JSON_DECODERS).get(mime)
+    if decoder is None and mime.endswith("+json"):
+        decoder = _json
     if decoder is None:
+        accepted = (
+            "application/json, text/plain, application/x-www-form-urlencoded or multipart/form-data"
+            if beacon
+            else "application/json"
+        )
+        shown = f"Content-Type {mime!r}" if mime else "a body without Content-Type"
         raise RpcError(
             Status.INVALID_ARGUMENT,
-            f"unsupported Content-Type {mime!r}: send application/json, text/plain, "
-            "application/x-www-form-urlencoded or multipart/form-data",
+            f"unsupported {shown}: send {accepted}",
             http_status=415,
         )
     return decoder(raw, content_type or "", params)
@@ -119,41 +135,71 @@ def _urlencoded(raw: bytes, content_type: str, params: dict[str, str]) -> Decode
 
 
 def _multipart(raw: bytes, content_type: str, params: dict[str, str]) -> DecodedBody:
-    if not params.get("boundary"):
-        raise RpcError.invalid_argument("multipart/form-data body without a boundary")
-    head = f"Content-Type: {content_type}\r\n\r\n".encode()
-    message = BytesParser(policy=HTTP).parsebytes(head + raw)
-    if not message.is_multipart():
-        raise RpcError.invalid_argument("malformed multipart/form-data body")
+    """Flat ``multipart/form-data`` text fields, bounded and in one linear pass."""
+    boundary = params.get("boundary", "")
+    if not boundary or len(boundary) > 70:  # RFC 2046: 1 to 70 characters
+        raise RpcError.invalid_argument("multipart/form-data body without a valid boundary")
+    delimiter = b"--" + boundary.encode("latin-1")
+    if raw.count(delimiter) > MAX_FORM_PARTS + 1:
+        raise RpcError(
+            Status.INVALID_ARGUMENT,
+            f"multipart/form-data body has more than {MAX_FORM_PARTS} parts",
+            http_status=413,
+        )
+    segments = raw.split(delimiter)
     pairs: list[tuple[str, str]] = []
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            raise RpcError.invalid_argument("multipart/form-data part without a name")
-        payload = part.get_payload(decode=True)
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            text = payload.decode(charset) if isinstance(payload, bytes) else ""
-        except (LookupError, UnicodeDecodeError):
-            raise RpcError.invalid_argument(f"form field {name!r} is not text") from None
-        pairs.append((name, text))
-    return DecodedBody(form=pairs, present=True)
+    for segment in segments[1:]:
+        if segment.startswith(b"--"):
+            return DecodedBody(form=pairs, present=True)
+        pairs.append(_form_part(segment))
+    raise RpcError.invalid_argument("malformed multipart/form-data body: no closing boundary")
+
+
+def _form_part(segment: bytes) -> tuple[str, str]:
+    if not segment.startswith(b"\r\n"):
+        raise RpcError.invalid_argument("malformed multipart/form-data body")
+    head, sep, content = segment[2:].partition(b"\r\n\r\n")
+    if not sep:
+        if not segment[2:].startswith(b"\r\n"):
+            raise RpcError.invalid_argument("malformed multipart/form-data part")
+        head, content = b"", segment[4:]
+    if content.endswith(b"\r\n"):
+        content = content[:-2]
+    lines = head.split(b"\r\n") if head else []
+    if len(lines) > MAX_PART_HEADERS:
+        raise RpcError.invalid_argument(
+            f"multipart/form-data part has more than {MAX_PART_HEADERS} headers"
+        )
+    name: str | None = None
+    charset = "utf-8"
+    for line in lines:
+        key, colon, value = line.decode("latin-1").partition(":")
+        if not colon:
+            raise RpcError.invalid_argument("malformed multipart/form-data part header")
+        key = key.strip().lower()
+        kind, part_params = parse_content_type(value)
+        if key == "content-disposition" and kind == "form-data":
+            name = part_params.get("name")
+        elif key == "content-type":
+            if kind.startswith("multipart/"):
+                raise RpcError.invalid_argument("nested multipart bodies are not accepted")
+            charset = part_params.get("charset", charset)
+    if name is None:
+        raise RpcError.invalid_argument("multipart/form-data part without a name")
+    try:
+        return name, content.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        raise RpcError.invalid_argument(f"form field {name!r} is not text") from None
 
 
 Decoder = Callable[[bytes, str, dict[str, str]], DecodedBody]
 
-BODY_DECODERS: dict[str, Decoder] = {
+JSON_DECODERS: dict[str, Decoder] = {"application/json": _json}
+
+BEACON_DECODERS: dict[str, Decoder] = {
     "": _json,
     "application/json": _json,
     "text/plain": _json,
     "application/x-www-form-urlencoded": _urlencoded,
     "multipart/form-data": _multipart,
 }
-
-
-def _decoder_for(mime: str) -> Decoder | None:
-    if mime in BODY_DECODERS:
-        return BODY_DECODERS[mime]
-    if mime.endswith("+json"):
-        return _json
-    return None

@@ -7,11 +7,11 @@ names on the way out; on the way in both proto and lowerCamel names are
 accepted and unknown fields are ignored. Whatever is wrong with the input
 becomes an INVALID_ARGUMENT ``RpcError`` naming the field or the problem.
 
-Request bodies are decoded by content type (``BODY_DECODERS``): JSON for
-``application/json``, ``text/plain`` (what ``navigator.sendBeacon`` sends for a
-string) and a body without a type (a typeless Blob); form fields for
-``application/x-www-form-urlencoded`` and ``multipart/form-data``, each a field
-path as in a query string.
+Request bodies are decoded by content type (``bodies.py``): JSON for
+``application/json``; on beacon routes also ``text/plain`` (what
+``navigator.sendBeacon`` sends for a string) and a body without a type (a
+typeless Blob), and form fields for ``application/x-www-form-urlencoded`` and
+``multipart/form-data``, each a field path as in a query string.
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ into the request message, the call through the ``Backend``, the response
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
+from grpclib.const import Status
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
@@ -39,6 +40,14 @@ class RpcRoutes(BaseRoute):
     HTTP status of their success when it is not 200 (grpc-gateway reaches the
     same with its ``x-http-code`` header-metadata pattern); ``realm`` goes into
     the ``WWW-Authenticate`` challenge of a 401.
+
+    ``beacon_rpcs`` (gRPC paths) take the bodies ``navigator.sendBeacon``
+    sends (``bodies.decode_body``); every other route takes JSON only. A
+    request that changes state (any method but GET/HEAD) and carries an
+    ``Origin`` other than the page's own (the ``Host`` it was sent to) is
+    refused with 403 unless that origin is in ``trusted_origins`` (``*``:
+    any): the CORS origins, so a beacon from another site cannot close a
+    session even where no preflight guards it.
     """
 
     def __init__(
@@ -50,8 +59,12 @@ class RpcRoutes(BaseRoute):
         heartbeat: float = DEFAULT_HEARTBEAT,
         success_status: Mapping[str, int] | None = None,
         realm: str | None = None,
+        beacon_rpcs: Collection[str] = (),
+        trusted_origins: Collection[str] = (),
     ) -> None:
         self.bindings = tuple(bindings)
+        self.beacon_rpcs = frozenset(beacon_rpcs)
+        self.trusted_origins = frozenset(origin.rstrip("/").lower() for origin in trusted_origins)
         self.backend = backend
         self.max_body_bytes = max_body_bytes
         self.heartbeat = heartbeat
@@ -97,13 +110,17 @@ class RpcRoutes(BaseRoute):
         self, binding: Binding, scope: Scope, receive: Receive, send: Send
     ) -> None:
         headers = Headers(scope=scope)
+        if scope["method"] not in ("GET", "HEAD"):
+            self._check_origin(headers)
         body = DecodedBody()
         if binding.body:
             length = headers.get("content-length")
             raw = await read_body(
                 receive, self.max_body_bytes, int(length) if length and length.isdigit() else None
             )
-            body = decode_body(headers.get("content-type"), raw)
+            body = decode_body(
+                headers.get("content-type"), raw, beacon=binding.rpc_path in self.beacon_rpcs
+            )
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         request = build_request(
             binding,
@@ -133,6 +150,22 @@ class RpcRoutes(BaseRoute):
         status = self.success_status.get(binding.rpc_path, 200)
         await Response(dumps(response_json(binding, response)), status, media_type=JSON_TYPE)(
             scope, receive, send
+        )
+
+    def _check_origin(self, headers: Headers) -> None:
+        origin = headers.get("origin")
+        if origin is None or "*" in self.trusted_origins:
+            return
+        origin = origin.strip().rstrip("/").lower()
+        if origin in self.trusted_origins:
+            return
+        hosts = {headers.get("host", "").lower(), headers.get("x-forwarded-host", "").lower()}
+        if origin != "null" and urlsplit(origin).netloc in hosts - {""}:
+            return  # same origin: the page was served from where it posts
+        raise RpcError(
+            Status.PERMISSION_DENIED,
+            f"cross-origin request from {origin} refused: the server does not allow that "
+            "origin (CORS allowed origins)",
         )
 
 

@@ -29,13 +29,18 @@ from agentplane.gateway.streaming import DEFAULT_HEARTBEAT
 
 TITLE = "agentplane"
 REALM = "agentplane"
-_ANY_ORIGIN = CorsOptions()
+_SAME_ORIGIN = CorsOptions()
 
 
 def session_service() -> ServiceDescriptor:
     """``agentplane.v1.SessionService``, from the generated protobuf module."""
     service: ServiceDescriptor = session_service_pb2.DESCRIPTOR.services_by_name["SessionService"]
     return service
+
+
+def beacon_rpcs() -> list[str]:
+    """Close takes what ``navigator.sendBeacon`` sends (text, forms); the rest JSON only."""
+    return [f"/{session_service().full_name}/Close"]
 
 
 def success_status() -> dict[str, int]:
@@ -64,7 +69,7 @@ def gateway_app(
     backend: Backend,
     *,
     metrics: Callable[[], bytes] | None = None,
-    cors: CorsOptions | None = _ANY_ORIGIN,
+    cors: CorsOptions | None = _SAME_ORIGIN,
     extra_routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     heartbeat: float = DEFAULT_HEARTBEAT,
@@ -83,6 +88,7 @@ def gateway_app(
         version=package_version(),
         comments=bundled_comments(),
         realm=REALM,
+        beacon_rpcs=beacon_rpcs(),
     )
 
 

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from agentplane.gateway import CorsOptions
 
 from .app import gateway_app, session_upstream
+from .limits import HttpLimits
 from .server import HttpServer
 
 logger = logging.getLogger("agentplane.gateway")
@@ -39,8 +40,13 @@ async def serve_gateway(
     grace_seconds: float = 5.0,
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    limits: HttpLimits | None = None,
 ) -> None:
-    """Serve until a signal (or ``stop`` is set); ``on_ready`` gets the bound port."""
+    """Serve until a signal (or ``stop`` is set); ``on_ready`` gets the bound port.
+
+    ``allowed_hosts`` and ``limits`` are ``HttpServer``'s.
+    """
     up_host, up_port = parse_upstream(upstream)
     backend = session_upstream(up_host, up_port, timeout=upstream_timeout)
     app = gateway_app(backend, cors=cors if cors is not None else CorsOptions())
@@ -49,7 +55,7 @@ async def serve_gateway(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    server = HttpServer(app, host, port)
+    server = HttpServer(app, host, port, limits=limits, allowed_hosts=allowed_hosts)
     try:
         await server.start()
         logger.info("agentplane gateway on %s:%s -> %s", host, server.port, backend.address)

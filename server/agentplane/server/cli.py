@@ -75,7 +75,15 @@ main.add_command(run_command(load_runner, with_agent=True))
     "--cors-allow-origin",
     "origins",
     multiple=True,
-    help="An origin browsers may call from (repeat it; default: any, without credentials).",
+    help="An origin browsers may call from (repeat it; * for any; default: none but the "
+    "gateway's own).",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A Host name the gateway answers (repeat it; * for any; default: the loopback "
+    "names on a loopback --host, else any).",
 )
 @click.option(
     "--cors-allow-credentials", is_flag=True, help="Allow cookies/auth (needs explicit origins)."
@@ -90,6 +98,7 @@ def gateway(
     host: str,
     port: int,
     origins: tuple[str, ...],
+    allowed_hosts: tuple[str, ...],
     cors_allow_credentials: bool,
     upstream_timeout: float,
     http_log_level: str,
@@ -100,11 +109,16 @@ def gateway(
     configure_logging("INFO", http_log_level)
     try:
         parse_upstream(upstream)
-        cors = CorsOptions(
-            allow_origins=origins or ("*",), allow_credentials=cors_allow_credentials
-        )
+        cors = CorsOptions(allow_origins=origins, allow_credentials=cors_allow_credentials)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     asyncio.run(
-        serve_gateway(upstream, host=host, port=port, cors=cors, upstream_timeout=upstream_timeout)
+        serve_gateway(
+            upstream,
+            host=host,
+            port=port,
+            cors=cors,
+            upstream_timeout=upstream_timeout,
+            allowed_hosts=allowed_hosts or None,
+        )
     )

@@ -67,6 +67,13 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         default=None,
         help="Serve the browser demo page at /demo/.  [default: on]",
     )
+    @click.option(
+        "--allowed-host",
+        "allowed_hosts",
+        multiple=True,
+        help="A Host name the HTTP port answers (repeat it; * for any).  "
+        "[default: the loopback names on a loopback --host, else any]",
+    )
     @click.option("--agents-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
     @click.option("--http-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
     @_agent_option(with_agent)
@@ -75,6 +82,7 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         port: int | None,
         grpc_port: int | None,
         demo_page: bool | None,
+        allowed_hosts: tuple[str, ...],
         agents_log_level: str,
         http_log_level: str,
         agent_spec: str | None,
@@ -83,6 +91,8 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         runner = get_runner(agent_spec)
         given = {"host": host, "port": port, "grpc_port": grpc_port, "demo_page": demo_page}
         overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if allowed_hosts:
+            overrides["allowed_hosts"] = allowed_hosts
         runner.serve_options = dataclasses.replace(runner.serve_options, **overrides)
         sys.exit(run_to_exit(runner.serve(http_port=runner.serve_options.port)))
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentplane.http.limits import HttpLimits
 from agentplane.service.auth import AuthPolicy, GetCurrentUser, SessionCheck, StartCheck
 
 API_TOKEN_ENV = "AGENTPLANE_API_TOKEN"
@@ -39,9 +40,13 @@ class ServeOptions:
     ``AGENTPLANE_API_TOKEN`` environment variable) turns on a built-in bearer
     token check for every call; unset, the server is open.
 
-    CORS: unlike the reference (every origin *with* credentials, which
-    browsers treat as unsafe), a wildcard origin here never allows
-    credentials; ``cors_allow_credentials=True`` needs explicit origins.
+    CORS: no other origin by default (the reference allows every origin
+    *with* credentials); a wildcard origin never allows credentials, and
+    ``cors_allow_credentials=True`` needs explicit origins.
+
+    ``allowed_hosts``: the Host names the HTTP port answers (DNS rebinding);
+    None: the loopback names for a loopback ``host``, any otherwise; ``*``:
+    any. ``http_limits``: head size and time, keep-alive, connection cap.
     """
 
     host: str = "127.0.0.1"
@@ -54,10 +59,12 @@ class ServeOptions:
     can_close_session: SessionCheck | None = None
     can_view_session: SessionCheck | None = None
     can_view_metrics: SessionCheck | None = None
-    cors_allow_origins: Sequence[str] = ("*",)
+    cors_allow_origins: Sequence[str] = ()
     cors_allow_methods: Sequence[str] = ("*",)
     cors_allow_headers: Sequence[str] = ("*",)
     cors_allow_credentials: bool = False
+    allowed_hosts: Sequence[str] | None = None
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
     fast_api: Any = None
     demo_page: bool = True
     # Keep objects known to be alive (the start-up heap, survivors of each

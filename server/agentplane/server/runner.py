@@ -90,7 +90,13 @@ class Runner:
         self.operator_metrics.gc_pauses.install()
         try:
             if http_port is not None:
-                http = HttpServer(self.fast_api, host, http_port)
+                http = HttpServer(
+                    self.fast_api,
+                    host,
+                    http_port,
+                    limits=options.http_limits,
+                    allowed_hosts=options.allowed_hosts,
+                )
                 await http.start()
                 self.http_port = http.port
                 logger.info("agentplane HTTP listening on %s:%s", host, http.port)
