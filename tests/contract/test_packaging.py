@@ -40,6 +40,7 @@ def test_generated_clients_are_inside(wheel: zipfile.ZipFile) -> None:
         "agentplane/ops/__init__.py",
         "agentplane/server/__init__.py",
         "agentplane/demo/__init__.py",
+        "agentplane/testing/__init__.py",
         "agentplane/gateway/__init__.py",
     ):
         assert expected in names, expected
@@ -59,7 +60,7 @@ def test_every_client_file_is_packaged(wheel: zipfile.ZipFile) -> None:
 def test_py_typed_markers_are_included(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     # PEP 561: a namespace package marks each of its packages, not itself.
-    for package in ("core", "service", "rpc", "http", "ops", "server", "demo", "gateway",
+    for package in ("core", "service", "rpc", "http", "ops", "server", "demo", "testing", "gateway",
                     "clients", "clients/grpcio", "clients/betterproto"):  # fmt: skip
         assert f"agentplane/{package}/py.typed" in names, package
     assert "agentplane/__init__.py" not in names

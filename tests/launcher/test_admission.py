@@ -17,16 +17,16 @@ from agentplane.core import (
     SessionState,
     Unavailable,
 )
+from tests.support import FakeAgent, FakeAgents, joined, settle, wait_until
 
 from .conftest import MakeLauncher
-from .support import Agent, Factory, joined, settle, wait_until
 
 
 async def test_200_concurrent_starts_admit_exactly_the_concurrency_limit(
     make_launcher: MakeLauncher,
 ) -> None:
     # A slow create_agent keeps admitted starts in flight while the others arrive.
-    factory = Factory(delay=0.02)
+    factory = FakeAgents(delay=0.02)
     launcher = await make_launcher(factory, max_concurrent_sessions=50)
 
     results = await asyncio.gather(
@@ -56,7 +56,7 @@ async def test_200_concurrent_starts_admit_exactly_the_concurrency_limit(
 
 
 async def test_in_flight_starts_hold_their_slot(make_launcher: MakeLauncher) -> None:
-    launcher = await make_launcher(Factory(delay=0.2), max_concurrent_sessions=1)
+    launcher = await make_launcher(FakeAgents(delay=0.2), max_concurrent_sessions=1)
     first = asyncio.create_task(launcher.start_session("a"))
     await wait_until(lambda: launcher.stats().in_flight == 1)
     with pytest.raises(AdmissionRejected):
@@ -99,7 +99,7 @@ async def test_permits_per_minute(make_launcher: MakeLauncher) -> None:
 
 
 async def test_starts_are_refused_once_drain_began(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(drain_timeout=5.0)
     record = await launcher.start_session("call")
@@ -129,7 +129,7 @@ async def test_starts_are_refused_after_shutdown(make_launcher: MakeLauncher) ->
 
 @pytest.mark.parametrize("asynchronous", [True, False])
 async def test_not_ready_until_warmup_ran(
-    make_launcher: MakeLauncher, factory: Factory, asynchronous: bool
+    make_launcher: MakeLauncher, factory: FakeAgents, asynchronous: bool
 ) -> None:
     warmups: list[str] = []
 
@@ -158,9 +158,9 @@ async def test_not_ready_until_warmup_ran(
 
 
 async def test_slow_create_agent_does_not_block_a_fast_one(make_launcher: MakeLauncher) -> None:
-    async def create_agent(delay: float = 0.0, **metadata: Any) -> Agent:
+    async def create_agent(delay: float = 0.0, **metadata: Any) -> FakeAgent:
         await asyncio.sleep(delay)
-        return Agent(delay=delay, **metadata)
+        return FakeAgent(delay=delay, **metadata)
 
     launcher = await make_launcher(create_agent)
     began = time.perf_counter()
@@ -177,10 +177,10 @@ async def test_slow_create_agent_does_not_block_a_fast_one(make_launcher: MakeLa
 
 
 async def test_sync_create_agent(make_launcher: MakeLauncher) -> None:
-    made: list[Agent] = []
+    made: list[FakeAgent] = []
 
-    def create_agent(**metadata: Any) -> Agent:
-        made.append(Agent(**metadata))
+    def create_agent(**metadata: Any) -> FakeAgent:
+        made.append(FakeAgent(**metadata))
         return made[-1]
 
     launcher = await make_launcher(create_agent)
@@ -193,7 +193,7 @@ async def test_sync_create_agent(make_launcher: MakeLauncher) -> None:
 
 
 async def test_metadata_is_passed_to_create_agent_as_kwargs(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     metadata = {"voice": "alloy", "temperature": 0.3, "tools": ["search"], "nested": {"a": 1}}
@@ -207,7 +207,9 @@ async def test_metadata_is_passed_to_create_agent_as_kwargs(
     assert session.call_type == "default"
 
 
-async def test_call_type_defaults_to_default(make_launcher: MakeLauncher, factory: Factory) -> None:
+async def test_call_type_defaults_to_default(
+    make_launcher: MakeLauncher, factory: FakeAgents
+) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call-1")
     assert record.call_type == "default"
@@ -237,7 +239,7 @@ async def test_call_type_defaults_to_default(make_launcher: MakeLauncher, factor
     ],
 )
 async def test_invalid_start_arguments_name_the_field(
-    make_launcher: MakeLauncher, factory: Factory, kwargs: dict[str, Any], field: str
+    make_launcher: MakeLauncher, factory: FakeAgents, kwargs: dict[str, Any], field: str
 ) -> None:
     launcher = await make_launcher()
     args: dict[str, Any] = {"call_id": "call", **kwargs}

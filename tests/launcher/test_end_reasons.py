@@ -16,13 +16,13 @@ from agentplane.core import (
     SessionNotFound,
     SessionState,
 )
+from tests.support import FakeAgent, FakeAgents, joined, settle, wait_ended, wait_until
 
 from .conftest import MakeLauncher
-from .support import Agent, Factory, joined, settle, wait_ended, wait_until
 
 
 async def test_completed_when_join_call_returns(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call")
@@ -36,7 +36,7 @@ async def test_completed_when_join_call_returns(
 
 
 async def test_closed_by_request_and_closing_again_is_idempotent(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call")
@@ -57,7 +57,7 @@ async def test_closed_by_request_and_closing_again_is_idempotent(
 
 
 async def test_concurrent_closes_answer_the_same_record(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call")
@@ -82,7 +82,7 @@ async def test_closing_an_unknown_session(make_launcher: MakeLauncher) -> None:
 async def test_close_while_the_start_is_still_creating_the_agent(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = Factory(delay=0.2)
+    factory = FakeAgents(delay=0.2)
     launcher = await make_launcher(factory)
     start = asyncio.create_task(launcher.start_session("call"))
     await wait_until(lambda: len(launcher._live) == 1)
@@ -94,7 +94,7 @@ async def test_close_while_the_start_is_still_creating_the_agent(
 
 
 async def test_close_while_the_start_fails(make_launcher: MakeLauncher) -> None:
-    factory = Factory(delay=0.1, errors=[RuntimeError("boom")])
+    factory = FakeAgents(delay=0.1, errors=[RuntimeError("boom")])
     launcher = await make_launcher(factory)
     start = asyncio.create_task(launcher.start_session("call"))
     await wait_until(lambda: len(launcher._live) == 1)
@@ -105,7 +105,7 @@ async def test_close_while_the_start_fails(make_launcher: MakeLauncher) -> None:
         await start
 
 
-class IdleAgent(Agent):
+class IdleAgent(FakeAgent):
     """Reports how long it has been alone through ``idle_for()``."""
 
     def __init__(self, **metadata: Any) -> None:
@@ -119,7 +119,7 @@ class IdleAgent(Agent):
 
 
 async def test_idle_timeout_via_agent_idle_for(make_launcher: MakeLauncher) -> None:
-    factory = Factory(IdleAgent)
+    factory = FakeAgents(IdleAgent)
     launcher = await make_launcher(factory, agent_idle_timeout=0.2)
     record = await launcher.start_session("call")
     agent = factory.last
@@ -132,7 +132,7 @@ async def test_idle_timeout_via_agent_idle_for(make_launcher: MakeLauncher) -> N
     agent.idle = 0.15  # nearly idle: the next check comes 0.05 s later
     calls = agent.idle_calls
     began = time.perf_counter()
-    await wait_until(lambda: agent.idle_calls > calls, within=1)
+    await wait_until(lambda: agent.idle_calls > calls, timeout=1)
     agent.idle = 10.0
     ended = await wait_ended(launcher, record.session_id)
     assert ended.end_reason is EndReason.IDLE_TIMEOUT
@@ -149,7 +149,7 @@ async def test_agent_idle_for_raising_counts_as_busy(
             self.idle_calls += 1
             raise RuntimeError("no idea")
 
-    factory = Factory(Broken)
+    factory = FakeAgents(Broken)
     launcher = await make_launcher(factory, agent_idle_timeout=0.1)
     record = await launcher.start_session("call")
     await asyncio.sleep(0.35)
@@ -166,7 +166,9 @@ async def test_session_alone_from_the_start_idles_out(make_launcher: MakeLaunche
     assert 0.18 <= time.perf_counter() - began < 1.0
 
 
-async def test_idle_timeout_via_participants(make_launcher: MakeLauncher, factory: Factory) -> None:
+async def test_idle_timeout_via_participants(
+    make_launcher: MakeLauncher, factory: FakeAgents
+) -> None:
     launcher = await make_launcher(agent_idle_timeout=0.3)
     record = await launcher.start_session("call")
     session = await joined(factory.last)
@@ -193,7 +195,7 @@ async def test_idle_timeout_via_participants(make_launcher: MakeLauncher, factor
 
 
 async def test_rejoining_restarts_the_idle_clock(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(agent_idle_timeout=0.3)
     record = await launcher.start_session("call")
@@ -209,7 +211,7 @@ async def test_rejoining_restarts_the_idle_clock(
 
 
 async def test_no_idle_timeout_when_switched_off(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(agent_idle_timeout=None)
     record = await launcher.start_session("call")
@@ -221,7 +223,7 @@ async def test_no_idle_timeout_when_switched_off(
     assert launcher._live[record.session_id].idle_timer is None
 
 
-async def test_max_duration(make_launcher: MakeLauncher, factory: Factory) -> None:
+async def test_max_duration(make_launcher: MakeLauncher, factory: FakeAgents) -> None:
     launcher = await make_launcher(max_session_duration_seconds=0.2)
     began = time.perf_counter()
     record = await launcher.start_session("call")
@@ -233,7 +235,9 @@ async def test_max_duration(make_launcher: MakeLauncher, factory: Factory) -> No
     assert factory.last.cancelled
 
 
-async def test_shutdown_ends_every_session(make_launcher: MakeLauncher, factory: Factory) -> None:
+async def test_shutdown_ends_every_session(
+    make_launcher: MakeLauncher, factory: FakeAgents
+) -> None:
     launcher = await make_launcher()
     records = [await launcher.start_session(f"call-{i}") for i in range(3)]
     await launcher.shutdown()
@@ -262,10 +266,10 @@ async def test_async_context_manager_shuts_down(make_launcher: MakeLauncher) -> 
 async def test_drain_lets_short_sessions_finish_and_ends_the_rest(
     make_launcher: MakeLauncher,
 ) -> None:
-    async def join(agent: Agent, call_type: str, call_id: str, **_: Any) -> None:
+    async def join(agent: FakeAgent, call_type: str, call_id: str, **_: Any) -> None:
         await asyncio.sleep(agent.metadata["runs_for"])
 
-    launcher = await make_launcher(create_agent=Agent, join=join)
+    launcher = await make_launcher(create_agent=FakeAgent, join=join)
     short = await launcher.start_session("short", metadata={"runs_for": 0.1})
     long = await launcher.start_session("long", metadata={"runs_for": 30.0})
 
@@ -280,10 +284,10 @@ async def test_drain_lets_short_sessions_finish_and_ends_the_rest(
 
 
 async def test_drain_returns_as_soon_as_sessions_are_done(make_launcher: MakeLauncher) -> None:
-    async def join(agent: Agent, call_type: str, call_id: str, **_: Any) -> None:
+    async def join(agent: FakeAgent, call_type: str, call_id: str, **_: Any) -> None:
         await asyncio.sleep(0.1)
 
-    launcher = await make_launcher(create_agent=Agent, join=join)
+    launcher = await make_launcher(create_agent=FakeAgent, join=join)
     records = [await launcher.start_session(f"c{i}") for i in range(3)]
     began = time.perf_counter()
     await launcher.drain(timeout=5.0)
@@ -302,7 +306,7 @@ async def test_drain_uses_drain_timeout_by_default(make_launcher: MakeLauncher) 
 
 
 async def test_join_call_cancelled_from_outside_ends_with_shutdown(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call")
@@ -318,7 +322,7 @@ async def test_join_call_cancelled_from_outside_ends_with_shutdown(
 async def test_cancelling_start_while_create_agent_runs_leaves_nothing(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = Factory(delay=5.0)
+    factory = FakeAgents(delay=5.0)
     launcher = await make_launcher(factory, max_concurrent_sessions=1)
     cursor = launcher.events.last_cursor
     tasks_before = len(asyncio.all_tasks())
@@ -354,7 +358,7 @@ async def test_cancelling_start_while_create_agent_runs_leaves_nothing(
 async def test_stopping_while_an_agent_is_being_created(
     make_launcher: MakeLauncher, stop: str
 ) -> None:
-    factory = Factory()
+    factory = FakeAgents()
     launcher = await make_launcher(factory)
     running = await launcher.start_session("running")
     factory.delay = 0.3
@@ -389,7 +393,7 @@ async def test_stopping_while_an_agent_is_being_created(
 async def test_agent_closing_its_own_session_from_join_call(make_launcher: MakeLauncher) -> None:
     holder: dict[str, Any] = {}
 
-    async def join(agent: Agent, call_type: str, call_id: str, **kwargs: Any) -> None:
+    async def join(agent: FakeAgent, call_type: str, call_id: str, **kwargs: Any) -> None:
         session = kwargs["session"]
         await asyncio.sleep(0.01)
         try:
@@ -398,7 +402,7 @@ async def test_agent_closing_its_own_session_from_join_call(make_launcher: MakeL
             holder["cancelled"] = True  # ending the session cancels join_call itself
             raise
 
-    launcher = await make_launcher(create_agent=Agent, join=join)
+    launcher = await make_launcher(create_agent=FakeAgent, join=join)
     holder["launcher"] = launcher
     record = await launcher.start_session("call")
     ended = await wait_ended(launcher, record.session_id)
@@ -411,10 +415,10 @@ async def test_agent_closing_its_own_session_from_join_call(make_launcher: MakeL
 async def test_join_call_that_is_not_a_coroutine_function_errors(
     make_launcher: MakeLauncher,
 ) -> None:
-    def join(agent: Agent, call_type: str, call_id: str) -> None:
+    def join(agent: FakeAgent, call_type: str, call_id: str) -> None:
         return None
 
-    launcher = await make_launcher(create_agent=Agent, join=join)
+    launcher = await make_launcher(create_agent=FakeAgent, join=join)
     record = await launcher.start_session("call")
     ended = await wait_ended(launcher, record.session_id)
     assert ended.end_reason is EndReason.ERROR

@@ -15,9 +15,9 @@ from agentplane.core import (
     SessionEvent,
     SessionState,
 )
+from tests.support import FakeAgents, collect, ended_event_of, joined, kinds, settle, wait_ended
 
 from .conftest import MakeLauncher
-from .support import Factory, collect, ended_event_of, joined, kinds, settle, wait_ended
 
 AGENT = EventKind.AGENT
 
@@ -289,7 +289,7 @@ async def test_many_watchers_each_get_everything() -> None:
 
 
 async def test_launcher_events_for_a_session_lifecycle(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(metrics_event_interval=0.05)
     before = launcher.events.last_cursor
@@ -347,7 +347,7 @@ async def test_launcher_events_for_a_session_lifecycle(
 
 
 async def test_metrics_updates_are_coalesced_per_interval(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(metrics_event_interval=0.1)
     record = await launcher.start_session("call")
@@ -380,7 +380,7 @@ async def test_metrics_updates_are_coalesced_per_interval(
 
 
 async def test_no_metrics_update_after_the_end(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(metrics_event_interval=0.1)
     record = await launcher.start_session("call")
@@ -396,7 +396,7 @@ async def test_no_metrics_update_after_the_end(
 
 
 async def test_one_session_watcher_gets_only_its_session(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     a = await launcher.start_session("call-a")
@@ -423,7 +423,7 @@ async def test_one_session_watcher_gets_only_its_session(
 
 
 async def test_resume_a_launcher_watch_without_duplicates(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call")
@@ -466,7 +466,7 @@ async def test_watch_of_an_ended_session_yields_ended_and_stops(
 
 
 async def test_launcher_watcher_behind_a_small_buffer_gets_a_gap(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(event_buffer_size=8)
     record = await launcher.start_session("call")

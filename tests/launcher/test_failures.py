@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agentplane.core import (
+    AdmissionRejected,
     AgentLauncher,
     AgentStartFailed,
     EndReason,
@@ -18,9 +19,10 @@ from agentplane.core import (
     SessionNotFound,
     SessionState,
 )
+from agentplane.core.launcher import CANCEL_GRACE
+from tests.support import FakeAgent, FakeAgents, joined, settle, wait_ended, wait_until
 
 from .conftest import MakeLauncher
-from .support import Agent, Factory, joined, settle, wait_ended, wait_until
 
 LOGGER = "agentplane.launcher"
 
@@ -37,7 +39,7 @@ def _assert_nothing_left(launcher: Any, tasks_before: int) -> None:
 async def test_create_agent_raising(
     make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
 ) -> None:
-    factory = Factory(delay=0.05, errors=[RuntimeError("model download failed")])
+    factory = FakeAgents(delay=0.05, errors=[RuntimeError("model download failed")])
     launcher = await make_launcher(factory, max_concurrent_sessions=1)
     cursor = launcher.events.last_cursor
     tasks_before = len(asyncio.all_tasks())
@@ -64,7 +66,7 @@ async def test_create_agent_raising(
 
 
 async def test_sync_create_agent_raising(make_launcher: MakeLauncher) -> None:
-    def create_agent(**_: Any) -> Agent:
+    def create_agent(**_: Any) -> FakeAgent:
         raise KeyError("voice")
 
     launcher = await make_launcher(create_agent, max_concurrent_sessions=1)
@@ -76,8 +78,8 @@ async def test_sync_create_agent_raising(make_launcher: MakeLauncher) -> None:
 
 
 async def test_create_agent_rejecting_metadata_kwargs(make_launcher: MakeLauncher) -> None:
-    async def create_agent() -> Agent:
-        return Agent()
+    async def create_agent() -> FakeAgent:
+        return FakeAgent()
 
     launcher = await make_launcher(create_agent)
     with pytest.raises(AgentStartFailed) as failed:
@@ -87,7 +89,7 @@ async def test_create_agent_rejecting_metadata_kwargs(make_launcher: MakeLaunche
 
 
 async def test_create_agent_timing_out(make_launcher: MakeLauncher) -> None:
-    factory = Factory(delay=10.0)
+    factory = FakeAgents(delay=10.0)
     launcher = await make_launcher(factory, create_agent_timeout=0.1, max_concurrent_sessions=1)
     tasks_before = len(asyncio.all_tasks())
     began = time.perf_counter()
@@ -103,8 +105,60 @@ async def test_create_agent_timing_out(make_launcher: MakeLauncher) -> None:
     assert (await launcher.start_session("call")).state is SessionState.RUNNING
 
 
+class StubbornFactory:
+    """A create_agent that swallows cancellation until released (issue 12)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.cancel_count = 0
+        self.made: list[FakeAgent] = []
+
+    async def __call__(self, **metadata: Any) -> FakeAgent:
+        self.entered.set()
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancel_count += 1
+        agent = FakeAgent()
+        self.made.append(agent)
+        return agent
+
+
+async def test_create_agent_ignoring_cancellation_is_answered_and_abandoned(
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+) -> None:
+    factory = StubbornFactory()
+    launcher = await make_launcher(factory, create_agent_timeout=0.1, max_concurrent_sessions=1)
+    began = time.perf_counter()
+    try:
+        with caplog.at_level(logging.ERROR, LOGGER), pytest.raises(AgentStartFailed) as failed:
+            await asyncio.wait_for(launcher.start_session("call"), 5)
+        elapsed = time.perf_counter() - began
+        # Answered at the timeout plus the cancel grace, not when the factory gives in.
+        assert elapsed < 0.1 + CANCEL_GRACE + 0.5
+        assert "did not finish within 0.1 s" in failed.value.message
+        assert factory.cancel_count == 1
+        assert any("ignored cancellation" in r.getMessage() for r in caplog.records)
+        # The factory still runs: it keeps its slot and shows in the stats.
+        assert launcher.abandoned_tasks == 1
+        assert launcher.stats().abandoned == 1
+        assert not launcher.accepting
+        with pytest.raises(AdmissionRejected):
+            await launcher.start_session("other")
+    finally:
+        factory.release.set()
+    await wait_until(lambda: launcher.abandoned_tasks == 0 and launcher.accepting)
+    # The agent it made late was closed, never run.
+    (late,) = factory.made
+    await wait_until(lambda: late.close_calls == 1)
+    assert not late.joined.is_set()
+    assert launcher.stats().in_flight == 0
+
+
 async def test_join_call_raising_ends_the_session_with_error(
-    make_launcher: MakeLauncher, factory: Factory, caplog: pytest.LogCaptureFixture
+    make_launcher: MakeLauncher, factory: FakeAgents, caplog: pytest.LogCaptureFixture
 ) -> None:
     launcher = await make_launcher(max_concurrent_sessions=1)
     record = await launcher.start_session("call")
@@ -136,7 +190,7 @@ async def test_join_call_raising_ends_the_session_with_error(
     await launcher.start_session("next")
 
 
-class RogueAgent(Agent):
+class RogueAgent(FakeAgent):
     """Its join_call swallows cancellation until ``release`` is set."""
 
     def __init__(self, **metadata: Any) -> None:
@@ -158,7 +212,7 @@ async def rogue_join(agent: RogueAgent, call_type: str, call_id: str, **_: Any) 
 async def test_join_call_ignoring_cancellation_is_abandoned(
     make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
 ) -> None:
-    factory = Factory(RogueAgent)
+    factory = FakeAgents(RogueAgent)
     launcher = await make_launcher(factory, rogue_join, stop_timeout=0.3, max_concurrent_sessions=1)
     record = await launcher.start_session("call")
     agent = factory.last
@@ -179,21 +233,27 @@ async def test_join_call_ignoring_cancellation_is_abandoned(
         assert launcher.stats().in_flight == 0
         assert agent.close_calls == 1
         assert any("ignored cancellation" in r.getMessage() for r in caplog.records)
-        # The slot was freed although the rogue task still runs.
-        await launcher.start_session("next")
-        await settle()
-        assert launcher.abandoned_tasks == 1
+        # The rogue task still runs, so it still holds its slot (issue 12).
+        assert launcher.stats().abandoned == 1
+        assert not launcher.accepting
+        with pytest.raises(AdmissionRejected) as refused:
+            await launcher.start_session("next")
+        assert refused.value.reason == "MAX_CONCURRENT_SESSIONS"
     finally:
         for made in factory.agents:  # rogue tasks would outlive the test's event loop
             made.release.set()
     await wait_until(lambda: launcher.abandoned_tasks == 0)
     assert agent.finished
+    # Once it really finished, its slot is free again.
+    await wait_until(lambda: launcher.accepting)
+    await launcher.start_session("next")
+    factory.last.release.set()  # a rogue agent too: let it end with the test
     # Finishing late does not touch the ended record.
     after = await launcher.get_session(record.session_id)
     assert after.end_reason is EndReason.CLOSED_BY_REQUEST
 
 
-class CloseRaises(Agent):
+class CloseRaises(FakeAgent):
     def close(self) -> None:
         self.close_calls += 1
         raise OSError("socket already gone")
@@ -202,7 +262,7 @@ class CloseRaises(Agent):
 async def test_agent_close_raising_still_ends_the_session(
     make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
 ) -> None:
-    factory = Factory(CloseRaises)
+    factory = FakeAgents(CloseRaises)
     launcher = await make_launcher(factory, max_concurrent_sessions=1)
     record = await launcher.start_session("call")
     await joined(factory.last)
@@ -220,7 +280,7 @@ async def test_agent_close_raising_still_ends_the_session(
     await launcher.start_session("next")
 
 
-class CloseHangs(Agent):
+class CloseHangs(FakeAgent):
     async def close(self) -> None:  # type: ignore[override]
         self.close_calls += 1
         await asyncio.sleep(30)
@@ -229,7 +289,7 @@ class CloseHangs(Agent):
 async def test_agent_close_hanging_is_bounded_by_stop_timeout(
     make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
 ) -> None:
-    factory = Factory(CloseHangs)
+    factory = FakeAgents(CloseHangs)
     launcher = await make_launcher(factory, stop_timeout=0.2)
     record = await launcher.start_session("call")
     began = time.perf_counter()
@@ -240,17 +300,17 @@ async def test_agent_close_hanging_is_bounded_by_stop_timeout(
     assert any("timed out" in r.getMessage() for r in caplog.records)
 
 
-class SyncClose(Agent):
+class SyncClose(FakeAgent):
     pass
 
 
-class AsyncClose(Agent):
+class AsyncClose(FakeAgent):
     async def close(self) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
         self.close_calls += 1
 
 
-class AsyncAclose(Agent):
+class AsyncAclose(FakeAgent):
     close = None  # type: ignore[assignment]
 
     async def aclose(self) -> None:
@@ -258,14 +318,14 @@ class AsyncAclose(Agent):
         self.close_calls += 1
 
 
-class SyncFinish(Agent):
+class SyncFinish(FakeAgent):
     close = None  # type: ignore[assignment]
 
     def finish(self) -> None:
         self.close_calls += 1
 
 
-class AllClosers(Agent):
+class AllClosers(FakeAgent):
     async def aclose(self) -> None:
         self.close_calls += 1
 
@@ -276,9 +336,9 @@ class AllClosers(Agent):
 @pytest.mark.parametrize("agent_cls", [SyncClose, AsyncClose, AsyncAclose, SyncFinish, AllClosers])
 @pytest.mark.parametrize("how", ["completed", "closed", "error", "shutdown"])
 async def test_agent_is_closed_exactly_once(
-    make_launcher: MakeLauncher, agent_cls: type[Agent], how: str
+    make_launcher: MakeLauncher, agent_cls: type[FakeAgent], how: str
 ) -> None:
-    factory = Factory(agent_cls)
+    factory = FakeAgents(agent_cls)
     launcher = await make_launcher(factory)
     record = await launcher.start_session("call")
     agent = factory.last
@@ -320,10 +380,10 @@ async def test_broken_agent_metrics_do_not_break_the_end(
         def to_dict(self) -> dict[str, float]:
             raise RuntimeError("collector broken")
 
-    class Broken(Agent):
+    class Broken(FakeAgent):
         metrics = BrokenMetrics()
 
-    factory = Factory(Broken)
+    factory = FakeAgents(Broken)
     launcher = await make_launcher(factory)
     record = await launcher.start_session("call")
     with caplog.at_level(logging.ERROR, LOGGER):
@@ -334,7 +394,7 @@ async def test_broken_agent_metrics_do_not_break_the_end(
 
 
 async def test_session_context_rejects_bad_agent_events(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     await launcher.start_session("call")
@@ -352,7 +412,7 @@ async def test_session_context_rejects_bad_agent_events(
 
 
 async def test_launcher_errors_share_a_base(make_launcher: MakeLauncher) -> None:
-    launcher = await make_launcher(Factory(errors=[RuntimeError("x")]))
+    launcher = await make_launcher(FakeAgents(errors=[RuntimeError("x")]))
     with pytest.raises(LauncherError):
         await launcher.start_session("call")
 

@@ -12,13 +12,13 @@ from agentplane.core import (
     SessionNotFound,
     SessionState,
 )
+from tests.support import FakeAgents, settle, wait_ended, wait_until
 
 from .conftest import MakeLauncher
-from .support import Factory, settle, wait_ended, wait_until
 
 
 async def test_same_key_twice_returns_the_same_session(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     first = await launcher.start_session("call", idempotency_key="req-1")
@@ -33,7 +33,7 @@ async def test_same_key_twice_returns_the_same_session(
 async def test_concurrent_starts_with_one_key_share_a_slow_create(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = Factory(delay=0.2)
+    factory = FakeAgents(delay=0.2)
     launcher = await make_launcher(factory, max_concurrent_sessions=1)
     results = await asyncio.gather(
         *(launcher.start_session("call", idempotency_key="req-1") for _ in range(5))
@@ -62,7 +62,7 @@ async def test_same_key_for_another_call_conflicts(make_launcher: MakeLauncher) 
 async def test_same_key_conflicts_while_the_first_start_is_still_running(
     make_launcher: MakeLauncher,
 ) -> None:
-    launcher = await make_launcher(Factory(delay=0.2))
+    launcher = await make_launcher(FakeAgents(delay=0.2))
     first = asyncio.create_task(launcher.start_session("call-a", idempotency_key="req-1"))
     await wait_until(lambda: launcher.stats().in_flight == 1)
     with pytest.raises(IdempotencyConflict):
@@ -70,7 +70,7 @@ async def test_same_key_conflicts_while_the_first_start_is_still_running(
     assert (await first).state is SessionState.RUNNING
 
 
-async def test_keys_are_scoped_per_user(make_launcher: MakeLauncher, factory: Factory) -> None:
+async def test_keys_are_scoped_per_user(make_launcher: MakeLauncher, factory: FakeAgents) -> None:
     launcher = await make_launcher()
     alice = await launcher.start_session("call", idempotency_key="k", created_by="alice")
     bob = await launcher.start_session("call", idempotency_key="k", created_by="bob")
@@ -93,7 +93,7 @@ async def test_no_key_means_no_deduplication(make_launcher: MakeLauncher) -> Non
 
 
 async def test_a_failed_start_frees_its_key(make_launcher: MakeLauncher) -> None:
-    factory = Factory(errors=[RuntimeError("first try fails")])
+    factory = FakeAgents(errors=[RuntimeError("first try fails")])
     launcher = await make_launcher(factory)
     with pytest.raises(AgentStartFailed):
         await launcher.start_session("call", idempotency_key="req-1")
@@ -103,7 +103,7 @@ async def test_a_failed_start_frees_its_key(make_launcher: MakeLauncher) -> None
 
 
 async def test_concurrent_replay_of_a_failing_start_fails_too(make_launcher: MakeLauncher) -> None:
-    factory = Factory(delay=0.1, errors=[RuntimeError("boom")])
+    factory = FakeAgents(delay=0.1, errors=[RuntimeError("boom")])
     launcher = await make_launcher(factory)
     results = await asyncio.gather(
         launcher.start_session("call", idempotency_key="req-1"),
@@ -118,7 +118,7 @@ async def test_concurrent_replay_of_a_failing_start_fails_too(make_launcher: Mak
 async def test_replay_of_a_cancelled_start_is_not_cancelled_itself(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = Factory(delay=5.0)
+    factory = FakeAgents(delay=5.0)
     launcher = await make_launcher(factory)
     first = asyncio.create_task(launcher.start_session("call", idempotency_key="req-1"))
     await wait_until(lambda: factory.calls == 1)
@@ -140,7 +140,7 @@ async def test_replay_of_a_cancelled_start_is_not_cancelled_itself(
 
 
 async def test_replay_after_the_session_ended_answers_the_ended_session(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     first = await launcher.start_session("call", idempotency_key="req-1")
@@ -153,7 +153,7 @@ async def test_replay_after_the_session_ended_answers_the_ended_session(
 
 
 async def test_key_is_forgotten_with_the_session(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(session_retention_seconds=0.05)
     first = await launcher.start_session("call", idempotency_key="req-1")

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 
 from agentplane.core import AgentStartFailed, EndReason, SessionState
+from tests.support import FakeAgent, FakeAgents, settle, wait_until
 
 from .conftest import MakeLauncher
-from .support import Agent, Factory, settle, wait_until
 
 CYCLES = 2_000
 IDLE_SESSIONS = 2_000
 
 
 async def _wait_for_tasks(count: int) -> None:
-    await wait_until(lambda: len(asyncio.all_tasks()) <= count, within=2)
+    await wait_until(lambda: len(asyncio.all_tasks()) <= count, timeout=2)
 
 
 @pytest.mark.slow
@@ -76,7 +76,7 @@ async def test_registry_is_empty_after_retention(make_launcher: MakeLauncher) ->
     await wait_until(lambda: launcher.stats().in_flight == 0)
     assert len(registry) > 0
 
-    await wait_until(lambda: len(registry) == 0, within=2)
+    await wait_until(lambda: len(registry) == 0, timeout=2)
     await _wait_for_tasks(baseline)
     assert len(launcher._retention) == 0
     assert registry._by_key == {}
@@ -88,7 +88,7 @@ async def test_registry_is_empty_after_retention(make_launcher: MakeLauncher) ->
 
 
 async def test_failed_starts_leave_nothing_behind(make_launcher: MakeLauncher) -> None:
-    factory = Factory(errors=[RuntimeError(f"fail {i}") for i in range(200)])
+    factory = FakeAgents(errors=[RuntimeError(f"fail {i}") for i in range(200)])
     launcher = await make_launcher(factory, max_concurrent_sessions=1)
     baseline = len(asyncio.all_tasks())
     for i in range(200):
@@ -127,8 +127,8 @@ class _CallbackCounter:
 @pytest.mark.slow
 async def test_idle_sessions_cost_no_periodic_work(make_launcher: MakeLauncher) -> None:
     loop = asyncio.get_running_loop()
-    launcher = await make_launcher(Agent, agent_idle_timeout=60.0)
-    assert not hasattr(Agent, "idle_for")  # presence-based idle tracking
+    launcher = await make_launcher(FakeAgent, agent_idle_timeout=60.0)
+    assert not hasattr(FakeAgent, "idle_for")  # presence-based idle tracking
     baseline_scheduled = len(loop._scheduled)  # type: ignore[attr-defined]
 
     records = await asyncio.gather(*(launcher.start_session(f"c{i}") for i in range(IDLE_SESSIONS)))
@@ -170,5 +170,5 @@ async def test_idle_sessions_cost_no_periodic_work(make_launcher: MakeLauncher) 
     assert launcher.stats().ended_by_reason == {"SHUTDOWN": IDLE_SESSIONS}
 
 
-def _agents(launcher: Any) -> list[Agent]:
+def _agents(launcher: Any) -> list[FakeAgent]:
     return [live.agent for live in launcher._live.values()]

@@ -15,9 +15,9 @@ from agentplane.core import (
     current_session,
 )
 from agentplane.core.metrics import WINDOW
+from tests.support import FakeAgent, FakeAgents, joined, settle, wait_ended
 
 from .conftest import MakeLauncher
-from .support import Agent, Factory, joined, settle, wait_ended
 
 SUFFIXES = ("avg", "count", "p50", "p95", "p99", "max")
 
@@ -152,7 +152,7 @@ def test_merge_external_keeps_only_finite_numbers() -> None:
 
 
 async def test_metrics_through_the_session_context(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call")
@@ -201,7 +201,7 @@ async def test_current_session_inside_join_call_without_session_kwarg(
 ) -> None:
     seen: list[SessionContext] = []
 
-    async def join(agent: Agent, call_type: str, call_id: str) -> None:
+    async def join(agent: FakeAgent, call_type: str, call_id: str) -> None:
         # No `session` parameter: the launcher must not pass one.
         session = current_session()
         seen.append(session)
@@ -212,7 +212,7 @@ async def test_current_session_inside_join_call_without_session_kwarg(
         current_session().observe("turn_ms", 7.0)
         current_session().add("turns")
 
-    agent = Agent()
+    agent = FakeAgent()
     launcher = await make_launcher(lambda **_: agent, join)
     record = await launcher.start_session("call")
     await settle()
@@ -226,7 +226,7 @@ async def test_current_session_inside_join_call_without_session_kwarg(
 
 
 async def test_current_session_is_per_session(make_launcher: MakeLauncher) -> None:
-    async def join(agent: Agent, call_type: str, call_id: str, **kwargs: Any) -> None:
+    async def join(agent: FakeAgent, call_type: str, call_id: str, **kwargs: Any) -> None:
         for i in range(5):
             current_session().add("ticks", 1)
             current_session().observe("call_index", float(call_id.split("-")[1]))
@@ -234,7 +234,7 @@ async def test_current_session_is_per_session(make_launcher: MakeLauncher) -> No
             del i
         await agent.release.wait()
 
-    launcher = await make_launcher(create_agent=Agent, join=join)
+    launcher = await make_launcher(create_agent=FakeAgent, join=join)
     records = [await launcher.start_session(f"call-{i}") for i in range(3)]
     await settle(20)
     for i, record in enumerate(records):
@@ -249,7 +249,7 @@ def test_current_session_outside_a_session() -> None:
         current_session()
 
 
-class CollectorAgent(Agent):
+class CollectorAgent(FakeAgent):
     """An agent with its own metrics collector (``agent.metrics.to_dict()``)."""
 
     class Collector:
@@ -265,7 +265,7 @@ class CollectorAgent(Agent):
 
 
 async def test_agent_collector_figures_are_merged(make_launcher: MakeLauncher) -> None:
-    factory = Factory(CollectorAgent)
+    factory = FakeAgents(CollectorAgent)
     launcher = await make_launcher(factory)
     record = await launcher.start_session("call")
     agent = factory.last

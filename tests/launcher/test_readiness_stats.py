@@ -14,13 +14,13 @@ from agentplane.core import (
     SessionRecord,
     SessionState,
 )
+from tests.support import FakeAgents, joined, wait_ended, wait_until
 
 from .conftest import MakeLauncher
-from .support import Factory, joined, wait_ended, wait_until
 
 
 async def test_accepting_listener_follows_capacity_and_drain(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(max_concurrent_sessions=2)
     seen: list[bool] = []
@@ -49,7 +49,7 @@ async def test_accepting_listener_follows_capacity_and_drain(
 
 
 async def test_accepting_listener_sees_starts_in_flight(make_launcher: MakeLauncher) -> None:
-    launcher = await make_launcher(Factory(delay=0.1), max_concurrent_sessions=1)
+    launcher = await make_launcher(FakeAgents(delay=0.1), max_concurrent_sessions=1)
     seen: list[bool] = []
     launcher.add_accepting_listener(seen.append)
     start = asyncio.create_task(launcher.start_session("a"))
@@ -59,7 +59,9 @@ async def test_accepting_listener_sees_starts_in_flight(make_launcher: MakeLaunc
 
 
 async def test_accepting_listener_during_a_failed_start(make_launcher: MakeLauncher) -> None:
-    launcher = await make_launcher(Factory(errors=[RuntimeError("x")]), max_concurrent_sessions=1)
+    launcher = await make_launcher(
+        FakeAgents(errors=[RuntimeError("x")]), max_concurrent_sessions=1
+    )
     seen: list[bool] = []
     launcher.add_accepting_listener(seen.append)
     with pytest.raises(AgentStartFailed, match="RuntimeError"):
@@ -102,7 +104,7 @@ async def test_every_listener_is_told(make_launcher: MakeLauncher) -> None:
     assert second == [False]
 
 
-async def test_stats(make_launcher: MakeLauncher, factory: Factory) -> None:
+async def test_stats(make_launcher: MakeLauncher, factory: FakeAgents) -> None:
     launcher = await make_launcher(max_concurrent_sessions=2)
     stats = launcher.stats()
     assert stats.in_flight == 0
@@ -174,7 +176,7 @@ class RecordingHooks:
 
 async def test_hooks_observe_the_lifecycle(make_launcher: MakeLauncher) -> None:
     hooks = RecordingHooks()
-    launcher = await make_launcher(Factory(delay=0.05), max_sessions_per_call=1, hooks=[hooks])
+    launcher = await make_launcher(FakeAgents(delay=0.05), max_sessions_per_call=1, hooks=[hooks])
     record = await launcher.start_session("call")
     with pytest.raises(AdmissionRejected):
         await launcher.start_session("call")

@@ -7,13 +7,13 @@ import asyncio
 import pytest
 
 from agentplane.core import EndReason, SessionNotFound, SessionState
+from tests.support import FakeAgents, joined, settle, wait_ended
 
 from .conftest import MakeLauncher
-from .support import Factory, joined, settle, wait_ended
 
 
 async def test_ended_record_is_readable_with_final_metrics(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher()
     record = await launcher.start_session("call", "video", metadata={"voice": "alloy"})
@@ -45,7 +45,7 @@ async def test_ended_record_is_readable_with_final_metrics(
 
 
 async def test_ended_session_is_forgotten_after_retention(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(session_retention_seconds=0.3)
     record = await launcher.start_session("call", idempotency_key="k")
@@ -71,7 +71,7 @@ async def test_ended_session_is_forgotten_after_retention(
 
 
 async def test_running_sessions_are_not_expired(
-    make_launcher: MakeLauncher, factory: Factory
+    make_launcher: MakeLauncher, factory: FakeAgents
 ) -> None:
     launcher = await make_launcher(session_retention_seconds=0.05)
     record = await launcher.start_session("call")

@@ -1,0 +1,123 @@
+"""Real servers for the tests, all through ``agentplane.testing.serving``.
+
+* ``Servers``: the server tests' ``serve`` fixture, ``await serve(launcher)``
+  for as many servers as a test wants, each stopped when the test ends.
+* ``deploy(kind, launcher)``: the gateway in either deployment, ``embedded``
+  (the Runner's own HTTP port, SessionAPI in-process) or ``standalone`` (the
+  Runner serving gRPC only, and a separate gateway app over ``GrpcUpstream``
+  on its own HTTP server), with an HTTP client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from agentplane.gateway import CorsOptions, GrpcUpstream, create_app
+from agentplane.http.server import HttpServer
+from agentplane.server import AgentLauncher, Runner, ServeOptions
+from agentplane.testing import Served, serving
+
+KINDS = ("embedded", "standalone")
+
+
+def open_options(**options: Any) -> ServeOptions:
+    """ServeOptions of an open server that leaves this process's collector alone.
+
+    No API token, whatever AGENTPLANE_API_TOKEN says; ``gc_freeze=False``
+    unless asked for, so the tests' own objects never end up frozen.
+    """
+    options.setdefault("api_token", None)
+    options.setdefault("gc_freeze", False)
+    return ServeOptions(**options)
+
+
+@dataclass(frozen=True)
+class LegacyServed(Served):
+    """``Served`` with the names test_server_errors.py still reads (``port``, ``target``)."""
+
+    @property
+    def port(self) -> int:
+        return self.grpc_port
+
+    @property
+    def target(self) -> str:
+        return self.grpc_target
+
+
+class Servers:
+    """``await serve(launcher, options)``: a real server on 127.0.0.1:0 (gRPC only).
+
+    ``options`` default to ``open_options()``. ``start=False`` returns as soon
+    as the port listens, while the launcher may still be warming up.
+    """
+
+    def __init__(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __call__(
+        self,
+        launcher: AgentLauncher,
+        options: ServeOptions | None = None,
+        *,
+        start: bool = True,
+        http: bool = False,
+    ) -> LegacyServed:
+        served = await self._stack.enter_async_context(
+            serving(launcher, options or open_options(), http=http, ready=start)
+        )
+        fields = {f.name: getattr(served, f.name) for f in dataclasses.fields(served)}
+        return LegacyServed(**fields)
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+@dataclass
+class Deployment:
+    kind: str
+    runner: Runner
+    url: str
+    http: httpx.AsyncClient
+
+    @property
+    def launcher(self) -> AgentLauncher:
+        return self.runner.launcher
+
+
+@contextlib.asynccontextmanager
+async def deploy(
+    kind: str, launcher: AgentLauncher, options: ServeOptions | None = None
+) -> AsyncIterator[Deployment]:
+    """The gateway of ``launcher`` in deployment ``kind`` (see the module docstring)."""
+    options = options or ServeOptions(api_token=None)
+    async with contextlib.AsyncExitStack() as stack:
+        served = await stack.enter_async_context(
+            serving(launcher, options, http=kind == "embedded")
+        )
+        if kind == "embedded":
+            url = served.http_url
+        else:
+            url = await stack.enter_async_context(standalone_gateway(served.grpc_port))
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10))
+        yield Deployment(kind, served.runner, url, http)
+
+
+@contextlib.asynccontextmanager
+async def standalone_gateway(grpc_port: int) -> AsyncIterator[str]:
+    """A gateway app in this process proxying to ``grpc_port``; answers its URL."""
+    upstream = GrpcUpstream("127.0.0.1", grpc_port, timeout=10)
+    try:
+        server = HttpServer(create_app(upstream, cors=CorsOptions()), "127.0.0.1", 0)
+        await server.start()
+        try:
+            yield f"http://127.0.0.1:{server.port}"
+        finally:
+            await server.stop(2)
+    finally:
+        await upstream.aclose()
