@@ -12,18 +12,21 @@ import pytest
 from grpclib.client import Channel
 
 from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
+from tests.support import ServerAgents, Servers
 
-from .support import Proc, Servers, Toy
+from .support import Proc
 
 
 @pytest.fixture
-def toy() -> Toy:
-    return Toy()
+def toy() -> ServerAgents:
+    """The fake agents of the server tests (tests/support/agents.py)."""
+    return ServerAgents()
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Servers]:
-    """``await serve(launcher, options)`` starts a real server on 127.0.0.1:0."""
+    """``await serve(launcher, options)`` serves a launcher on 127.0.0.1:0 (gRPC only):
+    ``agentplane.testing.serving`` through tests/support, stopped when the test ends."""
     servers = Servers()
     try:
         yield servers

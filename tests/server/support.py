@@ -1,13 +1,12 @@
 """Shared pieces of the server integration tests.
 
-A steerable toy agent, a real grpclib server on a loopback port, client
-helpers for the three Python client stacks, and a wrapper for server
-subprocesses (``agentplane serve`` / ``python my_agent.py serve``).
+Rich-error and health helpers for the grpcio stack, and a wrapper for server
+subprocesses (``agentplane serve`` / ``python my_agent.py serve``). Fake
+agents (``Toy``) and real servers (``Servers``) come from tests/support.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -17,8 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,141 +25,18 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from grpclib.health.v1 import health_pb2
 
-from agentplane.rpc.server import GrpcServer
-from agentplane.server import AgentLauncher, ServeOptions, SessionContext
-from agentplane.service.api import SessionAPI
+from tests.support import ServerAgents
+from tests.support import Servers as Servers  # re-exported: this folder's files import it here
+from tests.support import open_options as open_options  # likewise
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "agentplane.v1.SessionService"
 LISTENING = re.compile(r"agentplane gRPC listening on 127\.0\.0\.1:(\d+)")
 
 
-# ------------------------------------------------------------------ agents
-
-
-class ToyAgent:
-    """What ``Toy.create_agent`` returns: its metadata, and whether it was closed."""
-
-    def __init__(self, metadata: dict[str, Any]) -> None:
-        self.metadata = metadata
-        self.closed = False
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-class Toy:
-    """A create_agent / join_call pair the test steers.
-
-    create_agent takes ``metadata["create_delay"]`` seconds; ``fail_with``
-    makes it raise. join_call records one latency and one counter, then runs
-    for ``metadata["run_for"]`` seconds (forever without it). ``context(session_id)`` hands the test the running
-    session's SessionContext so it can ``emit`` on the agent's behalf.
-    Everything is kept for the test to inspect unless ``keep`` is False.
-    """
-
-    def __init__(self) -> None:
-        self.fail_with: str | None = None
-        self.creating = 0  # create_agent calls under way
-        # False: forget each session once it ends (for soak tests).
-        self.keep = True
-        self.contexts: dict[str, SessionContext] = {}
-        self.agents: list[ToyAgent] = []
-        self._joined: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
-
-    async def create_agent(self, **metadata: Any) -> ToyAgent:
-        self.creating += 1
-        try:
-            delay = metadata.get("create_delay")
-            if isinstance(delay, (int, float)):
-                await asyncio.sleep(delay)
-        finally:
-            self.creating -= 1
-        if self.fail_with is not None:
-            raise RuntimeError(self.fail_with)
-        agent = ToyAgent(metadata)
-        if self.keep:
-            self.agents.append(agent)
-        return agent
-
-    async def join_call(
-        self, agent: ToyAgent, call_type: str, call_id: str, *, session: SessionContext, **_: Any
-    ) -> None:
-        sid = session.session_id
-        self.contexts[sid] = session
-        session.observe("llm_latency_ms", 12.5)
-        session.add("llm_output_tokens", 3)
-        self._joined[sid].set()
-        try:
-            run_for = agent.metadata.get("run_for")
-            if isinstance(run_for, (int, float)):
-                await asyncio.sleep(run_for)
-                return
-            await asyncio.Event().wait()
-        finally:
-            if not self.keep:
-                del self.contexts[sid], self._joined[sid]
-
-    async def context(self, session_id: str) -> SessionContext:
-        await asyncio.wait_for(self._joined[session_id].wait(), 3.0)
-        return self.contexts[session_id]
-
-    def launcher(self, **options: Any) -> AgentLauncher:
-        options.setdefault("agent_idle_timeout", None)
-        options.setdefault("stop_timeout", 1.0)
-        options.setdefault("create_agent_timeout", 3.0)
-        options.setdefault("drain_timeout", 1.0)
-        # Metrics events only when a test waits for them: keeps streams exact.
-        options.setdefault("metrics_event_interval", 30.0)
-        return AgentLauncher(self.create_agent, self.join_call, **options)
-
-
-def open_options(**options: Any) -> ServeOptions:
-    """ServeOptions that ignore AGENTPLANE_API_TOKEN from the environment."""
-    options.setdefault("api_token", None)
-    return ServeOptions(**options)
-
-
-# ------------------------------------------------------------------ server
-
-
-@dataclass
-class Served:
-    launcher: AgentLauncher
-    grpc: GrpcServer
-    port: int
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-@dataclass
-class Servers:
-    """Starts real grpclib servers on 127.0.0.1:0; stops them all at the end."""
-
-    started: list[Served] = field(default_factory=list)
-
-    async def __call__(
-        self, launcher: AgentLauncher, options: ServeOptions | None = None, *, start: bool = True
-    ) -> Served:
-        if start:
-            await launcher.start()
-        server = GrpcServer(
-            launcher, SessionAPI(launcher, (options or open_options()).auth_policy())
-        )
-        await server.start("127.0.0.1", 0)
-        assert server.port
-        served = Served(launcher, server, server.port)
-        self.started.append(served)
-        return served
-
-    async def aclose(self) -> None:
-        for served in reversed(self.started):
-            await served.launcher.shutdown()
-            served.grpc.close()
-            await asyncio.wait_for(served.grpc.wait_closed(), 5)
-        self.started.clear()
+# Fake agents and servers are shared by every folder (tests/support); these
+# are the names this folder's files have always used for them.
+Toy = ServerAgents
 
 
 # ------------------------------------------------------------------ errors

@@ -16,9 +16,9 @@ from agentplane.core.models import EventKind, SessionEvent
 from agentplane.service import convert
 from agentplane.service.api import SessionAPI
 from agentplane.service.auth import RequestContext
+from tests.support import ServerAgents, Servers, open_options
 
 from .conftest import Clients
-from .support import Servers, Toy, open_options
 
 
 @pytest.fixture
@@ -40,10 +40,10 @@ async def take(stream: AsyncIterator[Any], n: int) -> list[Any]:
 
 
 async def test_many_grpc_watchers_cost_one_conversion_per_event(
-    toy: Toy, serve: Servers, clients: Clients, conversions: Counter[int]
+    toy: ServerAgents, serve: Servers, clients: Clients, conversions: Counter[int]
 ) -> None:
     served = await serve(toy.launcher())
-    stub = bp.SessionServiceStub(clients.grpclib(served.port))
+    stub = served.stub
     started = await stub.start(bp.StartRequest(call_id="fan"), timeout=5)
     sid = started.session_id
     session = await toy.context(sid)
@@ -72,7 +72,7 @@ async def test_many_grpc_watchers_cost_one_conversion_per_event(
     assert conversions[first] == 1  # the STARTED event the watchers replayed
 
 
-async def test_in_process_watchers_get_the_same_message_object(toy: Toy) -> None:
+async def test_in_process_watchers_get_the_same_message_object(toy: ServerAgents) -> None:
     launcher = toy.launcher()
     await launcher.start()
     try:

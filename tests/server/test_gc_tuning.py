@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import gc
 import time
 import weakref
@@ -14,7 +14,8 @@ import pytest
 
 from agentplane.core import SessionRecord
 from agentplane.ops.gc_policy import GcPauses, HeldHeapGc
-from agentplane.server import AgentLauncher, Runner, ServeOptions
+from agentplane.server import ServeOptions
+from tests.support import FakeAgents, Served, serving, wait_until
 
 
 class Node:
@@ -122,8 +123,10 @@ async def test_a_thaw_is_due_once_enough_frozen_sessions_ended(policy: HeldHeapG
 async def test_a_thaw_is_due_after_the_interval_if_anything_new_was_frozen() -> None:
     held = HeldHeapGc(lambda: 0, thaw_interval=0.05)
     held.start()
+    started = time.monotonic()  # the policy's clock, read after its start() marked a thaw
     try:
-        await asyncio.sleep(0.06)
+        # The interval is over (a condition on the policy's own clock, not a guess).
+        await wait_until(lambda: time.monotonic() - started >= 0.05)
         assert not held.thaw_due(), "nothing was frozen since the last thaw"
         keep, _ = cycle()
         gc.collect()
@@ -140,11 +143,7 @@ async def test_the_watcher_thaws_on_its_own_and_stops_with_the_policy() -> None:
     gc.collect()
     del obj
     try:
-        for _ in range(200):
-            if ref() is None:
-                break
-            await asyncio.sleep(0.01)
-        assert ref() is None
+        await wait_until(lambda: ref() is None, what="the watcher's thaw to collect the cycle")
         assert held.thaws >= 1
         watcher = held._task
         assert watcher is not None
@@ -172,53 +171,31 @@ def test_gc_pauses_times_each_pass_by_generation() -> None:
 # ------------------------------------------------------------ in the server
 
 
-class _Agent:
-    async def close(self) -> None:
-        pass
-
-
-async def _join_call(agent: _Agent, call_type: str, call_id: str, **_: Any) -> None:
-    await asyncio.Event().wait()
-
-
-async def _serve(options: ServeOptions) -> tuple[Runner, asyncio.Task[None]]:
-    runner = Runner(AgentLauncher(lambda **_: _Agent(), _join_call), options)
-    ready = asyncio.Event()
-    task = asyncio.create_task(
-        runner.serve(host="127.0.0.1", grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
-    )
-    await asyncio.wait_for(ready.wait(), 10)
-    return runner, task
+@contextlib.asynccontextmanager
+async def _serve(options: ServeOptions) -> AsyncIterator[Served]:
+    async with serving(FakeAgents().launcher(), options) as served:
+        yield served
 
 
 async def test_the_server_freezes_once_ready_and_reports_gc_pauses() -> None:
-    runner, task = await _serve(ServeOptions(api_token=None))
-    try:
+    async with _serve(ServeOptions(api_token=None)) as served:
         assert gc.get_freeze_count() > 0
         gc.collect()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.http_port}") as http:
+        async with httpx.AsyncClient(base_url=served.http_url) as http:
             body = (await http.get("/metrics")).text
         line = next(
             x for x in body.splitlines()
             if x.startswith('agentplane_gc_pause_seconds_count{generation="2"}')
         )  # fmt: skip
         assert float(line.rsplit(" ", 1)[1]) >= 1
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
     assert gc.get_freeze_count() == 0
 
 
 async def test_gc_freeze_false_leaves_the_collector_alone() -> None:
-    runner, task = await _serve(ServeOptions(api_token=None, gc_freeze=False))
-    try:
-        await runner.launcher.start_session("c1")
+    async with _serve(ServeOptions(api_token=None, gc_freeze=False)) as served:
+        await served.launcher.start_session("c1")
         gc.collect()
         assert gc.get_freeze_count() == 0
-    finally:
-        runner.stop()
-        await runner.launcher.shutdown()
-        await asyncio.wait_for(task, 15)
 
 
 async def test_the_watcher_settles_new_long_lived_objects_between_thaws() -> None:
@@ -226,11 +203,7 @@ async def test_the_watcher_settles_new_long_lived_objects_between_thaws() -> Non
     held.start()
     try:
         alive, _ = cycle()
-        for _ in range(200):
-            if frozen(alive):
-                break
-            await asyncio.sleep(0.01)
-        assert frozen(alive), "the periodic pass froze what survived it"
+        await wait_until(lambda: frozen(alive), what="the periodic pass to freeze what survived it")
         assert held.thaws == 0
     finally:
         await held.aclose()

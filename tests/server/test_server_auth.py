@@ -11,9 +11,9 @@ import pytest
 from agentplane.clients.grpcio import session_pb2
 from agentplane.clients.grpcio import session_service_pb2 as pb
 from agentplane.server import PermissionDenied, RequestContext, SessionRecord, Unauthenticated
+from tests.support import ServerAgents, Servers, open_options
 
 from .conftest import Clients
-from .support import Servers, Toy, open_options
 
 TOKEN = "s3cret"
 RIGHT = (("authorization", f"Bearer {TOKEN}"),)
@@ -49,9 +49,11 @@ def _every_rpc(stub: Any, session_id: str, metadata: Any) -> list[Any]:
     ]
 
 
-async def test_api_token_required_for_every_rpc(toy: Toy, serve: Servers, clients: Clients) -> None:
+async def test_api_token_required_for_every_rpc(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
     served = await serve(toy.launcher(), open_options(api_token=TOKEN))
-    stub = clients.aio_stub(served.target)
+    stub = clients.aio_stub(served.grpc_target)
     session = await served.launcher.start_session("guarded")
 
     for metadata in (None, WRONG, (("authorization", TOKEN),), (("authorization", "Bearer "),)):
@@ -83,18 +85,20 @@ async def test_api_token_required_for_every_rpc(toy: Toy, serve: Servers, client
     assert closed.session.end_reason == session_pb2.END_REASON_CLOSED_BY_REQUEST
 
 
-async def test_close_token_only_with_auth_on(toy: Toy, serve: Servers, clients: Clients) -> None:
+async def test_close_token_only_with_auth_on(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
     served = await serve(toy.launcher())
-    stub = clients.aio_stub(served.target)
+    stub = clients.aio_stub(served.grpc_target)
     started = await stub.Start(pb.StartRequest(call_id="open"), timeout=5)
     assert not started.HasField("close_token")
 
 
 async def test_close_token_closes_its_session_without_credentials(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher(), open_options(api_token=TOKEN))
-    stub = clients.aio_stub(served.target)
+    stub = clients.aio_stub(served.grpc_target)
     a = await stub.Start(pb.StartRequest(call_id="a"), metadata=RIGHT, timeout=5)
     b = await stub.Start(pb.StartRequest(call_id="b"), metadata=RIGHT, timeout=5)
     assert a.close_token and b.close_token and a.close_token != b.close_token
@@ -158,9 +162,11 @@ def user_options() -> Any:
     )
 
 
-async def test_user_hooks(toy: Toy, serve: Servers, clients: Clients, user_options: Any) -> None:
+async def test_user_hooks(
+    toy: ServerAgents, serve: Servers, clients: Clients, user_options: Any
+) -> None:
     served = await serve(toy.launcher(), user_options)
-    stub = clients.aio_stub(served.target)
+    stub = clients.aio_stub(served.grpc_target)
 
     code, _ = await _code(lambda: stub.Start(pb.StartRequest(call_id="anon"), timeout=5))
     assert code == grpc.StatusCode.UNAUTHENTICATED
@@ -202,10 +208,10 @@ async def test_user_hooks(toy: Toy, serve: Servers, clients: Clients, user_optio
 
 
 async def test_feed_of_all_sessions_shows_only_viewable_sessions(
-    toy: Toy, serve: Servers, clients: Clients, user_options: Any
+    toy: ServerAgents, serve: Servers, clients: Clients, user_options: Any
 ) -> None:
     served = await serve(toy.launcher(), user_options)
-    stub = clients.aio_stub(served.target)
+    stub = clients.aio_stub(served.grpc_target)
 
     watchers = {
         name: stub.StreamEvents(pb.StreamEventsRequest(), metadata=as_user(name), timeout=10)

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import agentplane.clients.betterproto as bp
 from agentplane.server import AgentLauncher
+from tests.support import Served, ServerAgents, Servers, wait_until
 
 from .conftest import Clients
-from .support import Served, Servers, Toy
 
 
 def kind(event: bp.StreamEventsResponse) -> str:
@@ -35,10 +35,10 @@ async def take(
 
 
 async def test_resume_a_session_stream_by_cursor(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = bp.SessionServiceStub(clients.grpclib(served.port))
+    stub = served.stub
     started = await stub.start(bp.StartRequest(call_id="resume"), timeout=5)
     sid = started.session_id
     session = await toy.context(sid)
@@ -74,10 +74,10 @@ async def test_resume_a_session_stream_by_cursor(
 
 
 async def test_resume_the_feed_of_all_sessions_by_cursor(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = bp.SessionServiceStub(clients.grpclib(served.port))
+    stub = served.stub
     feed = stub.stream_events(bp.StreamEventsRequest(after_cursor=0), timeout=10)
     a = await stub.start(bp.StartRequest(call_id="a"), timeout=5)
     seen = await take(feed, 1)
@@ -95,9 +95,11 @@ async def test_resume_the_feed_of_all_sessions_by_cursor(
     await resumed.aclose()
 
 
-async def test_a_tiny_buffer_reports_a_gap(serve: Servers, clients: Clients, toy: Toy) -> None:
+async def test_a_tiny_buffer_reports_a_gap(
+    serve: Servers, clients: Clients, toy: ServerAgents
+) -> None:
     served = await serve(toy.launcher(event_buffer_size=4))
-    stub = bp.SessionServiceStub(clients.grpclib(served.port))
+    stub = served.stub
     started = await stub.start(bp.StartRequest(call_id="chatty"), timeout=5)
     session = await toy.context(started.session_id)
     for n in range(10):
@@ -116,10 +118,10 @@ async def test_a_tiny_buffer_reports_a_gap(serve: Servers, clients: Clients, toy
 
 
 async def test_a_long_session_stream_reports_a_gap(
-    serve: Servers, clients: Clients, toy: Toy
+    serve: Servers, clients: Clients, toy: ServerAgents
 ) -> None:
     served = await serve(toy.launcher())
-    stub = bp.SessionServiceStub(clients.grpclib(served.port))
+    stub = served.stub
     started = await stub.start(bp.StartRequest(call_id="long"), timeout=5)
     session = await toy.context(started.session_id)
     for n in range(300):  # more than one session's own buffer holds
@@ -151,20 +153,19 @@ def _waiting_watchers(launcher: AgentLauncher) -> int:
     return total
 
 
-async def _settle(served: Served, baseline: int) -> int:
-    for _ in range(100):
-        tasks = len(asyncio.all_tasks())
-        if tasks <= baseline and _waiting_watchers(served.launcher) == 0:
-            break
-        await asyncio.sleep(0.02)
-    return len(asyncio.all_tasks())
+async def _nothing_left(served: Served, baseline: int) -> None:
+    """Wait until the server's tasks are back to ``baseline`` and no watcher is parked."""
+    await wait_until(
+        lambda: len(asyncio.all_tasks()) <= baseline and _waiting_watchers(served.launcher) == 0,
+        what=f"the server back to {baseline} tasks and no parked watcher",
+    )
 
 
 async def test_client_disconnect_leaves_nothing_behind(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    channel = clients.grpclib(served.port)
+    channel = served.channel
     stub = bp.SessionServiceStub(channel)
     started = await stub.start(bp.StartRequest(call_id="watched"), timeout=5)
     sid = started.session_id
@@ -180,36 +181,34 @@ async def test_client_disconnect_leaves_nothing_behind(
         stub.stream_events(bp.StreamEventsRequest(), timeout=30),
     ]
     readers = [asyncio.ensure_future(anext(s)) for s in streams]
-    await asyncio.sleep(0.2)
-    assert _waiting_watchers(served.launcher) >= 2
+    # The two live-only streams park (the others replay STARTED and return it).
+    await wait_until(lambda: _waiting_watchers(served.launcher) >= 2)
     assert len(asyncio.all_tasks()) > baseline
     for reader in readers:
         reader.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
     for stream in streams:
         await stream.aclose()
-    assert await _settle(served, baseline) <= baseline
-    assert _waiting_watchers(served.launcher) == 0
+    await _nothing_left(served, baseline)
 
     # The same when the whole connection goes away mid-stream.
-    other = clients.grpclib(served.port)
+    other = clients.grpclib(served.grpc_port)
     dropped = bp.SessionServiceStub(other).stream_events(
         bp.StreamEventsRequest(session_id=sid, after_cursor=0), timeout=30
     )
     assert (await take(dropped, 1))[0].started is not None
     reader = asyncio.ensure_future(anext(dropped))
-    await asyncio.sleep(0.1)
-    assert _waiting_watchers(served.launcher) == 1
+    await wait_until(lambda: _waiting_watchers(served.launcher) == 1)
     other.close()
     await asyncio.gather(reader, return_exceptions=True)
-    assert await _settle(served, baseline) <= baseline
-    assert _waiting_watchers(served.launcher) == 0
+    await _nothing_left(served, baseline)
 
     # The session itself is untouched and still streams to a new watcher.
     session = toy.contexts[sid]
     fresh = stub.stream_events(bp.StreamEventsRequest(session_id=sid), timeout=10)
     reader = asyncio.ensure_future(anext(fresh))
-    await asyncio.sleep(0.1)
+    # A live-only stream: the event must come after it subscribed.
+    await wait_until(lambda: _waiting_watchers(served.launcher) == 1)
     session.emit("still-here")
     assert label(await asyncio.wait_for(reader, 5)) == "still-here"
     await fresh.aclose()

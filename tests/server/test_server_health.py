@@ -15,9 +15,10 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from agentplane.clients.grpcio import session_service_pb2 as pb
+from tests.support import ServerAgents, Servers, wait_until
 
 from .conftest import Clients
-from .support import SERVICE, Servers, Toy
+from .support import SERVICE
 
 SERVING = HealthCheckResponse.SERVING
 NOT_SERVING = HealthCheckResponse.NOT_SERVING
@@ -29,20 +30,20 @@ async def check(channel: Channel, service: str) -> int:
 
 
 async def test_serving_for_liveness_and_readiness(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    channel = clients.grpclib(served.port)
+    channel = served.channel
     assert await check(channel, "") == SERVING
     assert await check(channel, SERVICE) == SERVING
 
 
 async def test_not_serving_at_capacity_and_back_after_close(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher(max_concurrent_sessions=1))
-    channel = clients.grpclib(served.port)
-    stub = clients.aio_stub(served.target)
+    channel = served.channel
+    stub = clients.aio_stub(served.grpc_target)
 
     started = await stub.Start(pb.StartRequest(call_id="only"), timeout=5)
     assert await check(channel, SERVICE) == NOT_SERVING
@@ -53,15 +54,15 @@ async def test_not_serving_at_capacity_and_back_after_close(
 
 
 async def test_not_serving_as_soon_as_drain_starts(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    channel = clients.grpclib(served.port)
+    channel = served.channel
     session = await served.launcher.start_session("stays")
     await toy.context(session.session_id)
 
     drain = asyncio.create_task(served.launcher.drain(timeout=5))
-    await asyncio.sleep(0)  # drain() has begun; the session still runs
+    await wait_until(lambda: served.launcher.draining)  # drain() has begun; the session still runs
     assert not drain.done()
     assert await check(channel, SERVICE) == NOT_SERVING
     assert await check(channel, "") == SERVING
@@ -73,10 +74,12 @@ async def test_not_serving_as_soon_as_drain_starts(
     assert await check(channel, "") == SERVING
 
 
-async def test_watch_streams_every_change(toy: Toy, serve: Servers, clients: Clients) -> None:
+async def test_watch_streams_every_change(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
     served = await serve(toy.launcher(max_concurrent_sessions=1))
-    channel = clients.grpclib(served.port)
-    stub = clients.aio_stub(served.target)
+    channel = served.channel
+    stub = clients.aio_stub(served.grpc_target)
 
     async with HealthStub(channel).Watch.open(timeout=10) as watch:
         await watch.send_message(HealthCheckRequest(service=SERVICE), end=True)
@@ -97,17 +100,18 @@ async def test_watch_streams_every_change(toy: Toy, serve: Servers, clients: Cli
         await watch.cancel()
 
 
-async def test_not_serving_until_warmed_up(toy: Toy, serve: Servers, clients: Clients) -> None:
+async def test_not_serving_until_warmed_up(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
     warm = asyncio.Event()
 
     async def warmup() -> None:
         await warm.wait()
 
     launcher = toy.launcher(warmup=warmup)
-    served = await serve(launcher, start=False)
-    channel = clients.grpclib(served.port)
-    stub = clients.aio_stub(served.target)
-    starting = asyncio.create_task(launcher.start())
+    served = await serve(launcher, start=False)  # listening; the Runner's warmup waits
+    channel = served.channel
+    stub = clients.aio_stub(served.grpc_target)
 
     assert await check(channel, SERVICE) == NOT_SERVING
     assert await check(channel, "") == SERVING
@@ -117,6 +121,6 @@ async def test_not_serving_until_warmed_up(toy: Toy, serve: Servers, clients: Cl
     assert "warming up" in (refused.value.details() or "")
 
     warm.set()
-    await asyncio.wait_for(starting, 5)
+    await wait_until(lambda: launcher.accepting)
     assert await check(channel, SERVICE) == SERVING
     await stub.Start(pb.StartRequest(call_id="on-time"), timeout=5)

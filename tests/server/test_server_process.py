@@ -22,6 +22,7 @@ from grpclib.health.v1.health_pb2 import HealthCheckResponse
 from agentplane.clients.grpcio import session_pb2
 from agentplane.clients.grpcio import session_service_pb2 as pb
 from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
+from tests.support import wait_until_sync
 
 from .support import REPO_ROOT, SERVICE, Proc, console_script, health_check, sync_error
 
@@ -47,7 +48,7 @@ def ended_lines(proc: Proc) -> dict[str, str]:
 
 
 def test_sigterm_drains_then_exits_zero(procs: Start) -> None:
-    proc = procs(serve_args("--agent", "tests.server.agents:drain_runner"))
+    proc = procs(serve_args("--agent", "tests.support.agents:drain_runner"))
     port = proc.grpc_port()
     proc.wait_for("agentplane ready")
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -114,7 +115,7 @@ def test_sigterm_drains_then_exits_zero(procs: Start) -> None:
 
 
 def test_second_sigterm_stops_at_once(procs: Start) -> None:
-    proc = procs(serve_args("--agent", "tests.server.agents:slow_drain_runner"))
+    proc = procs(serve_args("--agent", "tests.support.agents:slow_drain_runner"))
     port = proc.grpc_port()
     proc.wait_for("agentplane ready")
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -142,9 +143,13 @@ def test_demo_agent_end_to_end(procs: Start) -> None:
         stub = pb_grpc.SessionServiceStub(channel)
         started = stub.Start(pb.StartRequest(call_id="demo-call"), timeout=5)
         sid = started.session_id
-        time.sleep(2.5)
 
-        metrics = stub.Metrics(pb.MetricsRequest(session_id=sid), timeout=5).metrics
+        def two_frames() -> Any:
+            metrics = stub.Metrics(pb.MetricsRequest(session_id=sid), timeout=5).metrics
+            return metrics if metrics.get("video_frames_processed__total", 0) >= 2 else None
+
+        # One frame a second: the second one comes about a second in.
+        metrics = wait_until_sync(two_frames, timeout=15, interval=0.1)
         assert metrics["video_processing_latency_ms__avg"] > 0
         assert metrics["video_frames_processed__total"] >= 2
         assert (

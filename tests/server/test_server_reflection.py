@@ -18,8 +18,10 @@ from grpclib.client import Channel
 from grpclib.reflection.v1alpha import reflection_pb2
 from grpclib.reflection.v1alpha.reflection_grpc import ServerReflectionStub
 
+from tests.support import ServerAgents, Servers, wait_ended
+
 from .conftest import Clients
-from .support import SERVICE, Servers, Toy, buf
+from .support import SERVICE, buf
 
 METHODS = [f"{SERVICE}/{m}" for m in ("Close", "Get", "Metrics", "Start", "StreamEvents")]
 HEALTH_METHODS = ["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"]
@@ -63,25 +65,27 @@ def _json_stream(text: str) -> list[dict[str, Any]]:
         messages.append(message)
 
 
-async def test_list_methods_with_reflection_v1_and_v1alpha(toy: Toy, serve: Servers) -> None:
+async def test_list_methods_with_reflection_v1_and_v1alpha(
+    toy: ServerAgents, serve: Servers
+) -> None:
     served = await serve(toy.launcher())
-    code, out, err = await buf_curl(served.port, "--list-methods", "")
+    code, out, err = await buf_curl(served.grpc_port, "--list-methods", "")
     assert code == 0, err
     assert out.split() == METHODS + HEALTH_METHODS
 
     code, out, err = await buf_curl(
-        served.port, "--reflect-protocol", "grpc-v1alpha", "--list-methods", ""
+        served.grpc_port, "--reflect-protocol", "grpc-v1alpha", "--list-methods", ""
     )
     assert code == 0, err
     assert out.split() == METHODS + HEALTH_METHODS
 
 
-async def test_every_rpc_through_buf_curl(toy: Toy, serve: Servers) -> None:
+async def test_every_rpc_through_buf_curl(toy: ServerAgents, serve: Servers) -> None:
     served = await serve(toy.launcher())
-    port = served.port
+    port = served.grpc_port
 
     started = await buf_json(
-        port, f"{SERVICE}/Start", {"call_id": "buf-call", "metadata": {"run_for": 0.5}}
+        port, f"{SERVICE}/Start", {"call_id": "buf-call", "metadata": {"voice": "alloy"}}
     )
     sid = started["sessionId"]
     assert started["callId"] == "buf-call"
@@ -89,15 +93,17 @@ async def test_every_rpc_through_buf_curl(toy: Toy, serve: Servers) -> None:
     assert "closeToken" not in started
     await toy.context(sid)
 
+    # The agent stays in its call until released below, however slow the subprocesses are.
     got = await buf_json(port, f"{SERVICE}/Get", {"session_id": sid})
     assert got["session"]["state"] == "SESSION_STATE_RUNNING"
-    assert got["session"]["metadata"] == {"run_for": 0.5}
+    assert got["session"]["metadata"] == {"voice": "alloy"}
 
     metrics = await buf_json(port, f"{SERVICE}/Metrics", {"session_id": sid})
     assert metrics["metrics"]["llm_latency_ms__avg"] == 12.5
     assert metrics["metrics"]["llm_output_tokens__total"] == 3
 
-    # The session ends by itself after 0.5 s, so the stream completes.
+    # The agent finishes by itself (COMPLETED), so the stream completes.
+    await toy.release(sid)
     code, out, err = await buf_curl(
         port, "-d", json.dumps({"session_id": sid, "after_cursor": 0}), f"/{SERVICE}/StreamEvents"
     )
@@ -122,13 +128,15 @@ async def test_every_rpc_through_buf_curl(toy: Toy, serve: Servers) -> None:
 
 
 async def test_stream_of_all_sessions_through_buf_curl_until_timeout(
-    toy: Toy, serve: Servers
+    toy: ServerAgents, serve: Servers
 ) -> None:
     served = await serve(toy.launcher())
-    await served.launcher.start_session("before-watch", metadata={"run_for": 0.05})
+    before = await served.launcher.start_session("before-watch")
+    await toy.release(before.session_id)  # it completes by itself
+    await wait_ended(served.launcher, before.session_id)
 
     code, out, err = await buf_curl(
-        served.port, "--timeout", "1s", "-d", '{"after_cursor": 0}', f"/{SERVICE}/StreamEvents"
+        served.grpc_port, "--timeout", "1s", "-d", '{"after_cursor": 0}', f"/{SERVICE}/StreamEvents"
     )
     # The feed of every session never ends by itself: the deadline ends it.
     assert code != 0 and "deadline_exceeded" in out + err
@@ -137,10 +145,12 @@ async def test_stream_of_all_sessions_through_buf_curl_until_timeout(
     assert events[-1]["ended"]["session"]["endReason"] == "END_REASON_COMPLETED"
 
 
-async def test_buf_curl_health_check(toy: Toy, serve: Servers) -> None:
+async def test_buf_curl_health_check(toy: ServerAgents, serve: Servers) -> None:
     served = await serve(toy.launcher())
     for service in ("", SERVICE):
-        result = await buf_json(served.port, "grpc.health.v1.Health/Check", {"service": service})
+        result = await buf_json(
+            served.grpc_port, "grpc.health.v1.Health/Check", {"service": service}
+        )
         assert result == {"status": "SERVING"}
 
 
@@ -154,9 +164,11 @@ async def _reflect(
     return response
 
 
-async def test_raw_grpclib_reflection_v1alpha(toy: Toy, serve: Servers, clients: Clients) -> None:
+async def test_raw_grpclib_reflection_v1alpha(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
     served = await serve(toy.launcher())
-    channel: Channel = clients.grpclib(served.port)
+    channel: Channel = served.channel
     stub = ServerReflectionStub(channel)
     Request = reflection_pb2.ServerReflectionRequest
 
@@ -237,7 +249,7 @@ async def stream_missing(stream: Any) -> reflection_pb2.ServerReflectionResponse
 
 
 async def test_unknown_method_is_unimplemented_for_buf_curl(
-    toy: Toy, serve: Servers, tmp_path: Path
+    toy: ServerAgents, serve: Servers, tmp_path: Path
 ) -> None:
     # connect-go (buf curl) and grpc-go report a response without content-type
     # as UNKNOWN, so this is what proves the server answers unknown methods properly.
@@ -250,7 +262,7 @@ async def test_unknown_method_is_unimplemented_for_buf_curl(
     )
     served = await serve(toy.launcher())
     code, out, err = await buf_curl(
-        served.port, "--schema", str(schema), "-d", "{}", "/nothing.v1.Nothing/Do"
+        served.grpc_port, "--schema", str(schema), "-d", "{}", "/nothing.v1.Nothing/Do"
     )
     assert code != 0
     error = json.loads(out or err)

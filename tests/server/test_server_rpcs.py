@@ -17,16 +17,16 @@ import agentplane.clients.betterproto as bp
 from agentplane.clients.betterproto.google.protobuf import Struct
 from agentplane.clients.grpcio import session_pb2
 from agentplane.clients.grpcio import session_service_pb2 as pb
+from tests.support import ServerAgents, Servers
 
 from .conftest import Clients
-from .support import Servers, Toy
 
 
 async def test_every_rpc_over_the_betterproto2_client(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = bp.SessionServiceStub(clients.grpclib(served.port))
+    stub = served.stub
 
     started = await stub.start(
         bp.StartRequest(
@@ -134,7 +134,7 @@ def _sync_round_trip(stub: Any, toy_ready: Any) -> dict[str, Any]:
     return out
 
 
-async def _aio_round_trip(stub: Any, toy: Toy) -> dict[str, Any]:
+async def _aio_round_trip(stub: Any, toy: ServerAgents) -> dict[str, Any]:
     out: dict[str, Any] = {}
     started = await stub.Start(pb.StartRequest(call_id="aio-call"), timeout=5)
     out["started"] = started
@@ -200,10 +200,10 @@ def _check_round_trip(out: dict[str, Any], call_id: str) -> None:
 
 
 async def test_every_rpc_over_the_grpcio_sync_stub(
-    toy: Toy, serve: Servers, clients: Clients
+    toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     loop = asyncio.get_running_loop()
 
     def toy_ready(session_id: str) -> None:
@@ -213,9 +213,11 @@ async def test_every_rpc_over_the_grpcio_sync_stub(
     _check_round_trip(out, "sync-call")
 
 
-async def test_every_rpc_over_the_grpc_aio_stub(toy: Toy, serve: Servers, clients: Clients) -> None:
+async def test_every_rpc_over_the_grpc_aio_stub(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
     served = await serve(toy.launcher())
-    out = await _aio_round_trip(clients.aio_stub(served.target), toy)
+    out = await _aio_round_trip(clients.aio_stub(served.grpc_target), toy)
     _check_round_trip(out, "aio-call")
 
 
@@ -227,10 +229,10 @@ UNKNOWN_PATHS = [
 
 @pytest.mark.parametrize("path", UNKNOWN_PATHS)
 async def test_unknown_method_is_unimplemented_for_grpcio_sync(
-    path: str, toy: Toy, serve: Servers, clients: Clients
+    path: str, toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    channel = clients.sync(served.target)
+    channel = clients.sync(served.grpc_target)
 
     def call() -> grpc.RpcError:
         try:
@@ -247,10 +249,10 @@ async def test_unknown_method_is_unimplemented_for_grpcio_sync(
 
 @pytest.mark.parametrize("path", UNKNOWN_PATHS)
 async def test_unknown_method_is_unimplemented_for_grpc_aio(
-    path: str, toy: Toy, serve: Servers, clients: Clients
+    path: str, toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    channel = clients.aio(served.target)
+    channel = clients.aio(served.grpc_target)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await channel.unary_unary(path)(b"", timeout=5)
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED, raised.value.details()

@@ -9,9 +9,9 @@ import psutil
 import pytest
 
 import agentplane.clients.betterproto as bp
+from tests.support import ServerAgents, Servers, settle, wait_until
 
 from .conftest import Clients
-from .support import Servers, Toy
 
 CYCLES = 2_000
 WORKERS = 8
@@ -27,15 +27,20 @@ async def _cycles(stub: bp.SessionServiceStub, worker: int, count: int) -> None:
 
 
 @pytest.mark.slow
-async def test_start_close_cycles_do_not_leak(toy: Toy, serve: Servers, clients: Clients) -> None:
+async def test_start_close_cycles_do_not_leak(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
     toy.keep = False  # the harness itself must not hold on to sessions
     served = await serve(toy.launcher(max_concurrent_sessions=WORKERS))
-    stub = bp.SessionServiceStub(clients.grpclib(served.port))
+    stub = served.stub
     process = psutil.Process()
 
     # Warm up (connection, codecs, allocator pools), then take the baseline.
     await asyncio.gather(*(_cycles(stub, -w - 1, 25) for w in range(WORKERS)))
-    await asyncio.sleep(0.1)
+    # Every Close was answered with its ended session: nothing of the warm-up is
+    # still running but callbacks already scheduled, which settle() lets finish.
+    assert served.launcher.stats().in_flight == 0
+    await settle()
     gc.collect()
     tasks_before = len(asyncio.all_tasks())
     rss_before = process.memory_info().rss
@@ -45,12 +50,8 @@ async def test_start_close_cycles_do_not_leak(toy: Toy, serve: Servers, clients:
         asyncio.gather(*(_cycles(stub, w, per_worker) for w in range(WORKERS))), 60
     )
 
-    for _ in range(100):
-        if len(asyncio.all_tasks()) <= tasks_before:
-            break
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before)
     gc.collect()
-    assert len(asyncio.all_tasks()) <= tasks_before
     stats = served.launcher.stats()
     assert stats.in_flight == 0
     assert stats.started == CYCLES + 25 * WORKERS

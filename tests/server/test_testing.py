@@ -14,7 +14,7 @@ import agentplane.clients.betterproto as bp
 import agentplane.testing
 from agentplane.server import AgentLauncher, Runner, ServeOptions
 from agentplane.testing import WaitTimeout, serving, wait_until
-from tests.support import FakeAgents, server_agents
+from tests.support import FakeAgents, ServerAgents
 
 
 def _docstring_example() -> str:
@@ -39,7 +39,7 @@ def test_testing_imports_no_pytest() -> None:
 
 
 async def test_serving_yields_ready_clients_on_both_ports() -> None:
-    agents = server_agents()
+    agents = ServerAgents()
     async with serving(agents.launcher()) as served:
         assert served.grpc_target == f"127.0.0.1:{served.grpc_port}"
         assert served.http_url == f"http://127.0.0.1:{served.http_port}"

@@ -11,15 +11,15 @@ from .agents import (
     SERVER_OPTIONS,
     FakeAgent,
     FakeAgents,
-    gateway_agents,
+    GatewayAgents,
+    ServerAgents,
     join_call,
     joined,
-    server_agents,
 )
 from .clock import VirtualClockLoop
 from .events import collect, ended_event_of, kinds
-from .serving import KINDS, Deployment, LegacyServed, Servers, deploy, open_options
-from .waiting import settle, wait_ended
+from .servers import KINDS, Deployment, LegacyServed, Servers, deploy, open_options
+from .waiting import settle, wait_ended, wait_until_sync
 
 __all__ = [
     "KINDS",
@@ -27,22 +27,23 @@ __all__ = [
     "Deployment",
     "FakeAgent",
     "FakeAgents",
+    "GatewayAgents",
     "LegacyServed",
     "Served",
+    "ServerAgents",
     "Servers",
     "VirtualClockLoop",
     "WaitTimeout",
     "collect",
     "deploy",
     "ended_event_of",
-    "gateway_agents",
     "join_call",
     "joined",
     "kinds",
     "open_options",
-    "server_agents",
     "serving",
     "settle",
     "wait_ended",
     "wait_until",
+    "wait_until_sync",
 ]

@@ -202,20 +202,24 @@ SERVER_OPTIONS: dict[str, Any] = {
 }
 
 
-def server_agents() -> FakeAgents:
+class ServerAgents(FakeAgents):
     """The agents of the server tests: each reports one latency and one counter."""
-    return FakeAgents(
-        observe={"llm_latency_ms": 12.5}, add={"llm_output_tokens": 3}, options=SERVER_OPTIONS
-    )
+
+    def __init__(self, agent_cls: type[FakeAgent] = FakeAgent, **kwargs: Any) -> None:
+        kwargs.setdefault("observe", {"llm_latency_ms": 12.5})
+        kwargs.setdefault("add", {"llm_output_tokens": 3})
+        kwargs.setdefault("options", SERVER_OPTIONS)
+        super().__init__(agent_cls, **kwargs)
 
 
-def gateway_agents() -> FakeAgents:
+class GatewayAgents(FakeAgents):
     """The agents of the gateway tests: the figures the HTTP examples show."""
-    return FakeAgents(
-        observe={"llm_latency_ms": 245.5},
-        add={"llm_input_tokens": 1500},
-        options={"drain_timeout": 2},
-    )
+
+    def __init__(self, agent_cls: type[FakeAgent] = FakeAgent, **kwargs: Any) -> None:
+        kwargs.setdefault("observe", {"llm_latency_ms": 245.5})
+        kwargs.setdefault("add", {"llm_input_tokens": 1500})
+        kwargs.setdefault("options", {"drain_timeout": 2})
+        super().__init__(agent_cls, **kwargs)
 
 
 # Runners for server processes: ``agentplane serve --agent tests.support.agents:<name>``.

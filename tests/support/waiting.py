@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from agentplane.core import AgentLauncher, SessionRecord, SessionState
 from agentplane.testing import WaitTimeout, wait_until
 
-__all__ = ["WaitTimeout", "settle", "wait_ended", "wait_until"]
+__all__ = ["WaitTimeout", "settle", "wait_ended", "wait_until", "wait_until_sync"]
 
 
 async def settle(rounds: int = 10) -> None:
@@ -30,3 +32,14 @@ async def wait_ended(
 
     record: SessionRecord = await wait_until(ended, within, what=f"session {session_id} to end")
     return record
+
+
+def wait_until_sync(
+    predicate: Callable[[], object],
+    timeout: float = 5.0,
+    interval: float = 0.005,
+    *,
+    what: str | None = None,
+) -> Any:
+    """``wait_until`` for synchronous tests (a server in another process), on a loop of its own."""
+    return asyncio.run(wait_until(predicate, timeout, interval, what=what))

@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from agentplane.gateway import CorsOptions, GrpcUpstream, create_app
+from agentplane.gateway import CorsOptions
+from agentplane.http.app import gateway_app, session_upstream
 from agentplane.http.server import HttpServer
 from agentplane.server import AgentLauncher, Runner, ServeOptions
 from agentplane.testing import Served, serving
@@ -103,17 +104,26 @@ async def deploy(
         if kind == "embedded":
             url = served.http_url
         else:
-            url = await stack.enter_async_context(standalone_gateway(served.grpc_port))
+            url = await stack.enter_async_context(standalone_gateway(served.grpc_port, options))
         http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10))
         yield Deployment(kind, served.runner, url, http)
 
 
 @contextlib.asynccontextmanager
-async def standalone_gateway(grpc_port: int) -> AsyncIterator[str]:
-    """A gateway app in this process proxying to ``grpc_port``; answers its URL."""
-    upstream = GrpcUpstream("127.0.0.1", grpc_port, timeout=10)
+async def standalone_gateway(grpc_port: int, options: ServeOptions) -> AsyncIterator[str]:
+    """A gateway app in this process proxying to ``grpc_port``; answers its URL.
+
+    Its CORS rules are those of ``options``, as ``agentplane gateway`` takes them.
+    """
+    upstream = session_upstream("127.0.0.1", grpc_port, timeout=10)
+    cors = CorsOptions(
+        allow_origins=tuple(options.cors_allow_origins),
+        allow_methods=tuple(options.cors_allow_methods),
+        allow_headers=tuple(options.cors_allow_headers),
+        allow_credentials=options.cors_allow_credentials,
+    )
     try:
-        server = HttpServer(create_app(upstream, cors=CorsOptions()), "127.0.0.1", 0)
+        server = HttpServer(gateway_app(upstream, cors=cors), "127.0.0.1", 0)
         await server.start()
         try:
             yield f"http://127.0.0.1:{server.port}"
