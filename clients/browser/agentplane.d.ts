@@ -30,7 +30,7 @@ export interface StartRequest {
   call_type?: string;
   /** Handed to the agent factory as keyword arguments; at most 16 KiB encoded. */
   metadata?: { [key: string]: JsonValue };
-  /** Makes start() safe to retry. */
+  /** Makes start() safe to retry; start() sends a new one when absent (see newIdempotencyKey). */
   idempotency_key?: string;
 }
 
@@ -163,15 +163,25 @@ export declare class AgentplaneError extends Error {
   readonly retryAfter: number | null;
   /** The ErrorInfo reason, e.g. "MAX_CONCURRENT_SESSIONS", or null. */
   readonly reason: string | null;
+  /** True when no answer came at all (the request may or may not have reached the server). */
+  networkFailure?: boolean;
+  /** True when no answer came at all (the request may or may not have reached the server). */
+  networkFailure?: boolean;
   static fromStatus(status: Status, httpStatus?: number, retryAfter?: number | null): AgentplaneError;
 }
+
+/** A new random idempotency key for start() (32 hex digits); keep it to retry after a reload. */
+export declare function newIdempotencyKey(): string;
 
 /** Talks to one agentplane gateway. Every method rejects with an AgentplaneError. */
 export declare class AgentplaneClient {
   constructor(options?: ClientOptions);
   readonly baseUrl: string;
   readonly token: string | null;
-  /** Starts an agent for a call; resolves once the agent is in the call. */
+  /**
+   * Starts an agent for a call; resolves once the agent is in the call. Sends an idempotency
+   * key (a new one unless given) and retries once with it when the gateway was unreachable.
+   */
   start(request: StartRequest): Promise<StartedSession>;
   get(session: SessionRef): Promise<Session>;
   metrics(session: SessionRef): Promise<MetricsResponse>;

@@ -99,7 +99,17 @@ async function errorFromResponse(response) {
 
 function networkError(cause) {
   const detail = cause instanceof Error ? cause.message : String(cause);
-  return new AgentplaneError(UNAVAILABLE, `agentplane gateway unreachable: ${detail}`, { cause });
+  const error = new AgentplaneError(UNAVAILABLE, `agentplane gateway unreachable: ${detail}`, { cause });
+  error.networkFailure = true; // no answer at all: the request may or may not have arrived
+  return error;
+}
+
+/** A new idempotency key for start() (random, 32 hex digits). */
+export function newIdempotencyKey() {
+  if (typeof crypto?.randomUUID === "function") return crypto.randomUUID().replaceAll("-", "");
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function sessionIdOf(session) {
@@ -121,9 +131,22 @@ export class AgentplaneClient {
     this._fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   }
 
-  /** Starts an agent for a call; answers once the agent is in the call. */
-  start(request) {
-    return this._request("POST", "/sessions", request);
+  /**
+   * Starts an agent for a call; answers once the agent is in the call. The
+   * request carries an idempotency key (a new one unless given): when the
+   * gateway cannot be reached mid-Start, the one retry sends the same key,
+   * so it answers the session the first attempt may have started instead of
+   * starting a second. Keep the key (e.g. in sessionStorage) to retry after
+   * a reload: newIdempotencyKey() makes one.
+   */
+  async start(request) {
+    const body = { ...request, idempotency_key: request?.idempotency_key || newIdempotencyKey() };
+    try {
+      return await this._request("POST", "/sessions", body);
+    } catch (error) {
+      if (!(error instanceof AgentplaneError) || !error.networkFailure) throw error;
+      return this._request("POST", "/sessions", body);
+    }
   }
 
   /** Reads a session: running, or ended within the server's retention window. */

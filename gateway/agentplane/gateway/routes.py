@@ -9,8 +9,10 @@ into the request message, the call through the ``Backend``, the response
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from grpclib.const import Status
@@ -26,6 +28,8 @@ from .codec import RequestParts, build_request, dumps, response_json, set_from_s
 from .errors import JSON_TYPE, RpcError, routing_error
 from .headers import forwarded_metadata
 from .streaming import DEFAULT_HEARTBEAT, SSE_RESUME, stream_response, wants_sse
+
+_T = TypeVar("_T")
 
 # What ``matches`` hands ``handle`` in the ASGI scope.
 _BINDING = "gateway.binding"
@@ -146,7 +150,7 @@ class RpcRoutes(BaseRoute):
             messages = await self.backend.open_stream(binding, request, call)
             await stream_response(messages, receive, send, sse=sse, heartbeat=self.heartbeat)
             return
-        response = await self.backend.unary(binding, request, call)
+        response = await until_disconnect(self.backend.unary(binding, request, call), receive)
         status = self.success_status.get(binding.rpc_path, 200)
         await Response(dumps(response_json(binding, response)), status, media_type=JSON_TYPE)(
             scope, receive, send
@@ -167,6 +171,35 @@ class RpcRoutes(BaseRoute):
             f"cross-origin request from {origin} refused: the server does not allow that "
             "origin (CORS allowed origins)",
         )
+
+
+async def until_disconnect(call: Awaitable[_T], receive: Receive) -> _T:
+    """``call``'s result, or ``call`` cancelled as soon as the HTTP client goes away.
+
+    As over gRPC, a client that leaves cancels its call (a Start is rolled
+    back rather than leaving an agent nobody knows the id of); the body has
+    been read, so ``receive`` only reports ``http.disconnect`` from here on.
+    """
+    task = asyncio.ensure_future(call)
+    watch = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    if task.cancelled():
+        raise RpcError(Status.CANCELLED, "the client went away; the call was cancelled")
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _raw_path(scope: Scope) -> str:

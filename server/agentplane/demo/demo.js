@@ -3,7 +3,7 @@
 //
 // Query parameters: ?call_id=... prefills the call id, ?token=... the API token
 // (needed when the server has auth on; the token field does the same).
-import { AgentplaneClient, AgentplaneError } from "./agentplane.js";
+import { AgentplaneClient, AgentplaneError, newIdempotencyKey } from "./agentplane.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -11,6 +11,30 @@ const params = new URLSearchParams(location.search);
 const baseUrl = new URL("..", location.href).href;
 
 $("call-id").value = params.get("call_id") || `demo-call-${Math.random().toString(36).slice(2, 8)}`;
+
+// A Start in flight keeps its idempotency key in sessionStorage: reloaded
+// before Start answered, the page retries with the same key, so it finds the
+// session that Start made (or starts it once), never a second one.
+const PENDING = "agentplane.demo.pendingStart";
+function pendingStart() {
+  try {
+    return JSON.parse(sessionStorage.getItem(PENDING) || "null");
+  } catch {
+    return null;
+  }
+}
+function keyFor(callId) {
+  const pending = pendingStart();
+  if (pending?.call_id === callId && pending.key) return pending.key;
+  const key = newIdempotencyKey();
+  sessionStorage.setItem(PENDING, JSON.stringify({ call_id: callId, key }));
+  return key;
+}
+const interrupted = pendingStart();
+if (interrupted?.call_id) {
+  $("call-id").value = interrupted.call_id;
+  queueMicrotask(() => $("start-form").requestSubmit()); // resume the interrupted Start
+}
 $("token").value = params.get("token") || "";
 
 let client = null;
@@ -26,12 +50,15 @@ $("start-form").addEventListener("submit", async (submit) => {
   client = new AgentplaneClient({ baseUrl, token: $("token").value.trim() || null });
   $("start").disabled = true;
   try {
-    session = await client.start({ call_id: $("call-id").value.trim(), call_type: "default" });
+    const callId = $("call-id").value.trim();
+    session = await client.start({ call_id: callId, call_type: "default", idempotency_key: keyFor(callId) });
   } catch (error) {
+    if (!error?.networkFailure) sessionStorage.removeItem(PENDING); // a definite answer
     showError(error);
     $("start").disabled = false;
     return;
   }
+  sessionStorage.removeItem(PENDING); // answered: a later Start is a new one
   const current = session;
   live = true;
   // From here on, leaving or closing the tab ends the agent.

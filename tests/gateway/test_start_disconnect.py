@@ -1,0 +1,85 @@
+"""An HTTP Start whose client goes away is cancelled and rolled back (issue 12).
+
+Before, the gateway kept awaiting Start after the client left: the session
+was created anyway, nobody had its id, and with ``max_sessions_per_call=1``
+the retry got 429 until the orphan idled out. Now the disconnect cancels the
+call in both deployments (embedded: the in-process SessionAPI call;
+standalone: the upstream gRPC call), as a gRPC client's cancellation does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from agentplane.server import AgentLauncher, SessionContext
+
+from .support import Agent, deploy, wait_for
+
+
+class SlowStart:
+    """create_agent waits for ``release``; counts how often it was cancelled."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cancelled = 0
+
+    async def create_agent(self, **_: Any) -> Agent:
+        self.entered.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return Agent()
+
+    async def join_call(
+        self, agent: Agent, call_type: str, call_id: str, *, session: SessionContext, **_: Any
+    ) -> None:
+        await asyncio.Event().wait()
+
+
+async def _start_and_leave(port: int, body: dict[str, Any], slow: SlowStart) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    payload = json.dumps(body).encode()
+    writer.write(
+        b"POST /sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    await writer.drain()
+    await asyncio.wait_for(slow.entered.wait(), 10)
+    writer.close()  # the tab is closed mid-Start
+    await writer.wait_closed()
+
+
+async def test_an_abandoned_start_is_rolled_back(kind: str) -> None:
+    slow = SlowStart()
+    launcher = AgentLauncher(
+        slow.create_agent, slow.join_call, max_sessions_per_call=1, drain_timeout=2
+    )
+    async with deploy(kind, launcher) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        await _start_and_leave(port, {"call_id": "c"}, slow)
+        # Within 5 s: the standalone gateway's upstream deadline (10 s) must not be what ends it.
+        await wait_for(lambda: slow.cancelled == 1 and launcher.stats().in_flight == 0, 5)
+        assert launcher.stats().started == 0
+        slow.release.set()
+        retry = await gw.http.post("/sessions", json={"call_id": "c"})
+        assert retry.status_code == 201, retry.text  # was 429: the orphan held the call's slot
+        assert launcher.stats().in_flight == 1
+
+
+async def test_a_retry_with_the_same_idempotency_key_finds_its_session(kind: str) -> None:
+    slow = SlowStart()
+    slow.release.set()
+    launcher = AgentLauncher(
+        slow.create_agent, slow.join_call, max_sessions_per_call=1, drain_timeout=2
+    )
+    async with deploy(kind, launcher) as gw:
+        body = {"call_id": "c", "idempotency_key": "tab-1-attempt-1"}
+        first = await gw.http.post("/sessions", json=body)
+        again = await gw.http.post("/sessions", json=body)
+        assert first.status_code == 201 and again.status_code == 201, again.text
+        assert again.json()["session_id"] == first.json()["session_id"]
