@@ -19,6 +19,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from agentplane.server import Runner, ServeOptions
+from tests.support import serving
 
 from .support import Agents, deploy
 
@@ -77,19 +78,10 @@ async def test_a_configured_wildcard_allows_any_origin_without_credentials(
 
 
 @asynccontextmanager
-async def serving(runner: Runner) -> AsyncIterator[httpx.AsyncClient]:
-    """Serve ``runner`` on free ports; an HTTP client for its HTTP port."""
-    ready = asyncio.Event()
-    task = asyncio.create_task(
-        runner.serve(grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.http_port}") as http:
-            yield http
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
+async def http_of(runner: Runner) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve ``runner`` as it is set up; an HTTP client for its HTTP port."""
+    async with serving(runner) as served, httpx.AsyncClient(base_url=served.http_url) as http:
+        yield http
 
 
 async def test_runner_fast_api_can_be_extended_before_serving(agents: Agents) -> None:
@@ -98,7 +90,7 @@ async def test_runner_fast_api_can_be_extended_before_serving(agents: Agents) ->
 
     runner = Runner(agents.launcher(), ServeOptions(api_token=None))
     runner.fast_api.add_route("/custom", custom)
-    async with serving(runner) as http:
+    async with http_of(runner) as http:
         assert (await http.get("/custom")).text == "custom"
         assert (await http.post("/sessions", json={"call_id": "c"})).status_code == 201
 
@@ -110,21 +102,15 @@ async def test_a_user_app_in_serve_options_is_served_as_it_is(agents: Agents) ->
     mine = Starlette(routes=[Route("/hello", hello)])
     runner = Runner(agents.launcher(), ServeOptions(api_token=None, fast_api=mine))
     assert runner.fast_api is mine
-    async with serving(runner) as http:
+    async with http_of(runner) as http:
         assert (await http.get("/hello")).text == "mine"
         assert (await http.post("/sessions", json={"call_id": "c"})).status_code == 404
 
 
 @pytest.fixture
 async def grpc_only(agents: Agents) -> AsyncIterator[int]:
-    runner = Runner(agents.launcher(), ServeOptions(api_token=None))
-    ready = asyncio.Event()
-    task = asyncio.create_task(runner.serve(grpc_port=0, on_ready=lambda _: ready.set()))
-    await asyncio.wait_for(ready.wait(), 10)
-    assert runner.grpc is not None and runner.grpc.port is not None
-    yield runner.grpc.port
-    runner.stop()
-    await asyncio.wait_for(task, 15)
+    async with serving(agents.launcher(), http=False) as served:
+        yield served.grpc_port
 
 
 async def test_agentplane_gateway_command_proxies_and_stops_on_sigterm(grpc_only: int) -> None:

@@ -14,8 +14,9 @@ from google.protobuf.message import Message
 
 from agentplane.gateway import streaming
 from agentplane.gateway.streaming import RenderMemo
+from tests.support import wait_until
 
-from .support import Deployment
+from .support import CountingWatches, Deployment
 
 SSE = {"accept": "text/event-stream"}
 WATCHERS = 6
@@ -54,6 +55,7 @@ def sse_events(body: bytes) -> list[tuple[str, dict[str, Any]]]:
 async def test_watchers_get_byte_identical_streams_rendered_once(
     gw: Deployment, renders: Counter[str]
 ) -> None:
+    watches = CountingWatches(gw.launcher)
     response = await gw.http.post("/sessions", json={"call_id": "fan"})
     sid = response.json()["session_id"]
     url = f"/sessions/{sid}/events?after_cursor=0"
@@ -61,7 +63,8 @@ async def test_watchers_get_byte_identical_streams_rendered_once(
         asyncio.create_task(body_of(gw.http, url, headers))
         for headers in [{}] * WATCHERS + [SSE] * WATCHERS
     ]
-    await asyncio.sleep(0.3)  # the watchers wait: the events of the close fan out live
+    # Every watcher is subscribed: the events of the close fan out live.
+    await wait_until(lambda: watches.active == 2 * WATCHERS)
     assert (await gw.http.delete(f"/sessions/{sid}")).status_code == 200
     bodies = await asyncio.wait_for(asyncio.gather(*readers), 10)
     ndjson, sse = bodies[:WATCHERS], bodies[WATCHERS:]

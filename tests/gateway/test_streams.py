@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 
 from agentplane.gateway.streaming import stream_response
+from tests.support import wait_until
 
-from .support import CountingWatches, Deployment, wait_for
+from .support import CountingWatches, Deployment
 
 SSE = {"accept": "text/event-stream"}
 
@@ -103,9 +104,9 @@ async def test_a_client_that_disconnects_cancels_the_upstream_watch(gw: Deployme
         client = httpx.AsyncClient(base_url=gw.url)
         async with client, client.stream("GET", f"/sessions/{sid}/events", headers=headers) as r:
             assert r.status_code == 200
-            await wait_for(lambda: watches.active == 1)
+            await wait_until(lambda: watches.active == 1)
         # The connection is gone: the server-side watch ends promptly.
-        await wait_for(lambda: watches.active == 0, within=2)
+        await wait_until(lambda: watches.active == 0, timeout=2)
     assert (await gw.launcher.get_session(sid)).state.name == "RUNNING"
 
 
