@@ -7,13 +7,20 @@ the shared log at its own pace, so publishing never waits for anyone and a
 slow watcher only delays itself. A watcher whose position fell out of the
 buffer gets one explicit GAP event and continues from the oldest event still
 held: no silent holes, no duplicates.
+
+An ended session keeps its list for the retention window, within one byte
+budget for all of them (``retained_bytes``): past it, the oldest ended
+sessions lose every event but their last (ENDED), and a watcher resuming into
+what was dropped gets the usual GAP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,10 +28,23 @@ from .models import EventKind, SessionEvent
 
 DEFAULT_BUFFER = 10_000
 DEFAULT_SESSION_BUFFER = 256
+DEFAULT_RETAINED_BYTES = 64 * 1024 * 1024
+# What an event costs besides its data: the event, its dict, the list slot.
+EVENT_OVERHEAD_BYTES = 400
 
 
 def _cursor_of(event: SessionEvent) -> int:
     return event.cursor
+
+
+def approx_bytes(event: SessionEvent) -> int:
+    """About how much memory ``event`` holds; only agent events carry much data."""
+    if event.kind is EventKind.AGENT:
+        data = event.payload.get("data")
+        return EVENT_OVERHEAD_BYTES + len(json.dumps(data, default=str))
+    if event.kind is EventKind.METRICS_UPDATED:
+        return EVENT_OVERHEAD_BYTES + 64 * len(event.payload.get("metrics", ()))
+    return EVENT_OVERHEAD_BYTES
 
 
 class _SessionLog:
@@ -54,9 +74,16 @@ class EventLog:
         self,
         buffer_size: int = DEFAULT_BUFFER,
         session_buffer_size: int = DEFAULT_SESSION_BUFFER,
+        retained_bytes: int = DEFAULT_RETAINED_BYTES,
     ) -> None:
         if buffer_size < 1 or session_buffer_size < 2:
             raise ValueError("event buffers must hold at least one event (two per session)")
+        if retained_bytes < 0:
+            raise ValueError("retained_bytes must be >= 0")
+        self._retained_budget = retained_bytes
+        # Ended sessions, oldest first -> the bytes their lists hold.
+        self._retained: OrderedDict[str, int] = OrderedDict()
+        self._retained_total = 0
         self._size = buffer_size
         self._session_size = session_buffer_size
         self._ring: list[SessionEvent | None] = [None] * buffer_size
@@ -71,6 +98,11 @@ class EventLog:
     def last_cursor(self) -> int:
         return self._last_cursor
 
+    @property
+    def retained_bytes(self) -> int:
+        """About how much the ended sessions' event lists hold (ENDED events aside)."""
+        return self._retained_total
+
     def close(self) -> None:
         """End every watch once it has caught up (the launcher shut down)."""
         self._closed = True
@@ -84,9 +116,24 @@ class EventLog:
     def forget_session(self, session_id: str) -> None:
         """Drop the per-session list; watchers of that session stop."""
         log = self._sessions.pop(session_id, None)
+        self._retained_total -= self._retained.pop(session_id, 0)
         if log is not None:
             log.closed = True
             self._wake(session_id)
+
+    def _retain(self, session_id: str, log: _SessionLog) -> None:
+        """Account an ended session's list; trim the oldest ones past the budget."""
+        size = sum(approx_bytes(event) for event in log.events[:-1])
+        self._retained[session_id] = size
+        self._retained_total += size
+        while self._retained_total > self._retained_budget and self._retained:
+            oldest, held = self._retained.popitem(last=False)
+            self._retained_total -= held
+            trimmed = self._sessions.get(oldest)
+            if trimmed is not None and len(trimmed.events) > 1:
+                # Keep the ENDED event: a late watcher still learns how it ended.
+                trimmed.evicted_upto = trimmed.events[-2].cursor
+                del trimmed.events[:-1]
 
     def publish(
         self, session_id: str, call_id: str, kind: EventKind, payload: dict[str, Any]
@@ -98,13 +145,14 @@ class EventLog:
         log = self._sessions.get(session_id)
         if log is not None:
             log.events.append(event)
-            if kind is EventKind.ENDED:
-                log.ended = True
             if len(log.events) > self._session_size:
                 # Drop the older half at once: amortised O(1) per event.
                 drop = len(log.events) - self._session_size // 2
                 log.evicted_upto = log.events[drop - 1].cursor
                 del log.events[:drop]
+            if kind is EventKind.ENDED:
+                log.ended = True
+                self._retain(session_id, log)
             self._wake(session_id)
         self._wake(None)
         return event

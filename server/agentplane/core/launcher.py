@@ -29,7 +29,7 @@ from .errors import (
     NotReady,
     SessionNotFound,
 )
-from .events import DEFAULT_BUFFER, EventLog
+from .events import DEFAULT_BUFFER, DEFAULT_RETAINED_BYTES, EventLog
 from .expiry import ExpiryQueue
 from .models import EndReason, EventKind, LauncherStats, SessionRecord, SessionState
 from .observers import LauncherHooks, Observers
@@ -41,6 +41,8 @@ from .validation import validate_session_id, validate_start
 logger = logging.getLogger("agentplane.launcher")
 
 Warmup = Callable[[], Awaitable[None] | None]
+# How long a cancelled create_agent may take to finish before it is abandoned.
+CANCEL_GRACE = 1.0
 
 __all__ = ["AgentLauncher", "CreateAgent", "JoinCall", "LauncherHooks", "Warmup"]
 
@@ -79,6 +81,7 @@ class AgentLauncher:
         session_retention_seconds: float = 300.0,
         max_retained_sessions: int = 10_000,
         event_buffer_size: int = DEFAULT_BUFFER,
+        retained_event_bytes: int = DEFAULT_RETAINED_BYTES,
         metrics_event_interval: float = 1.0,
         registry: SessionRegistry | None = None,
         hooks: Sequence[LauncherHooks] = (),
@@ -122,7 +125,7 @@ class AgentLauncher:
         self._registry: SessionRegistry = registry or InMemorySessionRegistry()
         self._observers = Observers(tuple(hooks))
         self._counters = LauncherCounters()
-        self.events = EventLog(buffer_size=event_buffer_size)
+        self.events = EventLog(buffer_size=event_buffer_size, retained_bytes=retained_event_bytes)
         self._retention = ExpiryQueue(
             session_retention_seconds, max_retained_sessions, self._forget
         )
@@ -165,9 +168,14 @@ class AgentLauncher:
 
     @property
     def accepting(self) -> bool:
-        """True while a Start could be admitted: ready, not draining, not full."""
+        """True while a Start could be admitted: ready, not draining, not full.
+
+        Abandoned tasks (agents that ignored cancellation) still count.
+        """
         cap = self.limits.max_concurrent_sessions
-        return self._ready and not self._draining and (cap is None or len(self._live) < cap)
+        if not self._ready or self._draining:
+            return False
+        return cap is None or len(self._live) + len(self._abandoned) < cap
 
     # ``timeout`` is the grace period of the sessions, not a cancel scope of
     # this call (which then ends them and returns): ASYNC109 does not apply.
@@ -281,36 +289,87 @@ class AgentLauncher:
             raise
 
     async def _create_agent_for(self, live: LiveSession) -> Any:
-        """Run ``create_agent`` within its timeout; on any failure undo the admission."""
+        """Run ``create_agent`` within its timeout; on any failure undo the admission.
+
+        The answer never waits for a factory that ignores cancellation: after
+        ``CANCEL_GRACE`` it is abandoned, keeps its slot until it really
+        finishes, and the agent it may still return is closed then.
+        """
         record = live.record
+        loop = asyncio.get_running_loop()
+        create = loop.create_task(
+            self._call_factory(record.metadata), name=f"agentplane-create-{record.session_id}"
+        )
         try:
-            agent = await asyncio.wait_for(
-                agent_contract.maybe_await(self._create_agent(**record.metadata)),
-                self._create_timeout,
-            )
+            done, _ = await asyncio.wait({create}, timeout=self._create_timeout)
+            if not done:
+                raise AgentStartFailed(
+                    f"create_agent did not finish within {self._create_timeout:g} s"
+                )
+            agent = create.result()
             if self._draining:
                 await agent_contract.close_agent(agent, record.session_id, self._stop_timeout)
                 raise Draining()
         except BaseException as exc:
-            await self._abort_start(live)
-            failure: BaseException = exc
-            if isinstance(exc, TimeoutError):
-                failure = AgentStartFailed(
-                    f"create_agent did not finish within {self._create_timeout:g} s"
-                )
-            elif isinstance(exc, Exception) and not isinstance(exc, Draining):
-                logger.exception("create_agent failed for call %s", record.call_id)
-                failure = AgentStartFailed(f"create_agent failed: {type(exc).__name__}: {exc}")
-            if live.started is not None and not live.started.done():
-                if isinstance(failure, Exception):
-                    live.started.set_exception(failure)
-                    live.started.exception()  # retrieved: idempotent waiters may be absent
-                else:
-                    live.started.cancel()
+            failure = self._start_failure(exc, record)
+            # Undo in a task of its own: a second cancellation of this Start
+            # (a client deadline, then its disconnect) must not cut it short.
+            undo = loop.create_task(
+                self._undo_start(create, live, failure), name=f"agentplane-undo-{record.session_id}"
+            )
+            self._enders.add(undo)
+            undo.add_done_callback(self._enders.discard)
+            try:
+                await asyncio.shield(undo)
+            except asyncio.CancelledError:
+                if not isinstance(exc, asyncio.CancelledError):
+                    raise
             if failure is exc:
                 raise
             raise failure from exc
         return agent
+
+    @staticmethod
+    def _start_failure(exc: BaseException, record: SessionRecord) -> BaseException:
+        """What the caller of a failed Start is told (cancellation stays cancellation)."""
+        if isinstance(exc, Exception) and not isinstance(exc, (Draining, AgentStartFailed)):
+            logger.exception("create_agent failed for call %s", record.call_id)
+            return AgentStartFailed(f"create_agent failed: {type(exc).__name__}: {exc}")
+        return exc
+
+    async def _undo_start(
+        self, create: asyncio.Task[Any], live: LiveSession, failure: BaseException
+    ) -> None:
+        """Stop create_agent, free the admission, tell idempotent retries why."""
+        finished = await self._cancel_create(create)
+        await self._abort_start(live, release_slot=finished)
+        if not finished:
+            self._hold_slot(create, live.record, forget=True)
+        if live.started is not None and not live.started.done():
+            if isinstance(failure, Exception):
+                live.started.set_exception(failure)
+                live.started.exception()  # retrieved: idempotent waiters may be absent
+            else:
+                live.started.cancel()
+
+    async def _call_factory(self, metadata: dict[str, Any]) -> Any:
+        return await agent_contract.maybe_await(self._create_agent(**metadata))
+
+    async def _cancel_create(self, create: asyncio.Task[Any]) -> bool:
+        """Cancel an unfinished create_agent; True once it has really finished."""
+        if create.done():
+            return True  # its outcome is the caller's to handle
+        create.cancel()
+        await asyncio.wait({create}, timeout=CANCEL_GRACE)
+        if not create.done():
+            logger.error(
+                "create_agent task %s ignored cancellation; abandoning it", create.get_name()
+            )
+            return False
+        if not create.cancelled() and create.exception() is None:
+            # It returned an agent after all, but the Start is over: close it.
+            await agent_contract.close_agent(create.result(), create.get_name(), self._stop_timeout)
+        return True
 
     async def _replay(self, existing: SessionRecord, asked: SessionRecord) -> SessionRecord:
         if existing.call_id != asked.call_id or existing.call_type != asked.call_type:
@@ -334,9 +393,10 @@ class AgentLauncher:
                 raise AgentStartFailed("the Start creating this session was cancelled") from None
             raise
 
-    async def _abort_start(self, live: LiveSession) -> None:
+    async def _abort_start(self, live: LiveSession, *, release_slot: bool = True) -> None:
         self._live.pop(live.session_id, None)
-        await self._registry.forget(live.session_id)
+        if release_slot:
+            await self._registry.forget(live.session_id)
         self._counters.failed_start()
         if live.ended is not None and not live.ended.done():
             live.ended.cancel()
@@ -355,33 +415,64 @@ class AgentLauncher:
     async def _finish(self, live: LiveSession, reason: EndReason, error: str) -> None:
         """ENDING, stop join_call, close the agent, then ENDED: whatever fails on the way."""
         record = live.record
+        stopped = True
         try:
             record.state = SessionState.ENDING
             self._publish_state(record, SessionState.RUNNING, SessionState.ENDING)
             await self._registry.update(record)
-            if not await live.stop(self._stop_timeout):
-                self._abandon(live)
+            stopped = await live.stop(self._stop_timeout)
+            if not stopped:
+                assert live.task is not None
+                logger.error(
+                    "join_call of session %s ignored cancellation for %.1f s; abandoning "
+                    "task %s (its slot stays taken until it finishes)",
+                    record.session_id,
+                    self._stop_timeout,
+                    live.task.get_name(),
+                )
+                self._hold_slot(live.task, record, forget=False)
             await agent_contract.close_agent(live.agent, record.session_id, self._stop_timeout)
             live.read_collector()
         except Exception:
             logger.exception("while ending session %s", record.session_id)
         finally:
-            await self._record_end(live, reason, error)
+            await self._record_end(live, reason, error, release_slot=stopped)
 
-    def _abandon(self, live: LiveSession) -> None:
-        # The agent swallowed cancellation. Keep a reference (so it is not
-        # garbage-collected mid-flight), log it, and move on: the session
-        # ends anyway and its slot is freed.
-        assert live.task is not None
-        logger.error(
-            "join_call of session %s ignored cancellation for %.1f s; abandoning it",
-            live.session_id,
-            self._stop_timeout,
-        )
-        self._abandoned.add(live.task)
-        live.task.add_done_callback(self._abandoned.discard)
+    def _hold_slot(self, task: asyncio.Task[Any], record: SessionRecord, *, forget: bool) -> None:
+        """Count ``task`` against the limits until it really finishes, then free its slot.
 
-    async def _record_end(self, live: LiveSession, reason: EndReason, error: str) -> None:
+        An agent that ignores cancellation still uses memory and CPU: it must
+        not let the node admit more sessions than it was configured for.
+        """
+        self._abandoned.add(task)
+
+        def finished(_: asyncio.Task[Any]) -> None:
+            self._abandoned.discard(task)
+            release = self._late_create(task, record) if forget else self._release(record)
+            releaser = asyncio.get_running_loop().create_task(
+                release, name=f"agentplane-release-{record.session_id}"
+            )
+            self._enders.add(releaser)
+            releaser.add_done_callback(self._enders.discard)
+            releaser.add_done_callback(lambda _: self._accepting_may_have_changed())
+
+        task.add_done_callback(finished)
+
+    async def _late_create(self, create: asyncio.Task[Any], record: SessionRecord) -> None:
+        """An abandoned create_agent finished: close what it made, free the slot."""
+        if not create.cancelled() and create.exception() is None:
+            await agent_contract.close_agent(create.result(), record.session_id, self._stop_timeout)
+        await self._registry.forget(record.session_id)
+
+    async def _release(self, record: SessionRecord) -> None:
+        try:
+            await self._registry.release(record)
+        except Exception:
+            logger.exception("registry release failed for ended session %s", record.session_id)
+
+    async def _record_end(
+        self, live: LiveSession, reason: EndReason, error: str, *, release_slot: bool
+    ) -> None:
         record = live.record
         record.final_metrics = live.metrics.snapshot()
         record.state = SessionState.ENDED
@@ -392,7 +483,8 @@ class AgentLauncher:
         live.agent = None
         live.task = None
         try:
-            await self._registry.release(record)
+            if release_slot:
+                await self._registry.release(record)
             await self._registry.update(record)
         except Exception:
             logger.exception("registry update failed for ended session %s", record.session_id)
@@ -472,10 +564,13 @@ class AgentLauncher:
     def stats(self) -> LauncherStats:
         """Operator figures: in flight, capacity, counts, mean duration."""
         return self._counters.snapshot(
-            len(self._live), self.limits.max_concurrent_sessions, self._draining
+            in_flight=len(self._live),
+            capacity=self.limits.max_concurrent_sessions,
+            draining=self._draining,
+            abandoned=len(self._abandoned),
         )
 
     @property
     def abandoned_tasks(self) -> int:
-        """join_call tasks that ignored cancellation and are still running."""
+        """Agent tasks (join_call or create_agent) that ignored cancellation and still run."""
         return len(self._abandoned)

@@ -122,3 +122,5 @@ class LauncherStats:
     mean_duration_seconds: float | None
     # Starts whose create_agent failed or timed out (nothing of them remains).
     failed_starts: int = 0
+    # Agent tasks that ignored cancellation and still run (each holds a slot).
+    abandoned: int = 0

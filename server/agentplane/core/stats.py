@@ -33,7 +33,9 @@ class LauncherCounters:
         self._counts["failed" if record.end_reason is EndReason.ERROR else "completed"] += 1
         self._duration_total += record.ended_at - record.started_at
 
-    def snapshot(self, in_flight: int, capacity: int | None, draining: bool) -> LauncherStats:
+    def snapshot(
+        self, *, in_flight: int, capacity: int | None, draining: bool, abandoned: int
+    ) -> LauncherStats:
         counts = self._counts
         ended = counts["completed"] + counts["failed"]
         return LauncherStats(
@@ -47,4 +49,5 @@ class LauncherCounters:
             rejected_by_reason=dict(self._rejected_by_reason),
             mean_duration_seconds=self._duration_total / ended if ended else None,
             failed_starts=counts["failed_starts"],
+            abandoned=abandoned,
         )
