@@ -12,6 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from agentplane.core import AgentLauncher, SessionRecord
 
 from .gc_policy import GcPauses
+from .loop_monitor import LoopMonitor
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -21,6 +22,9 @@ START_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 # A collection stops the event loop: young ones take microseconds, a full one
 # over a large heap tens of milliseconds (see gc_tuning.py).
 GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# How late the loop ran a timer: ~0 when idle, milliseconds under load,
+# seconds when an agent blocks it (see loop_monitor.py).
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class OperatorMetrics:
@@ -46,6 +50,13 @@ class OperatorMetrics:
             registry=self.registry,
         )
         self.accepting.set_function(lambda: 1.0 if launcher.accepting else 0.0)
+        self.abandoned = Gauge(
+            "agentplane_abandoned_agent_tasks",
+            "Agent tasks (join_call, create_agent) that ignored cancellation and still run; "
+            "each still holds a session slot.",
+            registry=self.registry,
+        )
+        self.abandoned.set_function(lambda: launcher.abandoned_tasks)
         self.started = Counter(
             "agentplane_sessions_started",
             "Sessions started.",
@@ -81,7 +92,26 @@ class OperatorMetrics:
         self.gc_pauses = GcPauses(
             lambda generation, seconds: by_generation[generation].observe(seconds)
         )
+        self.loop_lag_seconds = Histogram(
+            "agentplane_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 0.25 s: the delay every "
+            "RPC and session on this node shares.",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_blocked = Counter(
+            "agentplane_event_loop_blocked",
+            "Times one callback or task held the event loop for a second or more "
+            "(each also logged with the task and line).",
+            registry=self.registry,
+        )
         launcher.add_hooks(self)
+
+    def loop_monitor(self) -> LoopMonitor:
+        """A monitor that feeds the lag histogram and the blocked counter."""
+        return LoopMonitor(
+            self.loop_lag_seconds.observe, on_blocked=lambda _s, _who: self.loop_blocked.inc()
+        )
 
     def session_started(self, record: SessionRecord, start_seconds: float) -> None:
         self.started.inc()

@@ -27,6 +27,7 @@ from agentplane.http.app import gateway_app
 from agentplane.http.embedded import InProcessBackend
 from agentplane.http.server import HttpServer
 from agentplane.ops.gc_policy import HeldHeapGc
+from agentplane.ops.loop_monitor import LoopMonitor
 from agentplane.ops.metrics import OperatorMetrics
 from agentplane.rpc.server import GrpcServer
 from agentplane.service.api import SessionAPI
@@ -100,6 +101,8 @@ class Runner:
                 await http.start()
                 self.http_port = http.port
                 logger.info("agentplane HTTP listening on %s:%s", host, http.port)
+            loop_monitor = self.operator_metrics.loop_monitor()
+            loop_monitor.start()
             # Readiness stays NOT_SERVING until warmup() finished.
             await self.launcher.start()
             if options.gc_freeze:
@@ -124,6 +127,8 @@ class Runner:
             self.operator_metrics.gc_pauses.remove()
             if held_heap_gc is not None:
                 await held_heap_gc.aclose()
+            if loop_monitor is not None:
+                await loop_monitor.aclose()
             logger.info("agentplane stopped")
 
     def _gateway_app(self) -> Any:
