@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -26,6 +27,24 @@ def _check_identifier(name: str, value: str, max_len: int) -> FieldViolation | N
         return FieldViolation(name, f"must be at most {max_len} characters, got {len(value)}")
     if not _ID_CHARS.fullmatch(value):
         return FieldViolation(name, "may contain only letters, digits and '_', '-', '.', ':'")
+    return None
+
+
+def _non_finite(value: Any, depth: int = 0) -> float | None:
+    """The first NaN or infinity inside ``value`` (nested lists and dicts), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    if depth > 64:  # protobuf's own nesting limit is lower; never recurse unbounded
+        return None
+    items: Any = ()
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    for item in items:
+        found = _non_finite(item, depth + 1)
+        if found is not None:
+            return found
     return None
 
 
@@ -65,6 +84,12 @@ def validate_start(
                     f"identifier of at most {METADATA_KEY_MAX} characters",
                 )
             )
+        else:
+            bad = _non_finite(metadata[key])
+            if bad is not None:
+                violations.append(
+                    FieldViolation(f"metadata.{key}", f"numbers must be finite, got {bad!r}")
+                )
     size = len(json.dumps(metadata, separators=(",", ":"), default=str, skipkeys=True).encode())
     if size > METADATA_MAX_BYTES:
         violations.append(

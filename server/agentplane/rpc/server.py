@@ -19,12 +19,13 @@ from grpclib.exceptions import GRPCError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
 from grpclib.reflection.service import ServerReflection
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
 from agentplane.core import AgentLauncher
 from agentplane.service.api import SessionAPI
 
 from .service import SessionService
+from .transport import AcceptFailureLog, GrpcLimits, LimitedServer
 
 SERVICE_NAME = "agentplane.v1.SessionService"
 
@@ -69,25 +70,40 @@ class GrpcServer:
         await server.wait_closed()
     """
 
-    def __init__(self, launcher: AgentLauncher, api: SessionAPI) -> None:
+    def __init__(
+        self, launcher: AgentLauncher, api: SessionAPI, limits: GrpcLimits | None = None
+    ) -> None:
         self.service = SessionService(api)
         self.readiness = ServiceStatus()
         launcher.add_accepting_listener(self.readiness.set)
         health = Health({self.service: [self.readiness], OVERALL: []})
-        self.server = Server(ServerReflection.extend([self.service, health]))
+        # grpclib's Server with message, header, handshake and connection
+        # limits (transport.py).
+        self.server = LimitedServer(
+            ServerReflection.extend([self.service, health]), limits or GrpcLimits()
+        )
+        self.limits = self.server.limits
         # grpclib 0.4.9 (pinned) keeps the method mapping here; the test suite
         # checks that unknown methods answer UNIMPLEMENTED, so a grpclib
         # upgrade that moves it fails loudly.
         self.server._mapping = _MethodTable(self.server._mapping)
         self.port: int | None = None
+        self._accept_log: AcceptFailureLog | None = None
 
     async def start(self, host: str, port: int) -> None:
         await self.server.start(host, port)
         listener = self.server._server
         sockets = listener.sockets if isinstance(listener, asyncio.Server) else ()
         self.port = sockets[0].getsockname()[1] if sockets else port
+        self._accept_log = AcceptFailureLog(
+            asyncio.get_running_loop(), sockets, self.limits.log_interval
+        )
+        self._accept_log.install()
 
     def close(self) -> None:
+        if self._accept_log is not None:
+            self._accept_log.remove()
+            self._accept_log = None
         self.server.close()
 
     async def wait_closed(self) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentplane.http.limits import HttpLimits
+from agentplane.rpc.transport import GrpcLimits
 from agentplane.service.auth import AuthPolicy, GetCurrentUser, SessionCheck, StartCheck
 
 API_TOKEN_ENV = "AGENTPLANE_API_TOKEN"
@@ -47,6 +48,10 @@ class ServeOptions:
     ``allowed_hosts``: the Host names the HTTP port answers (DNS rebinding);
     None: the loopback names for a loopback ``host``, any otherwise; ``*``:
     any. ``http_limits``: head size and time, keep-alive, connection cap.
+    ``grpc_limits``: the gRPC port's bounds: ``max_message_bytes`` (4 MiB;
+    a larger message is refused with RESOURCE_EXHAUSTED before its body is
+    read), ``max_header_list_bytes`` (16 KiB), ``handshake_timeout`` (10 s),
+    ``max_connections`` (a quarter of the descriptor limit, at most 4096).
     """
 
     host: str = "127.0.0.1"
@@ -65,6 +70,7 @@ class ServeOptions:
     cors_allow_credentials: bool = False
     allowed_hosts: Sequence[str] | None = None
     http_limits: HttpLimits = field(default_factory=HttpLimits)
+    grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
     fast_api: Any = None
     demo_page: bool = True
     # Keep objects known to be alive (the start-up heap, survivors of each

@@ -8,6 +8,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from agentplane.clients.grpcio import session_pb2 as pb
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
+from agentplane.core.errors import FieldViolation, InvalidArgument
 from agentplane.core.models import EndReason, EventKind, SessionEvent, SessionRecord, SessionState
 
 # Built by name, so a core enum that drifts from the proto fails at import.
@@ -26,9 +27,23 @@ def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
-    result = json_format.MessageToDict(value)
-    assert isinstance(result, dict)
+def struct_to_dict(value: struct_pb2.Struct, field: str = "metadata") -> dict[str, Any]:
+    """``value`` as plain Python; NaN or Infinity anywhere is InvalidArgument naming the key.
+
+    protojson has no form for them (protobuf's MessageToDict raises
+    ValueError), so a request carrying one is the client's error, not ours.
+    """
+    result: dict[str, Any] = {}
+    violations: list[FieldViolation] = []
+    for key, item in value.fields.items():
+        try:
+            result[key] = json_format.MessageToDict(item)
+        except ValueError:
+            violations.append(
+                FieldViolation(f"{field}.{key}", "numbers must be finite, not NaN or Infinity")
+            )
+    if violations:
+        raise InvalidArgument(sorted(violations, key=lambda v: v.field))
     return result
 
 

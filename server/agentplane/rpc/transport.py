@@ -1,0 +1,464 @@
+"""Limits grpclib does not have, enforced where bytes arrive (issue 12).
+
+grpclib 0.4.9 (pinned) buffers and decodes a whole gRPC message of any size
+before the handler runs, keeps connections that never finish the HTTP/2
+handshake, decodes header values as ASCII inside h2 (a non-ASCII value raises
+out of ``data_received`` and drops the whole connection), and logs a
+traceback for every undecodable message. This module closes those gaps in
+the adapter, with one subclass at each of three grpclib seams:
+
+- :class:`LimitedServer` (``grpclib.server.Server``): its protocol factory
+  (``_protocol_factory``, private) builds :class:`_GuardedProtocol`, counts
+  connections against a cap and installs the decoding codec (public
+  ``codec=``); h2 is configured to hand over header bytes undecoded.
+- :class:`_GuardedProtocol` (``grpclib.protocol.H2Protocol``): the handshake
+  timer, the connection cap, SETTINGS_MAX_HEADER_LIST_SIZE.
+- :class:`_GuardedProcessor` (``grpclib.protocol.EventsProcessor``): reads
+  each stream's 5-byte gRPC message prefixes as DATA arrives and refuses a
+  stream whose declared message exceeds the limit (RESOURCE_EXHAUSTED), is
+  compressed, or ends short (INVALID_ARGUMENT), before its body is buffered
+  and before the handler (auth included) sees anything; decodes header bytes
+  itself and refuses only the stream whose values are not ASCII.
+
+A refused stream gets a trailers-only response, then RST_STREAM(NO_ERROR) so
+the client stops sending; its handler task is cancelled; the connection and
+its other streams go on. ``tests/server/test_grpc_limits.py`` pins every
+grpclib/h2 behaviour relied on here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import h2.config
+import h2.exceptions
+from google.protobuf.message import DecodeError
+from grpclib.const import Status
+from grpclib.encoding.proto import ProtoCodec, ProtoStatusDetailsCodec
+from grpclib.exceptions import GRPCError
+from grpclib.metadata import encode_grpc_message
+from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Protocol
+from grpclib.server import Server
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    DataReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+)
+from h2.settings import SettingCodes
+
+log = logging.getLogger("agentplane.rpc")
+
+PREFIX_BYTES = 5  # gRPC message prefix: 1 byte compressed flag, 4 bytes length
+
+
+def _default_max_connections() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, min(4096, soft // 4))
+
+
+@dataclass(frozen=True)
+class GrpcLimits:
+    """What one gRPC port accepts; ServeOptions sets them (``grpc_*`` fields)."""
+
+    max_message_bytes: int = 4 * 2**20
+    max_header_list_bytes: int = 16 * 1024
+    handshake_timeout: float = 10.0
+    # Default: a quarter of the process's descriptor limit (at most 4096):
+    # the HTTP port takes up to half, agents and files need the rest, and
+    # at the limit accept() fails for every port.
+    max_connections: int = field(default_factory=lambda: _default_max_connections())
+    # Repeated warnings of one kind (connection cap, accept errors) are
+    # logged at most once per this many seconds, with a count.
+    log_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_message_bytes < 1:
+            raise ValueError("max_message_bytes must be positive")
+        if self.max_header_list_bytes < 1024:
+            raise ValueError("max_header_list_bytes must be at least 1024")
+        if self.handshake_timeout <= 0:
+            raise ValueError("handshake_timeout must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be positive")
+
+
+class RateLimitedLog:
+    """A warning logged at most once per ``interval``, counting what it held back."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: float | None = None
+        self._held = 0
+
+    def warning(self, message: str, *args: object) -> bool:
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            self._held += 1
+            return False
+        held, self._held, self._last = self._held, 0, now
+        suffix = f" ({held} more since the last such line)" if held else ""
+        log.warning(message + suffix, *args)
+        return True
+
+
+ACCEPT_FAILED = "socket.accept() out of system resource"
+
+
+class AcceptFailureLog:
+    """A loop exception handler: accept() failures of these sockets, once per interval.
+
+    CPython 3.11's ``_accept_connection`` reports every failed ``accept()``
+    (EMFILE, ENFILE, ENOBUFS, ENOMEM) with a traceback through the loop's
+    exception handler, and goes on trying up to the backlog in the same
+    tick, each failure scheduling a retry a second later. Out of
+    descriptors, that is thousands of tracebacks a second. Failures on
+    ``sockets`` become one WARNING line per interval with a count; anything
+    else goes to the handler installed before.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sockets: Any, interval: float = 10.0
+    ) -> None:
+        self._loop = loop
+        self._fds = {sock.fileno() for sock in sockets}
+        self._previous = loop.get_exception_handler()
+        self._log = RateLimitedLog(interval)
+
+    def install(self) -> None:
+        self._loop.set_exception_handler(self)
+
+    def remove(self) -> None:
+        if self._loop.get_exception_handler() is self:
+            self._loop.set_exception_handler(self._previous)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        sock: Any = context.get("socket")
+        if (
+            context.get("message") == ACCEPT_FAILED
+            and getattr(sock, "fileno", None)
+            and (sock.fileno() in self._fds)
+        ):
+            self._log.warning("gRPC accept() failed: %r", context.get("exception"))
+            return
+        if self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+
+class DecodingCodec(ProtoCodec):
+    """grpclib's protobuf codec; an undecodable message is INVALID_ARGUMENT, logged once.
+
+    grpclib raises the parser's error out of ``recv_message``: UNKNOWN and
+    an ERROR traceback per request. Here it is one WARNING line and a status
+    that names the problem.
+    """
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        try:
+            return super().decode(data, message_type)
+        except (DecodeError, RecursionError, ValueError) as error:
+            name = getattr(message_type, "__name__", "message")
+            log.warning("refused a malformed %s (%d bytes): %s", name, len(data), error)
+            raise GRPCError(
+                Status.INVALID_ARGUMENT, f"malformed {name}: {error or 'cannot be parsed'}"
+            ) from None
+
+
+class _Framing:
+    """Where one stream is in its gRPC message framing."""
+
+    __slots__ = ("prefix", "remaining")
+
+    def __init__(self) -> None:
+        self.prefix = bytearray()
+        self.remaining = 0  # body bytes of the current message still to come
+
+    @property
+    def mid_message(self) -> bool:
+        return bool(self.prefix) or self.remaining > 0
+
+
+class _Refusal(Exception):
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _scan(framing: _Framing, data: bytes, limit: int) -> None:
+    """Advance ``framing`` over ``data``; raise _Refusal for a message not to be read."""
+    view = memoryview(data)
+    pos, end = 0, len(view)
+    while pos < end:
+        if framing.remaining:
+            step = min(framing.remaining, end - pos)
+            framing.remaining -= step
+            pos += step
+            continue
+        take = min(PREFIX_BYTES - len(framing.prefix), end - pos)
+        framing.prefix += view[pos : pos + take]
+        pos += take
+        if len(framing.prefix) < PREFIX_BYTES:
+            return
+        flag, length = framing.prefix[0], int.from_bytes(framing.prefix[1:], "big")
+        framing.prefix.clear()
+        if flag != 0:
+            raise _Refusal(
+                Status.INVALID_ARGUMENT,
+                "compressed gRPC messages are not supported: send them uncompressed",
+            )
+        if length > limit:
+            raise _Refusal(
+                Status.RESOURCE_EXHAUSTED,
+                f"gRPC message of {length} bytes is larger than the limit of {limit} bytes",
+            )
+        framing.remaining = length
+
+
+def _text_headers(raw: Any) -> list[tuple[str, str]]:
+    """h2's header bytes as grpclib's str pairs; UnicodeDecodeError for a non-ASCII one."""
+    return [(name.decode("ascii"), value.decode("ascii")) for name, value in raw]
+
+
+class _GuardedProcessor(EventsProcessor):
+    """grpclib's event processor, checking framing and headers per stream."""
+
+    def __init__(
+        self,
+        handler: AbstractHandler,
+        connection: Connection,
+        h2_conn: H2Connection,
+        limits: GrpcLimits,
+        on_settings: Callable[[], None],
+    ) -> None:
+        super().__init__(handler, connection)
+        self._h2 = h2_conn
+        self._limit = limits.max_message_bytes
+        self._on_settings = on_settings
+        self._framing: dict[int, _Framing] = {}
+        self._refused: set[int] = set()
+        self.processors[RequestReceived] = self.process_request_received
+        self.processors[DataReceived] = self.process_data_received
+        self.processors[StreamEnded] = self.process_stream_ended
+        self.processors[StreamReset] = self.process_stream_reset
+        self.processors[TrailersReceived] = self.process_trailers_received
+        self.processors[RemoteSettingsChanged] = self.process_remote_settings_changed
+
+    def process_remote_settings_changed(self, event: RemoteSettingsChanged) -> None:
+        self._on_settings()
+        super().process_remote_settings_changed(event)
+
+    def process_request_received(self, event: RequestReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        try:
+            event.headers = _text_headers(event.headers)  # type: ignore[assignment]
+        except UnicodeDecodeError:
+            log.warning("refused a gRPC call whose headers are not ASCII (stream %d)", stream_id)
+            self._refuse(stream_id, Status.INVALID_ARGUMENT, "header values must be ASCII")
+            return
+        self._framing[stream_id] = _Framing()
+        super().process_request_received(event)
+
+    def process_trailers_received(self, event: TrailersReceived) -> None:
+        # A server reads no request trailers; keep them printable for grpclib.
+        raw: Any = event.headers or ()
+        text: Any = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+        event.headers = text
+        self._check_complete(event.stream_id)
+        super().process_trailers_received(event)
+
+    def process_data_received(self, event: DataReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        if stream_id in self._refused:
+            self.connection.ack(stream_id, event.flow_controlled_length or 0)
+            return
+        framing = self._framing.get(stream_id)
+        if framing is not None and event.data:
+            try:
+                _scan(framing, event.data, self._limit)
+            except _Refusal as refusal:
+                log.warning("refused a gRPC call on stream %d: %s", stream_id, refusal.message)
+                self.connection.ack(stream_id, event.flow_controlled_length or 0)
+                self._refuse(stream_id, refusal.status, refusal.message)
+                return
+        super().process_data_received(event)
+
+    def process_stream_ended(self, event: StreamEnded) -> None:
+        if event.stream_id in self._refused:
+            return
+        if not self._check_complete(event.stream_id):
+            return
+        super().process_stream_ended(event)
+
+    def process_stream_reset(self, event: StreamReset) -> None:
+        self._framing.pop(event.stream_id or 0, None)
+        if event.stream_id in self._refused:
+            return
+        super().process_stream_reset(event)
+
+    def _check_complete(self, stream_id: int | None) -> bool:
+        framing = self._framing.pop(stream_id or 0, None)
+        if framing is None or not framing.mid_message:
+            return True
+        assert stream_id is not None
+        missing = framing.remaining or PREFIX_BYTES - len(framing.prefix)
+        message = f"the request ended inside a gRPC message, {missing} bytes short"
+        log.warning("refused a gRPC call on stream %d: %s", stream_id, message)
+        self._refuse(stream_id, Status.INVALID_ARGUMENT, message)
+        return False
+
+    def _refuse(self, stream_id: int, status: Status, message: str) -> None:
+        """Answer ``status`` on this stream alone, stop its handler, drop what follows."""
+        self._refused.add(stream_id)
+        self._framing.pop(stream_id, None)
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            # The handler task may not have run yet; either way it stops here,
+            # and grpclib's release_stream (on its way out) acks the buffer.
+            self.handler.cancel(stream)
+        headers = [
+            (":status", "200"),
+            ("content-type", "application/grpc+proto"),
+            ("grpc-status", str(status.value)),
+            ("grpc-message", encode_grpc_message(message)),
+        ]
+        # Trailers-only (or trailers, if the handler had answered headers),
+        # then RST_STREAM(NO_ERROR): the client stops sending this body.
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.send_headers(stream_id, headers, end_stream=True)
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        self.connection.flush()
+        if len(self._refused) > 1024:  # forget streams h2 has forgotten
+            self._refused = {s for s in self._refused if s in self._h2.streams}
+
+
+class _ConnectionGate:
+    """Counts a port's open HTTP/2 connections against the cap."""
+
+    def __init__(self, limits: GrpcLimits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.refused = 0
+        self.cap_log = RateLimitedLog(limits.log_interval)
+
+
+class _GuardedProtocol(H2Protocol):
+    """grpclib's HTTP/2 protocol with a handshake timer, the cap and header limits."""
+
+    _admitted = False
+    _handshake_timer: asyncio.TimerHandle | None = None
+
+    def __init__(
+        self,
+        handler: AbstractHandler,
+        config: Any,
+        h2_config: h2.config.H2Configuration,
+        gate: _ConnectionGate,
+    ) -> None:
+        super().__init__(handler, config, h2_config)
+        self._gate = gate
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        gate = self._gate
+        limits = gate.limits
+        if gate.open >= limits.max_connections:
+            gate.refused += 1
+            gate.cap_log.warning(
+                "gRPC connection cap reached (%d open): refusing new connections",
+                limits.max_connections,
+            )
+            refusal = H2Connection(config=self.h2_config)
+            refusal.initiate_connection()
+            refusal.close_connection(
+                ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"connection limit reached"
+            )
+            transport = cast(asyncio.Transport, transport)
+            transport.write(refusal.data_to_send())
+            transport.close()
+            self.handler.close()
+            return
+        self._admitted = True
+        gate.open += 1
+        super().connection_made(transport)
+        h2_conn: H2Connection = self.connection._connection
+        h2_conn.update_settings({SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_bytes})
+        # Enforce at once, not only once the client acknowledges the setting.
+        h2_conn.decoder.max_header_list_size = limits.max_header_list_bytes
+        self.connection.flush()
+        self.processor = _GuardedProcessor(
+            self.handler, self.connection, h2_conn, limits, self._handshaken
+        )
+        self._handshake_timer = asyncio.get_running_loop().call_later(
+            limits.handshake_timeout, self._handshake_expired
+        )
+
+    def _handshaken(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+
+    def _handshake_expired(self) -> None:
+        self._handshake_timer = None
+        log.debug("closed a gRPC connection that sent no HTTP/2 settings in time")
+        self.processor.close("HTTP/2 handshake timeout")
+
+    def data_received(self, data: bytes) -> None:
+        if not self._admitted:
+            return
+        try:
+            super().data_received(data)
+        except Exception as error:  # one line, not asyncio's fatal-error traceback
+            log.warning("closed a gRPC connection after an unexpected frame: %r", error)
+            self.processor.close("Protocol error")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._admitted:
+            return
+        self._admitted = False
+        self._gate.open -= 1
+        self._handshaken()
+        super().connection_lost(exc)
+
+
+class LimitedServer(Server):
+    """grpclib's Server with :class:`GrpcLimits` on every connection."""
+
+    def __init__(self, handlers: Any, limits: GrpcLimits) -> None:
+        super().__init__(
+            handlers, codec=DecodingCodec(), status_details_codec=ProtoStatusDetailsCodec()
+        )
+        self.limits = limits
+        self.gate = _ConnectionGate(limits)
+        # Header bytes come through undecoded: _GuardedProcessor decodes
+        # them per stream (h2's ASCII decoding fails the whole connection).
+        self._h2_config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_inbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+
+    def _protocol_factory(self) -> H2Protocol:
+        protocol = super()._protocol_factory()
+        return _GuardedProtocol(protocol.handler, self._config, self._h2_config, self.gate)
