@@ -82,12 +82,13 @@ class Runner:
         host = host or options.host
         self._stop = asyncio.Event()
         self._apply_demo_page()
-        self.grpc = GrpcServer(self.launcher, self.api)
+        self.grpc = GrpcServer(self.launcher, self.api, options.grpc_limits)
         await self.grpc.start(host, options.grpc_port if grpc_port is None else grpc_port)
         logger.info("agentplane gRPC listening on %s:%s", host, self.grpc.port)
         self._install_signal_handlers()
         http: HttpServer | None = None
         held_heap_gc: HeldHeapGc | None = None
+        loop_monitor: LoopMonitor | None = None
         self.operator_metrics.gc_pauses.install()
         try:
             if http_port is not None:
