@@ -109,6 +109,27 @@ async def test_a_large_header_is_refused_with_431(server: HttpServer) -> None:
     assert json.loads(body)["code"] == 3
 
 
+async def test_an_endless_header_value_is_refused_before_it_is_buffered(
+    server: HttpServer,
+) -> None:
+    # httptools buffers a header until its value ends: the bytes fed are counted too.
+    reader, writer = await _connect(server)
+    pieces = [b"GET / HTTP/1.1\r\nX-Big: "] + [b"v" * 1024] * 4096  # up to 4 MiB
+    status, body = await _feed_until_answered(reader, writer, pieces, 0.02)
+    assert status == 431
+    assert json.loads(body)["message"] == "request head exceeds 4096 bytes"
+
+
+async def test_a_body_is_not_counted_as_head(server: HttpServer) -> None:
+    reader, writer = await _connect(server)
+    body = b"x" * 100_000
+    writer.write(
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    status, _ = await _answer(reader)
+    assert status == 405  # the app's answer (GET only), not 431
+
+
 async def test_many_small_headers_are_refused_with_431(server: HttpServer) -> None:
     reader, writer = await _connect(server)
     headers = b"".join(b"X-%d: 1\r\n" % i for i in range(50))

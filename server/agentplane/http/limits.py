@@ -11,7 +11,9 @@ parser callback raises), so no route has to check anything:
 
 * a URL over ``max_url_bytes`` answers 414, a head over ``max_head_bytes`` or
   with more than ``max_headers`` fields 431, as soon as the parser hands over
-  the byte that crosses the bound (nothing more is buffered);
+  the byte that crosses the bound, or (a header value httptools still
+  buffers) as soon as the bytes fed since the last complete head cross it:
+  at most two reads (256 KiB each) more are ever buffered;
 * a connection that has not completed a request head ``head_timeout`` seconds
   after it opened (or after the first byte of a later request) gets 408 and
   is closed (slowloris);
@@ -108,6 +110,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._url_bytes = 0
         self._header_count = 0
+        self._unparsed_head = 0  # bytes fed into the head in progress
+        self._heads_begun = 0
+        self._in_head = False
         self._refusal: tuple[int, int, str] | None = None
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -124,12 +129,27 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refusal is None:
-            super().data_received(data)
+        if self._refusal is not None:
+            return
+        heads_begun = self._heads_begun
+        super().data_received(data)
+        if self._refusal is not None or not self._in_head or self.transport.is_closing():
+            return
+        # httptools hands a header over only once its value ends, buffering it
+        # until then: count the reads that went wholly into the head in
+        # progress (the read that began it is left out: one read at most).
+        if heads_begun != self._heads_begun:
+            self._unparsed_head = 0
+            return
+        self._unparsed_head += len(data)
+        if self._unparsed_head > self.limits.max_head_bytes:
+            self._refuse(431, 3, f"request head exceeds {self.limits.max_head_bytes} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = self._url_bytes = self._header_count = 0
+        self._heads_begun += 1
+        self._in_head = True
         if self._head_timer is None:
             self._arm_head_timer()
 
@@ -154,6 +174,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
+        self._in_head = False
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
