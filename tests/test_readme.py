@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agentplane.demo.agent import demo_launcher
-from agentplane.server import Runner, ServeOptions
+from tests.support import serving, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -95,24 +96,14 @@ def user_folder(tmp_path: Path) -> Path:
 async def test_readme_client_script_runs_against_a_server(tmp_path: Path) -> None:
     script = _code("### Using the Python clients", "python")
     assert "asyncio.run(main())" in script and "50051" in script
-    runner = Runner(demo_launcher(), ServeOptions(api_token=None))
-    ready = asyncio.Event()
-    server = asyncio.create_task(
-        runner.serve(host="127.0.0.1", grpc_port=0, on_ready=lambda _: ready.set())
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), 30)
-        assert runner.grpc is not None and runner.grpc.port is not None
-        (tmp_path / "client.py").write_text(script.replace("50051", str(runner.grpc.port)))
+    async with serving(demo_launcher(), http=False) as served:
+        (tmp_path / "client.py").write_text(script.replace("50051", str(served.grpc_port)))
         code, out, err = await _run("python", "client.py", cwd=tmp_path)
         assert code == 0, out + err
         assert out.strip(), "the example prints the session and its events"
-        stats = runner.launcher.stats()
+        stats = served.launcher.stats()
         assert stats.started == 1
         assert stats.ended_by_reason == {"CLOSED_BY_REQUEST": 1}
-    finally:
-        runner.stop()
-        await asyncio.wait_for(server, 30)
 
 
 # ------------------------------------------------------------ your agent
@@ -179,6 +170,36 @@ def _curl_commands() -> list[list[str]]:
     return commands
 
 
+async def _until_subscribed(address: str, seen: list[str]) -> None:
+    """Wait until the feed is live: it shows a probe session started after it connected.
+
+    The feed has only what happens after it subscribed, and curl says nothing
+    when that is; so probe sessions are started (a fresh one each round) until
+    one of them shows up in it.
+    """
+    probes: list[str] = []
+    async with httpx.AsyncClient(base_url=f"http://{address}", timeout=10) as http:
+
+        async def live() -> bool:
+            text = "".join(seen)
+            if any(probe in text for probe in probes):
+                return True
+            started = await http.post("/sessions", json={"call_id": f"feed-probe-{len(probes)}"})
+            probes.append(started.json()["session_id"])
+            return False
+
+        await wait_until(live, timeout=TIMEOUT, interval=0.1, what="the feed to show a probe")
+
+
+def _ended_in_feed(seen: list[str], session_id: str) -> bool:
+    for line in "".join(seen).splitlines():
+        if line.startswith("data: "):
+            event = json.loads(line[6:])
+            if event.get("session_id") == session_id and "ended" in event:
+                return True
+    return False
+
+
 def _json(out: str) -> dict[str, Any]:
     body = json.loads(out)
     assert isinstance(body, dict), out
@@ -209,8 +230,8 @@ async def test_readme_agent_served_from_its_folder_answers_the_curl_examples(
             seen.append(line.decode())
 
     feed_reader = asyncio.create_task(read_feed())
-    await asyncio.sleep(0.5)  # subscribed before the first Start
     try:
+        await _until_subscribed(address, seen)
         bodies: dict[str, dict[str, Any]] = {}
         for command in commands:
             if command is feed:
@@ -241,13 +262,10 @@ async def test_readme_agent_served_from_its_folder_answers_the_curl_examples(
         assert bodies["DELETE"]["state"] == "SESSION_STATE_ENDED"
         assert bodies["DELETE"]["end_reason"] == "END_REASON_COMPLETED"
 
-        for _ in range(200):
-            if session_id in "".join(seen) and '"ended"' in "".join(seen):
-                break
-            await asyncio.sleep(0.05)
+        # The feed saw the session live, to its end.
+        await wait_until(lambda: _ended_in_feed(seen, session_id), timeout=10)
         feed_text = "".join(seen)
         assert re.search(r"^id: \d+$", feed_text, re.M), feed_text
-        assert session_id in feed_text and '"ended"' in feed_text, feed_text
     finally:
         if sse.returncode is None:
             sse.terminate()

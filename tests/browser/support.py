@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -16,6 +15,7 @@ from playwright.async_api import Page
 from agentplane.core import EventKind, SessionEvent
 from agentplane.demo.agent import demo_launcher
 from agentplane.server import Runner, ServeOptions
+from tests.support import serving
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("AGENTPLANE_CHROMIUM", "/usr/bin/chromium"))
@@ -72,27 +72,10 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def running_server(token: str | None = None, **limits: Any) -> AsyncIterator[Served]:
-    runner = Runner(
-        demo_launcher(drain_timeout=2, **limits),
-        ServeOptions(api_token=token, demo_page=True),
-    )
-    ready = asyncio.Event()
-    task = asyncio.create_task(
-        runner.serve(host="127.0.0.1", grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
-    )
-    try:
-        async with asyncio.timeout(15):
-            ready_wait = asyncio.create_task(ready.wait())
-            await asyncio.wait({ready_wait, task}, return_when=asyncio.FIRST_COMPLETED)
-            if not ready.is_set():
-                ready_wait.cancel()
-                await task  # raises why the server did not start
-                raise RuntimeError("the server stopped before it was ready")
-        yield Served(runner, token)
-    finally:
-        runner.stop()
-        await runner.launcher.shutdown()
-        await asyncio.wait_for(task, 15)
+    launcher = demo_launcher(drain_timeout=2, **limits)
+    options = ServeOptions(api_token=token, demo_page=True)
+    async with serving(launcher, options) as served:
+        yield Served(served.runner, token)
 
 
 async def ended_event(served: Served, session_id: str) -> SessionEvent:

@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
 from agentplane.core import AdmissionRejected
-from agentplane.server import AgentLauncher, Runner, ServeOptions
-
-
-class _Agent:
-    async def close(self) -> None:
-        pass
-
-
-async def _create_agent(**_: Any) -> _Agent:
-    return _Agent()
-
-
-async def _join_call(agent: _Agent, call_type: str, call_id: str, **_: Any) -> None:
-    await asyncio.sleep(3600)
+from agentplane.server import Runner, ServeOptions
+from tests.support import FakeAgents, serving, wait_until
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Runner, httpx.AsyncClient]]:
-    launcher = AgentLauncher(_create_agent, _join_call, max_concurrent_sessions=1, drain_timeout=5)
-    runner = Runner(launcher, ServeOptions(api_token=None))
-    ready = asyncio.Event()
-    task = asyncio.create_task(
-        runner.serve(host="127.0.0.1", grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
-    )
-    await asyncio.wait_for(ready.wait(), 10)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runner.http_port}") as client:
-        yield runner, client
-    runner.stop()
-    await runner.launcher.shutdown()  # end a drain a test left running
-    await asyncio.wait_for(task, 15)
+    launcher = FakeAgents().launcher(max_concurrent_sessions=1, drain_timeout=5)
+    async with (
+        serving(launcher, ServeOptions(api_token=None)) as served,
+        httpx.AsyncClient(base_url=served.http_url) as client,
+    ):
+        yield served.runner, client  # a drain a test left running ends with the block
 
 
 def _sample(body: str, name: str) -> float:
@@ -62,7 +43,7 @@ async def test_health_and_ready_follow_capacity_and_drain(
     assert (await client.get("/ready")).status_code == 200
     await runner.launcher.start_session("call-2")  # keeps the drain below going
     runner.stop()  # begins the drain: readiness drops at once, liveness stays
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: runner.launcher.draining)
     assert (await client.get("/ready")).status_code == 400
     assert (await client.get("/health")).status_code == 200
 
@@ -94,7 +75,7 @@ async def test_prometheus_metrics_count_sessions(served: tuple[Runner, httpx.Asy
 async def test_http_port_in_use_is_a_clear_error() -> None:
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = blocker.sockets[0].getsockname()[1]
-    runner = Runner(AgentLauncher(_create_agent, _join_call), ServeOptions(api_token=None))
+    runner = Runner(FakeAgents().launcher(), ServeOptions(api_token=None))
     try:
         with pytest.raises(RuntimeError, match=str(port)):
             await asyncio.wait_for(runner.serve(host="127.0.0.1", grpc_port=0, http_port=port), 15)
