@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -243,16 +244,21 @@ async def test_accept_failures_are_logged_once_per_interval(
     seen: list[str] = []
     loop.set_exception_handler(lambda _, context: seen.append(context["message"]))
     try:
-        throttle = AcceptErrorThrottle(loop, interval=60)
+        ours, theirs = socket.socket(), socket.socket()
+        throttle = AcceptErrorThrottle(loop, [ours], interval=60)
         throttle.install()
         caplog.set_level(logging.ERROR, "agentplane.http")
+        emfile = OSError(24, "Too many open files")
         for _ in range(1000):
             loop.call_exception_handler(
-                {"message": ACCEPT_FAILED, "exception": OSError(24, "Too many open files")}
+                {"message": ACCEPT_FAILED, "exception": emfile, "socket": ours}
             )
+        loop.call_exception_handler({"message": ACCEPT_FAILED, "socket": theirs})
         loop.call_exception_handler({"message": "something else"})
+        ours.close()
+        theirs.close()
         throttle.remove()
     finally:
         loop.set_exception_handler(None)
     assert len([r for r in caplog.records if "accept() failed" in r.getMessage()]) == 1
-    assert seen == ["something else"]
+    assert seen == [ACCEPT_FAILED, "something else"]  # another port's failure goes on

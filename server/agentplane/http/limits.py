@@ -248,12 +248,16 @@ class AcceptErrorThrottle:
     CPython 3.11's ``_accept_connection`` reports each failed ``accept()``
     through the loop's exception handler and keeps trying up to the backlog
     in the same tick, so a process out of descriptors logs a traceback per
-    attempt (~19,000 per second measured). Everything else goes on to the
-    handler that was installed before.
+    attempt (~19,000 per second measured). Failures of ``sockets`` (the
+    HTTP port's) become one ERROR line per interval with a count; everything
+    else goes on to the handler that was installed before.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 10.0) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sockets: Any = (), interval: float = 10.0
+    ) -> None:
         self._loop = loop
+        self._fds = {sock.fileno() for sock in sockets}
         self._previous = loop.get_exception_handler()
         self._log = _OncePerInterval(interval)
 
@@ -265,7 +269,9 @@ class AcceptErrorThrottle:
             self._loop.set_exception_handler(self._previous)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if context.get("message") == ACCEPT_FAILED:
+        sock: Any = context.get("socket")
+        fileno = getattr(sock, "fileno", None)
+        if context.get("message") == ACCEPT_FAILED and fileno is not None and fileno() in self._fds:
             self._log.note(
                 f"HTTP accept() failed: {context.get('exception')!r}", level=logging.ERROR
             )

@@ -66,8 +66,6 @@ class HttpServer:
 
     async def start(self) -> None:
         """Listen, or raise RuntimeError naming why not (port in use, ...)."""
-        self._throttle = AcceptErrorThrottle(asyncio.get_running_loop())
-        self._throttle.install()
         self._task = asyncio.get_running_loop().create_task(self._run())
         deadline = asyncio.get_running_loop().time() + START_TIMEOUT
         while not self._server.started:
@@ -78,6 +76,8 @@ class HttpServer:
                 )
             await asyncio.sleep(0.01)
         sockets = self._server.servers[0].sockets if self._server.servers else ()
+        self._throttle = AcceptErrorThrottle(asyncio.get_running_loop(), sockets)
+        self._throttle.install()
         self.port = sockets[0].getsockname()[1] if sockets else self._server.config.port
 
     async def _run(self) -> None:
