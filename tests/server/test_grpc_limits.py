@@ -200,6 +200,36 @@ async def test_a_message_at_the_limit_is_served(toy: Toy) -> None:
         raw.close()
 
 
+async def test_messages_arriving_on_one_connection_share_a_budget(toy: Toy) -> None:
+    limits = {"max_message_bytes": 2**20, "max_connection_buffer_bytes": 2 * 2**20}
+    async with grpc_server(toy.launcher(), **limits) as server:
+        assert server.port
+        raw = await RawH2.open(server.port)
+        pending = []
+        for _ in range(2):  # each within the message limit, both within the budget
+            stream_id = raw.request(START)
+            raw.conn.send_data(stream_id, grpc_frame(b"", declared=2**20))
+            pending.append(stream_id)
+        third = raw.request(START)
+        raw.conn.send_data(third, grpc_frame(b"", declared=2**20))
+        raw.flush()
+        await raw.until(lambda: raw.status(third)[0] is not None)
+        status, message = raw.status(third)
+        assert status == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        assert message is not None and "this connection" in message
+        assert all(raw.status(s)[0] is None for s in pending)  # still waiting for bodies
+
+        # A stream that goes away gives its share back.
+        raw.conn.reset_stream(pending[0])
+        raw.flush()
+        fourth = raw.request(START)
+        raw.conn.send_data(fourth, grpc_frame(b"x" * 10, declared=2**20))
+        ok = raw.request(HEALTH_CHECK, health_request())
+        await raw.until(lambda: raw.status(ok)[0] is not None)
+        assert raw.status(ok)[0] == "0" and raw.status(fourth)[0] is None
+        raw.close()
+
+
 # ------------------------------------------------------------------ malformed messages
 
 

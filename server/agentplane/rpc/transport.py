@@ -75,6 +75,9 @@ class GrpcLimits:
     """What one gRPC port accepts; ServeOptions sets them (``grpc_*`` fields)."""
 
     max_message_bytes: int = 4 * 2**20
+    # grpclib holds a message whole until its last byte: bytes of messages
+    # still arriving on one connection, over all its streams.
+    max_connection_buffer_bytes: int = 16 * 2**20
     max_header_list_bytes: int = 16 * 1024
     handshake_timeout: float = 10.0
     # Default: a quarter of the process's descriptor limit (at most 4096):
@@ -88,6 +91,8 @@ class GrpcLimits:
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1:
             raise ValueError("max_message_bytes must be positive")
+        if self.max_connection_buffer_bytes < self.max_message_bytes:
+            raise ValueError("max_connection_buffer_bytes must be at least max_message_bytes")
         if self.max_header_list_bytes < 1024:
             raise ValueError("max_header_list_bytes must be at least 1024")
         if self.handshake_timeout <= 0:
@@ -183,11 +188,12 @@ class DecodingCodec(ProtoCodec):
 class _Framing:
     """Where one stream is in its gRPC message framing."""
 
-    __slots__ = ("prefix", "remaining")
+    __slots__ = ("declared", "prefix", "remaining")
 
     def __init__(self) -> None:
         self.prefix = bytearray()
         self.remaining = 0  # body bytes of the current message still to come
+        self.declared = 0  # its declared length, counted in the connection's budget
 
     @property
     def mid_message(self) -> bool:
@@ -201,7 +207,21 @@ class _Refusal(Exception):
         self.message = message
 
 
-def _scan(framing: _Framing, data: bytes, limit: int) -> None:
+class _Budget:
+    """Bytes of messages still arriving on one connection (grpclib buffers them whole)."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def release(self, framing: _Framing) -> None:
+        self.used -= framing.declared
+        framing.declared = 0
+
+
+def _scan(framing: _Framing, data: bytes, limit: int, budget: _Budget) -> None:
     """Advance ``framing`` over ``data``; raise _Refusal for a message not to be read."""
     view = memoryview(data)
     pos, end = 0, len(view)
@@ -210,6 +230,8 @@ def _scan(framing: _Framing, data: bytes, limit: int) -> None:
             step = min(framing.remaining, end - pos)
             framing.remaining -= step
             pos += step
+            if not framing.remaining:
+                budget.release(framing)
             continue
         take = min(PREFIX_BYTES - len(framing.prefix), end - pos)
         framing.prefix += view[pos : pos + take]
@@ -228,7 +250,16 @@ def _scan(framing: _Framing, data: bytes, limit: int) -> None:
                 Status.RESOURCE_EXHAUSTED,
                 f"gRPC message of {length} bytes is larger than the limit of {limit} bytes",
             )
-        framing.remaining = length
+        if budget.used + length > budget.limit:
+            raise _Refusal(
+                Status.RESOURCE_EXHAUSTED,
+                f"this connection already has {budget.used} bytes of messages arriving; "
+                f"a message of {length} bytes would pass its limit of {budget.limit} bytes",
+            )
+        budget.used += length
+        framing.remaining = framing.declared = length
+        if not length:
+            budget.release(framing)
 
 
 def _text_headers(raw: Any) -> list[tuple[str, str]]:
@@ -252,6 +283,7 @@ class _GuardedProcessor(EventsProcessor):
         self._limit = limits.max_message_bytes
         self._on_settings = on_settings
         self._framing: dict[int, _Framing] = {}
+        self._budget = _Budget(limits.max_connection_buffer_bytes)
         self._refused: set[int] = set()
         self.processors[RequestReceived] = self.process_request_received
         self.processors[DataReceived] = self.process_data_received
@@ -293,7 +325,7 @@ class _GuardedProcessor(EventsProcessor):
         framing = self._framing.get(stream_id)
         if framing is not None and event.data:
             try:
-                _scan(framing, event.data, self._limit)
+                _scan(framing, event.data, self._limit, self._budget)
             except _Refusal as refusal:
                 log.warning("refused a gRPC call on stream %d: %s", stream_id, refusal.message)
                 self.connection.ack(stream_id, event.flow_controlled_length or 0)
@@ -309,13 +341,19 @@ class _GuardedProcessor(EventsProcessor):
         super().process_stream_ended(event)
 
     def process_stream_reset(self, event: StreamReset) -> None:
-        self._framing.pop(event.stream_id or 0, None)
+        self._forget(event.stream_id)
         if event.stream_id in self._refused:
             return
         super().process_stream_reset(event)
 
-    def _check_complete(self, stream_id: int | None) -> bool:
+    def _forget(self, stream_id: int | None) -> _Framing | None:
         framing = self._framing.pop(stream_id or 0, None)
+        if framing is not None:
+            self._budget.release(framing)
+        return framing
+
+    def _check_complete(self, stream_id: int | None) -> bool:
+        framing = self._forget(stream_id)
         if framing is None or not framing.mid_message:
             return True
         assert stream_id is not None
@@ -328,12 +366,13 @@ class _GuardedProcessor(EventsProcessor):
     def _refuse(self, stream_id: int, status: Status, message: str) -> None:
         """Answer ``status`` on this stream alone, stop its handler, drop what follows."""
         self._refused.add(stream_id)
-        self._framing.pop(stream_id, None)
+        self._forget(stream_id)
         stream = self.streams.get(stream_id)
         if stream is not None:
             # The handler task may not have run yet; either way it stops here,
             # and grpclib's release_stream (on its way out) acks the buffer.
-            self.handler.cancel(stream)
+            with contextlib.suppress(KeyError):  # grpclib forgot a finished task
+                self.handler.cancel(stream)
         headers = [
             (":status", "200"),
             ("content-type", "application/grpc+proto"),
