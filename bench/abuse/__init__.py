@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,16 +57,30 @@ Scenario = Callable[[], Awaitable[Outcome]]
 
 
 @contextlib.asynccontextmanager
-async def served(log_dir: Path | None = None) -> AsyncIterator[ServerProcess]:
+async def served(
+    log_dir: Path | None = None, nofile: int | None = None
+) -> AsyncIterator[ServerProcess]:
     """``agentplane serve`` (the trivial bench agent) on 127.0.0.1, stopped at the end.
 
     ``server.endpoint`` has ``host``, ``http_port`` and ``grpc_port``;
-    ``server.rss()`` and ``server.pid`` measure it.
+    ``server.rss()`` and ``server.pid`` measure it. ``nofile``: the server's
+    descriptor limit (``prlimit``), e.g. 1024 as on a default Linux account.
     """
     with contextlib.ExitStack() as stack:
         if log_dir is None:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="abuse-")))
         server = agentplane_server(Cores(None, None), log_dir)
+        if nofile is not None:
+            endpoint = server.endpoint
+            argv = [
+                "prlimit", f"--nofile={nofile}:{nofile}", "--",
+                sys.executable, "-c", "from agentplane.server.cli import main; main()",
+                "serve", "--agent", "bench.trivial_agent:make_launcher",
+                "--host", HOST, "--port", str(endpoint.http_port),
+                "--grpc-port", str(endpoint.grpc_port),
+                "--agents-log-level", "WARNING", "--http-log-level", "WARNING",
+            ]  # fmt: skip
+            server = ServerProcess("agentplane", argv, endpoint, Cores(None, None), log_dir)
         await server.start()
         try:
             yield server
