@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from agentplane.core import (
     SessionState,
     Unavailable,
 )
-from tests.support import FakeAgent, FakeAgents, joined, settle, wait_until
+from tests.support import FakeAgent, FakeAgents, VirtualClockLoop, joined, settle, wait_until
 
 from .conftest import MakeLauncher
 
@@ -25,13 +24,18 @@ from .conftest import MakeLauncher
 async def test_200_concurrent_starts_admit_exactly_the_concurrency_limit(
     make_launcher: MakeLauncher,
 ) -> None:
-    # A slow create_agent keeps admitted starts in flight while the others arrive.
-    factory = FakeAgents(delay=0.02)
+    # create_agent holds the admitted starts in flight until all the others arrived.
+    gate = asyncio.Event()
+    factory = FakeAgents(gate=gate)
     launcher = await make_launcher(factory, max_concurrent_sessions=50)
 
-    results = await asyncio.gather(
+    starts = asyncio.gather(
         *(launcher.start_session(f"call-{i}") for i in range(200)), return_exceptions=True
     )
+    await wait_until(lambda: factory.creating == 50)
+    await wait_until(lambda: sum(launcher.stats().rejected_by_reason.values()) == 150)
+    gate.set()
+    results = await starts
 
     started = [r for r in results if isinstance(r, SessionRecord)]
     rejected = [r for r in results if isinstance(r, AdmissionRejected)]
@@ -56,11 +60,15 @@ async def test_200_concurrent_starts_admit_exactly_the_concurrency_limit(
 
 
 async def test_in_flight_starts_hold_their_slot(make_launcher: MakeLauncher) -> None:
-    launcher = await make_launcher(FakeAgents(delay=0.2), max_concurrent_sessions=1)
+    gate = asyncio.Event()
+    factory = FakeAgents(gate=gate)
+    launcher = await make_launcher(factory, max_concurrent_sessions=1)
     first = asyncio.create_task(launcher.start_session("a"))
-    await wait_until(lambda: launcher.stats().in_flight == 1)
+    await wait_until(lambda: factory.creating == 1)  # in flight: its agent is being made
+    assert launcher.stats().in_flight == 1
     with pytest.raises(AdmissionRejected):
         await launcher.start_session("b")
+    gate.set()
     assert (await first).state is SessionState.RUNNING
 
 
@@ -157,23 +165,28 @@ async def test_not_ready_until_warmup_ran(
     assert len(warmups) == 1
 
 
-async def test_slow_create_agent_does_not_block_a_fast_one(make_launcher: MakeLauncher) -> None:
+async def test_slow_create_agent_does_not_block_a_fast_one(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     async def create_agent(delay: float = 0.0, **metadata: Any) -> FakeAgent:
         await asyncio.sleep(delay)
         return FakeAgent(delay=delay, **metadata)
 
     launcher = await make_launcher(create_agent)
-    began = time.perf_counter()
+    began = clock.time()
     slow = asyncio.create_task(launcher.start_session("slow", metadata={"delay": 0.5}))
     await settle(2)  # the slow start is inside create_agent now
     fast = asyncio.create_task(launcher.start_session("fast", metadata={"delay": 0.0}))
 
-    done, _ = await asyncio.wait({slow, fast}, return_when=asyncio.FIRST_COMPLETED)
-    assert done == {fast}
-    assert time.perf_counter() - began < 0.4
+    await clock.settle()  # everything that can run without time passing
+    assert fast.done() and not slow.done()
+    assert clock.time() == began  # the fast start waited for nothing
     assert fast.result().call_id == "fast"
+    await clock.advance(0.499)
+    assert not slow.done()
+    await clock.advance(0.002)
+    assert slow.done()
     assert (await slow).call_id == "slow"
-    assert time.perf_counter() - began >= 0.45
 
 
 async def test_sync_create_agent(make_launcher: MakeLauncher) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -16,7 +15,15 @@ from agentplane.core import (
     SessionNotFound,
     SessionState,
 )
-from tests.support import FakeAgent, FakeAgents, joined, settle, wait_ended, wait_until
+from tests.support import (
+    FakeAgent,
+    FakeAgents,
+    VirtualClockLoop,
+    joined,
+    settle,
+    wait_ended,
+    wait_until,
+)
 
 from .conftest import MakeLauncher
 
@@ -82,25 +89,33 @@ async def test_closing_an_unknown_session(make_launcher: MakeLauncher) -> None:
 async def test_close_while_the_start_is_still_creating_the_agent(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = FakeAgents(delay=0.2)
+    factory = FakeAgents(gate=asyncio.Event())
     launcher = await make_launcher(factory)
     start = asyncio.create_task(launcher.start_session("call"))
-    await wait_until(lambda: len(launcher._live) == 1)
+    await wait_until(lambda: factory.creating == 1)  # held in create_agent until the gate opens
     (session_id,) = launcher._live
-    closed = await asyncio.wait_for(launcher.close_session(session_id), 2)
+    closing = asyncio.create_task(launcher.close_session(session_id))
+    await settle()
+    assert factory.gate is not None
+    factory.gate.set()
+    closed = await asyncio.wait_for(closing, 2)
     assert (await start).session_id == session_id
     assert closed.end_reason is EndReason.CLOSED_BY_REQUEST
     assert factory.last.close_calls == 1
 
 
 async def test_close_while_the_start_fails(make_launcher: MakeLauncher) -> None:
-    factory = FakeAgents(delay=0.1, errors=[RuntimeError("boom")])
+    factory = FakeAgents(gate=asyncio.Event(), errors=[RuntimeError("boom")])
     launcher = await make_launcher(factory)
     start = asyncio.create_task(launcher.start_session("call"))
-    await wait_until(lambda: len(launcher._live) == 1)
+    await wait_until(lambda: factory.creating == 1)
     (session_id,) = launcher._live
+    closing = asyncio.create_task(launcher.close_session(session_id))
+    await settle()
+    assert factory.gate is not None
+    factory.gate.set()  # create_agent raises now, while the Close waits for it
     with pytest.raises(SessionNotFound):
-        await launcher.close_session(session_id)
+        await asyncio.wait_for(closing, 2)
     with pytest.raises(AgentStartFailed, match="boom"):
         await start
 
@@ -118,31 +133,35 @@ class IdleAgent(FakeAgent):
         return self.idle
 
 
-async def test_idle_timeout_via_agent_idle_for(make_launcher: MakeLauncher) -> None:
+async def test_idle_timeout_via_agent_idle_for(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     factory = FakeAgents(IdleAgent)
     launcher = await make_launcher(factory, agent_idle_timeout=0.2)
     record = await launcher.start_session("call")
     agent = factory.last
     assert isinstance(agent, IdleAgent)
 
-    await asyncio.sleep(0.5)  # busy agent: two checks, no end
+    await clock.advance(0.5)  # busy agent: checked at 0.2 s and 0.4 s, no end
     assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
-    assert 1 <= agent.idle_calls <= 4  # re-checked once per timeout, not polled
+    assert agent.idle_calls == 2  # re-checked once per timeout, not polled
 
-    agent.idle = 0.15  # nearly idle: the next check comes 0.05 s later
-    calls = agent.idle_calls
-    began = time.perf_counter()
-    await wait_until(lambda: agent.idle_calls > calls, timeout=1)
+    agent.idle = 0.15  # nearly idle: the check after next comes 0.05 s after the next
+    await clock.advance(0.1)  # 0.6 s: the next check
+    assert agent.idle_calls == 3
     agent.idle = 10.0
-    ended = await wait_ended(launcher, record.session_id)
+    await clock.advance(0.049)
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    await clock.advance(0.002)
+    ended = await launcher.get_session(record.session_id)
     assert ended.end_reason is EndReason.IDLE_TIMEOUT
-    assert time.perf_counter() - began < 0.6
+    assert agent.idle_calls == 4
     assert agent.cancelled
     assert agent.close_calls == 1
 
 
 async def test_agent_idle_for_raising_counts_as_busy(
-    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture, clock: VirtualClockLoop
 ) -> None:
     class Broken(IdleAgent):
         def idle_for(self) -> float:
@@ -152,22 +171,26 @@ async def test_agent_idle_for_raising_counts_as_busy(
     factory = FakeAgents(Broken)
     launcher = await make_launcher(factory, agent_idle_timeout=0.1)
     record = await launcher.start_session("call")
-    await asyncio.sleep(0.35)
+    await clock.advance(0.35)
     assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    assert factory.last.idle_calls == 3
     assert any("idle_for" in r.getMessage() for r in caplog.records)
 
 
-async def test_session_alone_from_the_start_idles_out(make_launcher: MakeLauncher) -> None:
+async def test_session_alone_from_the_start_idles_out(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     launcher = await make_launcher(agent_idle_timeout=0.2)
-    began = time.perf_counter()
     record = await launcher.start_session("call")
-    ended = await wait_ended(launcher, record.session_id)
+    await clock.advance(0.199)
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    await clock.advance(0.002)
+    ended = await launcher.get_session(record.session_id)
     assert ended.end_reason is EndReason.IDLE_TIMEOUT
-    assert 0.18 <= time.perf_counter() - began < 1.0
 
 
 async def test_idle_timeout_via_participants(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(agent_idle_timeout=0.3)
     record = await launcher.start_session("call")
@@ -177,61 +200,66 @@ async def test_idle_timeout_via_participants(
     assert session.participants == {"user-1", "user-2"}
     assert launcher._live[record.session_id].idle_timer is None  # nothing to check
 
-    await asyncio.sleep(0.5)  # longer than the idle timeout, with people on the call
+    await clock.advance(0.5)  # longer than the idle timeout, with people on the call
     assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
 
     session.participant_left("user-1")  # someone is still there
     assert session.participants == {"user-2"}
-    await asyncio.sleep(0.35)
+    await clock.advance(0.35)
     assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
 
     session.participant_left("user-2")
-    left_at = time.perf_counter()
-    await asyncio.sleep(0.05)
+    await clock.advance(0.299)
     assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
-    ended = await wait_ended(launcher, record.session_id)
+    await clock.advance(0.002)
+    ended = await launcher.get_session(record.session_id)
     assert ended.end_reason is EndReason.IDLE_TIMEOUT
-    assert 0.28 <= time.perf_counter() - left_at < 1.2
 
 
 async def test_rejoining_restarts_the_idle_clock(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(agent_idle_timeout=0.3)
     record = await launcher.start_session("call")
     session = await joined(factory.last)
     for _ in range(4):
-        await asyncio.sleep(0.1)
+        await clock.advance(0.1)
         session.participant_joined("user-1")
         session.participant_left("user-1")
     # 0.4 s have passed, but never 0.3 s alone in a row.
     assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
-    ended = await wait_ended(launcher, record.session_id)
+    await clock.advance(0.299)  # alone since the last leave, not since the start
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    await clock.advance(0.002)
+    ended = await launcher.get_session(record.session_id)
     assert ended.end_reason is EndReason.IDLE_TIMEOUT
 
 
 async def test_no_idle_timeout_when_switched_off(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(agent_idle_timeout=None)
     record = await launcher.start_session("call")
     session = await joined(factory.last)
     session.participant_joined("u")
     session.participant_left("u")
-    await asyncio.sleep(0.2)
+    await clock.advance(3600)
     assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
     assert launcher._live[record.session_id].idle_timer is None
 
 
-async def test_max_duration(make_launcher: MakeLauncher, factory: FakeAgents) -> None:
+async def test_max_duration(
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
+) -> None:
     launcher = await make_launcher(max_session_duration_seconds=0.2)
-    began = time.perf_counter()
     record = await launcher.start_session("call")
     session = await joined(factory.last)
     session.participant_joined("user")  # busy sessions are ended too
-    ended = await wait_ended(launcher, record.session_id)
+    await clock.advance(0.199)
+    assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
+    await clock.advance(0.002)
+    ended = await launcher.get_session(record.session_id)
     assert ended.end_reason is EndReason.MAX_DURATION
-    assert 0.18 <= time.perf_counter() - began < 1.0
     assert factory.last.cancelled
 
 
@@ -264,7 +292,7 @@ async def test_async_context_manager_shuts_down(make_launcher: MakeLauncher) -> 
 
 
 async def test_drain_lets_short_sessions_finish_and_ends_the_rest(
-    make_launcher: MakeLauncher,
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
 ) -> None:
     async def join(agent: FakeAgent, call_type: str, call_id: str, **_: Any) -> None:
         await asyncio.sleep(agent.metadata["runs_for"])
@@ -273,35 +301,49 @@ async def test_drain_lets_short_sessions_finish_and_ends_the_rest(
     short = await launcher.start_session("short", metadata={"runs_for": 0.1})
     long = await launcher.start_session("long", metadata={"runs_for": 30.0})
 
-    began = time.perf_counter()
-    await launcher.drain(timeout=0.4)
-    elapsed = time.perf_counter() - began
+    drain = asyncio.create_task(launcher.drain(timeout=0.4))
+    await clock.advance(0.399)
+    assert not drain.done()
+    assert (await launcher.get_session(short.session_id)).end_reason is EndReason.COMPLETED
+    assert (await launcher.get_session(long.session_id)).state is SessionState.RUNNING
+    await clock.advance(0.002)
+    assert drain.done()
+    await drain
 
-    assert 0.38 <= elapsed < 1.5
     assert (await launcher.get_session(short.session_id)).end_reason is EndReason.COMPLETED
     assert (await launcher.get_session(long.session_id)).end_reason is EndReason.SHUTDOWN
     assert launcher.stats().ended_by_reason == {"COMPLETED": 1, "SHUTDOWN": 1}
 
 
-async def test_drain_returns_as_soon_as_sessions_are_done(make_launcher: MakeLauncher) -> None:
+async def test_drain_returns_as_soon_as_sessions_are_done(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     async def join(agent: FakeAgent, call_type: str, call_id: str, **_: Any) -> None:
         await asyncio.sleep(0.1)
 
     launcher = await make_launcher(create_agent=FakeAgent, join=join)
     records = [await launcher.start_session(f"c{i}") for i in range(3)]
-    began = time.perf_counter()
-    await launcher.drain(timeout=5.0)
-    assert time.perf_counter() - began < 1.0
+    drain = asyncio.create_task(launcher.drain(timeout=5.0))
+    await clock.advance(0.099)
+    assert not drain.done()
+    await clock.advance(0.002)
+    assert drain.done()  # 0.1 s in, not after the 5 s of its timeout
+    await drain
     for record in records:
         assert (await launcher.get_session(record.session_id)).end_reason is EndReason.COMPLETED
 
 
-async def test_drain_uses_drain_timeout_by_default(make_launcher: MakeLauncher) -> None:
+async def test_drain_uses_drain_timeout_by_default(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     launcher = await make_launcher(drain_timeout=0.2)
     record = await launcher.start_session("call")
-    began = time.perf_counter()
-    await launcher.drain()
-    assert 0.18 <= time.perf_counter() - began < 1.0
+    drain = asyncio.create_task(launcher.drain())
+    await clock.advance(0.199)
+    assert not drain.done()
+    await clock.advance(0.002)
+    assert drain.done()
+    await drain
     assert (await launcher.get_session(record.session_id)).end_reason is EndReason.SHUTDOWN
 
 
@@ -322,7 +364,7 @@ async def test_join_call_cancelled_from_outside_ends_with_shutdown(
 async def test_cancelling_start_while_create_agent_runs_leaves_nothing(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = FakeAgents(delay=5.0)
+    factory = FakeAgents(gate=asyncio.Event())  # never opened: create_agent never returns
     launcher = await make_launcher(factory, max_concurrent_sessions=1)
     cursor = launcher.events.last_cursor
     tasks_before = len(asyncio.all_tasks())
@@ -350,7 +392,7 @@ async def test_cancelling_start_while_create_agent_runs_leaves_nothing(
     assert len(asyncio.all_tasks()) == tasks_before
     with pytest.raises(SessionNotFound):
         await launcher.get_session(session_id)
-    factory.delay = 0
+    factory.gate = None
     assert (await launcher.start_session("call", idempotency_key="k")).session_id != session_id
 
 
@@ -361,7 +403,7 @@ async def test_stopping_while_an_agent_is_being_created(
     factory = FakeAgents()
     launcher = await make_launcher(factory)
     running = await launcher.start_session("running")
-    factory.delay = 0.3
+    factory.gate = gate = asyncio.Event()
     cursor = launcher.events.last_cursor
     start = asyncio.create_task(launcher.start_session("starting"))
     await wait_until(lambda: factory.calls == 2)
@@ -371,6 +413,7 @@ async def test_stopping_while_an_agent_is_being_created(
     else:
         await launcher.drain(timeout=0.05)
 
+    gate.set()  # the agent is made only now, after the stop began
     with pytest.raises(Draining):
         await asyncio.wait_for(start, 2)
     # The agent made after the stop began was closed, never joined a call.

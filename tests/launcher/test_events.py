@@ -15,7 +15,16 @@ from agentplane.core import (
     SessionEvent,
     SessionState,
 )
-from tests.support import FakeAgents, collect, ended_event_of, joined, kinds, settle, wait_ended
+from tests.support import (
+    FakeAgents,
+    VirtualClockLoop,
+    collect,
+    ended_event_of,
+    joined,
+    kinds,
+    settle,
+    wait_ended,
+)
 
 from .conftest import MakeLauncher
 
@@ -289,7 +298,7 @@ async def test_many_watchers_each_get_everything() -> None:
 
 
 async def test_launcher_events_for_a_session_lifecycle(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(metrics_event_interval=0.05)
     before = launcher.events.last_cursor
@@ -305,7 +314,7 @@ async def test_launcher_events_for_a_session_lifecycle(
         session.observe("llm_latency_ms", value)
     session.add("llm_output_tokens", 5)
     session.emit("turn_finished", {"text": "hi", "n": 1})
-    await asyncio.sleep(0.25)  # five metrics intervals
+    await clock.advance(0.25)  # five metrics intervals
     factory.last.release.set()
 
     everything = await asyncio.wait_for(all_watcher, 2)
@@ -347,7 +356,7 @@ async def test_launcher_events_for_a_session_lifecycle(
 
 
 async def test_metrics_updates_are_coalesced_per_interval(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(metrics_event_interval=0.1)
     record = await launcher.start_session("call")
@@ -364,11 +373,11 @@ async def test_metrics_updates_are_coalesced_per_interval(
         session.observe("x", i)
         if i % 50 == 0:
             await asyncio.sleep(0)  # spread over several loop iterations, within one interval
-    await asyncio.sleep(0.25)
+    await clock.advance(0.25)
     for _ in range(50):
         session.add("y")
-    await asyncio.sleep(0.25)
-    await asyncio.sleep(0.25)  # quiet: no update without new figures
+    await clock.advance(0.25)
+    await clock.advance(0.25)  # quiet: no update without new figures
     await launcher.close_session(record.session_id)
 
     events = await asyncio.wait_for(watcher, 2)
@@ -380,14 +389,14 @@ async def test_metrics_updates_are_coalesced_per_interval(
 
 
 async def test_no_metrics_update_after_the_end(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(metrics_event_interval=0.1)
     record = await launcher.start_session("call")
     session = await joined(factory.last)
     session.observe("x", 1.0)  # the update is due in 0.1 s, but the session ends first
     await launcher.close_session(record.session_id)
-    await asyncio.sleep(0.2)
+    await clock.advance(0.2)
     stream = launcher.events.watch(record.session_id, 0)
     events = await collect(stream)
     assert EventKind.METRICS_UPDATED not in kinds(events)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import pytest
@@ -20,7 +19,15 @@ from agentplane.core import (
     SessionState,
 )
 from agentplane.core.launcher import CANCEL_GRACE
-from tests.support import FakeAgent, FakeAgents, joined, settle, wait_ended, wait_until
+from tests.support import (
+    FakeAgent,
+    FakeAgents,
+    VirtualClockLoop,
+    joined,
+    settle,
+    wait_ended,
+    wait_until,
+)
 
 from .conftest import MakeLauncher
 
@@ -39,7 +46,8 @@ def _assert_nothing_left(launcher: Any, tasks_before: int) -> None:
 async def test_create_agent_raising(
     make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
 ) -> None:
-    factory = FakeAgents(delay=0.05, errors=[RuntimeError("model download failed")])
+    gate = asyncio.Event()
+    factory = FakeAgents(gate=gate, errors=[RuntimeError("model download failed")])
     launcher = await make_launcher(factory, max_concurrent_sessions=1)
     cursor = launcher.events.last_cursor
     tasks_before = len(asyncio.all_tasks())
@@ -48,6 +56,7 @@ async def test_create_agent_raising(
         start = asyncio.create_task(launcher.start_session("call"))
         await wait_until(lambda: factory.calls == 1)
         (session_id,) = launcher._live  # the id the failed Start never returned
+        gate.set()  # create_agent raises now
         with pytest.raises(AgentStartFailed) as failed:
             await start
 
@@ -88,15 +97,19 @@ async def test_create_agent_rejecting_metadata_kwargs(make_launcher: MakeLaunche
     assert "unexpected" in failed.value.message
 
 
-async def test_create_agent_timing_out(make_launcher: MakeLauncher) -> None:
+async def test_create_agent_timing_out(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     factory = FakeAgents(delay=10.0)
     launcher = await make_launcher(factory, create_agent_timeout=0.1, max_concurrent_sessions=1)
     tasks_before = len(asyncio.all_tasks())
-    began = time.perf_counter()
+    start = asyncio.create_task(launcher.start_session("call"))
+    await clock.advance(0.099)
+    assert not start.done()
+    await clock.advance(0.002)
+    assert start.done()
     with pytest.raises(AgentStartFailed) as failed:
-        await launcher.start_session("call")
-    elapsed = time.perf_counter() - began
-    assert 0.09 <= elapsed < 1.0
+        await start
     assert "did not finish within 0.1 s" in failed.value.message
     assert factory.cancelled == 1  # the slow create_agent was cancelled, not left running
     await settle()
@@ -127,17 +140,19 @@ class StubbornFactory:
 
 
 async def test_create_agent_ignoring_cancellation_is_answered_and_abandoned(
-    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture, clock: VirtualClockLoop
 ) -> None:
     factory = StubbornFactory()
     launcher = await make_launcher(factory, create_agent_timeout=0.1, max_concurrent_sessions=1)
-    began = time.perf_counter()
     try:
         with caplog.at_level(logging.ERROR, LOGGER), pytest.raises(AgentStartFailed) as failed:
-            await asyncio.wait_for(launcher.start_session("call"), 5)
-        elapsed = time.perf_counter() - began
-        # Answered at the timeout plus the cancel grace, not when the factory gives in.
-        assert elapsed < 0.1 + CANCEL_GRACE + 0.5
+            start = asyncio.create_task(launcher.start_session("call"))
+            # Answered at the timeout plus the cancel grace, not when the factory gives in.
+            await clock.advance(0.1 + CANCEL_GRACE - 0.001)
+            assert not start.done()
+            await clock.advance(0.002)
+            assert start.done()
+            await start
         assert "did not finish within 0.1 s" in failed.value.message
         assert factory.cancel_count == 1
         assert any("ignored cancellation" in r.getMessage() for r in caplog.records)
@@ -149,10 +164,11 @@ async def test_create_agent_ignoring_cancellation_is_answered_and_abandoned(
             await launcher.start_session("other")
     finally:
         factory.release.set()
-    await wait_until(lambda: launcher.abandoned_tasks == 0 and launcher.accepting)
+    await clock.settle()  # the factory gives in: no time passes for what follows
+    assert launcher.abandoned_tasks == 0 and launcher.accepting
     # The agent it made late was closed, never run.
     (late,) = factory.made
-    await wait_until(lambda: late.close_calls == 1)
+    assert late.close_calls == 1
     assert not late.joined.is_set()
     assert launcher.stats().in_flight == 0
 
@@ -210,7 +226,7 @@ async def rogue_join(agent: RogueAgent, call_type: str, call_id: str, **_: Any) 
 
 
 async def test_join_call_ignoring_cancellation_is_abandoned(
-    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture, clock: VirtualClockLoop
 ) -> None:
     factory = FakeAgents(RogueAgent)
     launcher = await make_launcher(factory, rogue_join, stop_timeout=0.3, max_concurrent_sessions=1)
@@ -219,12 +235,14 @@ async def test_join_call_ignoring_cancellation_is_abandoned(
     assert isinstance(agent, RogueAgent)
     await asyncio.wait_for(agent.joined.wait(), 1)
 
-    began = time.perf_counter()
     with caplog.at_level(logging.ERROR, LOGGER):
-        closed = await asyncio.wait_for(launcher.close_session(record.session_id), 2)
-    elapsed = time.perf_counter() - began
+        closing = asyncio.create_task(launcher.close_session(record.session_id))
+        await clock.advance(0.299)  # join_call gets stop_timeout (0.3 s) to end
+        assert not closing.done()
+        await clock.advance(0.002)
+        assert closing.done()
+        closed = await closing
     try:
-        assert 0.29 <= elapsed < 1.0
         assert closed.state is SessionState.ENDED
         assert closed.end_reason is EndReason.CLOSED_BY_REQUEST
         assert agent.cancel_count == 1
@@ -242,10 +260,11 @@ async def test_join_call_ignoring_cancellation_is_abandoned(
     finally:
         for made in factory.agents:  # rogue tasks would outlive the test's event loop
             made.release.set()
-    await wait_until(lambda: launcher.abandoned_tasks == 0)
+    await clock.settle()  # the rogue task finishes: no time passes for what follows
+    assert launcher.abandoned_tasks == 0
     assert agent.finished
     # Once it really finished, its slot is free again.
-    await wait_until(lambda: launcher.accepting)
+    assert launcher.accepting
     await launcher.start_session("next")
     factory.last.release.set()  # a rogue agent too: let it end with the test
     # Finishing late does not touch the ended record.
@@ -287,15 +306,18 @@ class CloseHangs(FakeAgent):
 
 
 async def test_agent_close_hanging_is_bounded_by_stop_timeout(
-    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture
+    make_launcher: MakeLauncher, caplog: pytest.LogCaptureFixture, clock: VirtualClockLoop
 ) -> None:
     factory = FakeAgents(CloseHangs)
     launcher = await make_launcher(factory, stop_timeout=0.2)
     record = await launcher.start_session("call")
-    began = time.perf_counter()
     with caplog.at_level(logging.ERROR, LOGGER):
-        closed = await asyncio.wait_for(launcher.close_session(record.session_id), 2)
-    assert time.perf_counter() - began < 1.0
+        closing = asyncio.create_task(launcher.close_session(record.session_id))
+        await clock.advance(0.199)  # close() gets stop_timeout (0.2 s), not its 30 s
+        assert not closing.done()
+        await clock.advance(0.002)
+        assert closing.done()
+        closed = await closing
     assert closed.state is SessionState.ENDED
     assert any("timed out" in r.getMessage() for r in caplog.records)
 
@@ -417,7 +439,9 @@ async def test_launcher_errors_share_a_base(make_launcher: MakeLauncher) -> None
         await launcher.start_session("call")
 
 
-async def test_nan_from_idle_for_counts_as_busy(make_launcher: MakeLauncher) -> None:
+async def test_nan_from_idle_for_counts_as_busy(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     class NanIdle:
         def idle_for(self) -> float:
             return float("nan")
@@ -430,7 +454,7 @@ async def test_nan_from_idle_for_counts_as_busy(make_launcher: MakeLauncher) -> 
 
     launcher = await make_launcher(create, join, agent_idle_timeout=0.05)
     session = await launcher.start_session("call-nan")
-    await asyncio.sleep(0.2)  # several idle checks ran; the loop must still work
+    await clock.advance(0.2)  # four idle checks ran; the loop must still work
     assert (await launcher.get_session(session.session_id)).state.name == "RUNNING"
     await asyncio.wait_for(launcher.close_session(session.session_id), 2)
 

@@ -12,7 +12,7 @@ from agentplane.core import (
     SessionNotFound,
     SessionState,
 )
-from tests.support import FakeAgents, settle, wait_ended, wait_until
+from tests.support import FakeAgents, VirtualClockLoop, settle, wait_ended, wait_until
 
 from .conftest import MakeLauncher
 
@@ -33,11 +33,16 @@ async def test_same_key_twice_returns_the_same_session(
 async def test_concurrent_starts_with_one_key_share_a_slow_create(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = FakeAgents(delay=0.2)
+    gate = asyncio.Event()
+    factory = FakeAgents(gate=gate)
     launcher = await make_launcher(factory, max_concurrent_sessions=1)
-    results = await asyncio.gather(
+    starts = asyncio.gather(
         *(launcher.start_session("call", idempotency_key="req-1") for _ in range(5))
     )
+    await wait_until(lambda: factory.creating == 1)
+    await settle()  # the four replays arrive while the agent is being made
+    gate.set()
+    results = await starts
     assert len({r.session_id for r in results}) == 1
     # Every caller waited for the agent: none got a half-started session.
     assert all(r.state is SessionState.RUNNING for r in results)
@@ -62,11 +67,14 @@ async def test_same_key_for_another_call_conflicts(make_launcher: MakeLauncher) 
 async def test_same_key_conflicts_while_the_first_start_is_still_running(
     make_launcher: MakeLauncher,
 ) -> None:
-    launcher = await make_launcher(FakeAgents(delay=0.2))
+    gate = asyncio.Event()
+    factory = FakeAgents(gate=gate)
+    launcher = await make_launcher(factory)
     first = asyncio.create_task(launcher.start_session("call-a", idempotency_key="req-1"))
-    await wait_until(lambda: launcher.stats().in_flight == 1)
+    await wait_until(lambda: factory.creating == 1)  # still running: its agent is being made
     with pytest.raises(IdempotencyConflict):
         await launcher.start_session("call-b", idempotency_key="req-1")
+    gate.set()
     assert (await first).state is SessionState.RUNNING
 
 
@@ -103,13 +111,18 @@ async def test_a_failed_start_frees_its_key(make_launcher: MakeLauncher) -> None
 
 
 async def test_concurrent_replay_of_a_failing_start_fails_too(make_launcher: MakeLauncher) -> None:
-    factory = FakeAgents(delay=0.1, errors=[RuntimeError("boom")])
+    gate = asyncio.Event()
+    factory = FakeAgents(gate=gate, errors=[RuntimeError("boom")])
     launcher = await make_launcher(factory)
-    results = await asyncio.gather(
+    starts = asyncio.gather(
         launcher.start_session("call", idempotency_key="req-1"),
         launcher.start_session("call", idempotency_key="req-1"),
         return_exceptions=True,
     )
+    await wait_until(lambda: factory.creating == 1)
+    await settle()  # the replay waits for the first start
+    gate.set()  # ...which fails now
+    results = await starts
     assert [type(r) for r in results] == [AgentStartFailed, AgentStartFailed]
     assert factory.calls == 1
     assert launcher.stats().in_flight == 0
@@ -118,7 +131,7 @@ async def test_concurrent_replay_of_a_failing_start_fails_too(make_launcher: Mak
 async def test_replay_of_a_cancelled_start_is_not_cancelled_itself(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = FakeAgents(delay=5.0)
+    factory = FakeAgents(gate=asyncio.Event())  # never opened: create_agent never returns
     launcher = await make_launcher(factory)
     first = asyncio.create_task(launcher.start_session("call", idempotency_key="req-1"))
     await wait_until(lambda: factory.calls == 1)
@@ -133,7 +146,7 @@ async def test_replay_of_a_cancelled_start_is_not_cancelled_itself(
         await asyncio.wait_for(replay, 1)
     assert launcher.stats().in_flight == 0
     # The key is free again.
-    factory.delay = 0
+    factory.gate = None
     assert (await launcher.start_session("call", idempotency_key="req-1")).state is (
         SessionState.RUNNING
     )
@@ -153,12 +166,15 @@ async def test_replay_after_the_session_ended_answers_the_ended_session(
 
 
 async def test_key_is_forgotten_with_the_session(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(session_retention_seconds=0.05)
     first = await launcher.start_session("call", idempotency_key="req-1")
     await launcher.close_session(first.session_id)
-    await asyncio.sleep(0.15)
+    await clock.advance(0.049)
+    again = await launcher.start_session("call", idempotency_key="req-1")
+    assert again.session_id == first.session_id  # retained: still the same session
+    await clock.advance(0.002)
     with pytest.raises(SessionNotFound):
         await launcher.get_session(first.session_id)
     second = await launcher.start_session("call", idempotency_key="req-1")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agentplane.core import AgentStartFailed, EndReason, SessionState
-from tests.support import FakeAgent, FakeAgents, settle, wait_until
+from tests.support import FakeAgent, FakeAgents, VirtualClockLoop, settle, wait_until
 
 from .conftest import MakeLauncher
 
@@ -61,7 +61,9 @@ async def test_start_close_cycles_leave_nothing_behind(make_launcher: MakeLaunch
 
 
 @pytest.mark.slow
-async def test_registry_is_empty_after_retention(make_launcher: MakeLauncher) -> None:
+async def test_registry_is_empty_after_retention(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     launcher = await make_launcher(session_retention_seconds=0.1, max_retained_sessions=10_000)
     baseline = len(asyncio.all_tasks())
     registry: Any = launcher._registry
@@ -73,11 +75,12 @@ async def test_registry_is_empty_after_retention(make_launcher: MakeLauncher) ->
             await launcher.close_session(record.session_id)
         else:
             launcher._live[record.session_id].agent.release.set()  # completes by itself
-    await wait_until(lambda: launcher.stats().in_flight == 0)
+    await clock.settle()  # the released agents finish: no time passes
+    assert launcher.stats().in_flight == 0
     assert len(registry) > 0
 
-    await wait_until(lambda: len(registry) == 0, timeout=2)
-    await _wait_for_tasks(baseline)
+    await clock.advance(0.1)  # the retention window of the last of them
+    assert len(registry) == 0
     assert len(launcher._retention) == 0
     assert registry._by_key == {}
     assert registry._admitted == set()
@@ -125,7 +128,9 @@ class _CallbackCounter:
 
 
 @pytest.mark.slow
-async def test_idle_sessions_cost_no_periodic_work(make_launcher: MakeLauncher) -> None:
+async def test_idle_sessions_cost_no_periodic_work(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     loop = asyncio.get_running_loop()
     launcher = await make_launcher(FakeAgent, agent_idle_timeout=60.0)
     assert not hasattr(FakeAgent, "idle_for")  # presence-based idle tracking
@@ -148,9 +153,9 @@ async def test_idle_sessions_cost_no_periodic_work(make_launcher: MakeLauncher) 
     assert IDLE_SESSIONS <= scheduled - baseline_scheduled <= IDLE_SESSIONS + 5
     tasks = len(asyncio.all_tasks())
 
-    # Half a second of quiet: the loop runs (almost) no callbacks at all, not one per session.
+    # Half a minute of quiet: the loop runs (almost) no callbacks at all, not one per session.
     with _CallbackCounter() as counter:
-        await asyncio.sleep(0.5)
+        await clock.advance(30)
     assert counter.count < 20, counter.count
 
     assert len(loop._scheduled) == scheduled  # type: ignore[attr-defined]

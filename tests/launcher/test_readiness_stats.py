@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from agentplane.core import (
     SessionRecord,
     SessionState,
 )
-from tests.support import FakeAgents, joined, wait_ended, wait_until
+from tests.support import FakeAgents, VirtualClockLoop, joined, wait_ended, wait_until
 
 from .conftest import MakeLauncher
 
@@ -49,11 +50,15 @@ async def test_accepting_listener_follows_capacity_and_drain(
 
 
 async def test_accepting_listener_sees_starts_in_flight(make_launcher: MakeLauncher) -> None:
-    launcher = await make_launcher(FakeAgents(delay=0.1), max_concurrent_sessions=1)
+    gate = asyncio.Event()
+    factory = FakeAgents(gate=gate)
+    launcher = await make_launcher(factory, max_concurrent_sessions=1)
     seen: list[bool] = []
     launcher.add_accepting_listener(seen.append)
     start = asyncio.create_task(launcher.start_session("a"))
-    await wait_until(lambda: seen == [True, False])  # full while the agent is created
+    await wait_until(lambda: factory.creating == 1)
+    assert seen == [True, False]  # full while the agent is created
+    gate.set()
     await start
     assert seen == [True, False]
 
@@ -126,7 +131,8 @@ async def test_stats(make_launcher: MakeLauncher, factory: FakeAgents) -> None:
     assert launcher.stats().rejected_by_reason == {"MAX_CONCURRENT_SESSIONS": 1}
 
     await joined(agent_a)
-    await asyncio.sleep(0.05)
+    # a runs 0.05 s at least, on the clock records use (the wall clock).
+    await wait_until(lambda: time.time() - a.started_at >= 0.05)
     agent_a.release.set()  # completes
     agent_b.error = RuntimeError("lost the call")
     await joined(agent_b)
@@ -174,16 +180,20 @@ class RecordingHooks:
         self.rejected.append(reason)
 
 
-async def test_hooks_observe_the_lifecycle(make_launcher: MakeLauncher) -> None:
+async def test_hooks_observe_the_lifecycle(
+    make_launcher: MakeLauncher, clock: VirtualClockLoop
+) -> None:
     hooks = RecordingHooks()
     launcher = await make_launcher(FakeAgents(delay=0.05), max_sessions_per_call=1, hooks=[hooks])
-    record = await launcher.start_session("call")
+    start = asyncio.create_task(launcher.start_session("call"))
+    await clock.advance(0.05)
+    record = await start
     with pytest.raises(AdmissionRejected):
         await launcher.start_session("call")
     await launcher.close_session(record.session_id)
     assert len(hooks.started) == 1
     assert hooks.started[0][0] == record.session_id
-    assert hooks.started[0][1] >= 0.04  # the time create_agent took
+    assert hooks.started[0][1] == pytest.approx(0.05)  # the time create_agent took
     assert hooks.ended == [(record.session_id, EndReason.CLOSED_BY_REQUEST)]
     assert hooks.rejected == ["MAX_SESSIONS_PER_CALL"]
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from agentplane.core import EndReason, SessionNotFound, SessionState
-from tests.support import FakeAgents, joined, settle, wait_ended
+from tests.support import FakeAgents, VirtualClockLoop, joined, settle, wait_ended
 
 from .conftest import MakeLauncher
 
@@ -45,17 +43,17 @@ async def test_ended_record_is_readable_with_final_metrics(
 
 
 async def test_ended_session_is_forgotten_after_retention(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(session_retention_seconds=0.3)
     record = await launcher.start_session("call", idempotency_key="k")
     await launcher.close_session(record.session_id)
 
-    await asyncio.sleep(0.05)
+    await clock.advance(0.299)
     assert (await launcher.get_session(record.session_id)).state is SessionState.ENDED
     assert record.session_id in launcher.events._sessions
 
-    await asyncio.sleep(0.4)
+    await clock.advance(0.002)
     with pytest.raises(SessionNotFound):
         await launcher.get_session(record.session_id)
     with pytest.raises(SessionNotFound):
@@ -71,11 +69,11 @@ async def test_ended_session_is_forgotten_after_retention(
 
 
 async def test_running_sessions_are_not_expired(
-    make_launcher: MakeLauncher, factory: FakeAgents
+    make_launcher: MakeLauncher, factory: FakeAgents, clock: VirtualClockLoop
 ) -> None:
     launcher = await make_launcher(session_retention_seconds=0.05)
     record = await launcher.start_session("call")
-    await asyncio.sleep(0.2)
+    await clock.advance(60)
     assert (await launcher.get_session(record.session_id)).state is SessionState.RUNNING
 
 
