@@ -262,3 +262,19 @@ async def test_accept_failures_are_logged_once_per_interval(
         loop.set_exception_handler(None)
     assert len([r for r in caplog.records if "accept() failed" in r.getMessage()]) == 1
     assert seen == [ACCEPT_FAILED, "something else"]  # another port's failure goes on
+
+
+async def test_an_idle_kept_alive_connection_is_closed_after_keep_alive_timeout() -> None:
+    http = HttpServer(APP, "127.0.0.1", 0, limits=HttpLimits(keep_alive_timeout=1, head_timeout=30))
+    await http.start()
+    try:
+        reader, writer = await _connect(http)
+        loop = asyncio.get_running_loop()
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _ = await _answer(reader)
+        assert status == 200
+        answered = loop.time()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed without a word
+        assert loop.time() - answered < 5  # the keep-alive bound, not the 30 s head timeout
+    finally:
+        await http.stop(1.0)

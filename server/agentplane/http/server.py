@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,7 +56,7 @@ class HttpServer:
             host=host,
             port=port,
             http=guarded_protocol(limits),
-            timeout_keep_alive=int(limits.keep_alive_timeout) or 1,
+            timeout_keep_alive=math.ceil(limits.keep_alive_timeout),  # whole seconds in uvicorn
             lifespan="off",
             log_config=None,
             access_log=False,
