@@ -445,3 +445,37 @@ def test_the_core_refuses_non_finite_metadata_from_any_caller() -> None:
         validate_start("c1", "default", {"ok": 1.5, "bad": [1, {"x": math.inf}]}, "")
     assert [v.field for v in caught.value.violations] == ["metadata.bad"]
     validate_start("c1", "default", {"ok": 1.5, "nested": {"n": [1, 2.0]}}, "")
+
+
+def test_the_grpclib_and_h2_seams_the_limits_rely_on_are_there() -> None:
+    """agentplane.rpc.transport subclasses grpclib at these points; an upgrade that
+    moves one fails here by name (the behaviour tests above fail too)."""
+    from importlib.metadata import version
+
+    import grpclib.protocol
+    import grpclib.server
+
+    assert version("grpclib") == "0.4.9"  # pinned in pyproject.toml
+    assert callable(grpclib.server.Server._protocol_factory)
+    assert callable(grpclib.server.Handler.cancel)
+    processor_methods = (
+        "process_request_received",
+        "process_data_received",
+        "process_stream_ended",
+        "process_stream_reset",
+        "process_trailers_received",
+        "process_remote_settings_changed",
+    )
+    for name in processor_methods:
+        assert callable(getattr(grpclib.protocol.EventsProcessor, name)), name
+    conn = h2.connection.H2Connection()
+    assert (
+        conn.decoder.max_header_list_size == h2.connection.H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE
+    )
+    # grpclib's stream reader: a 5-byte prefix, then recv_data(declared length).
+    import inspect
+
+    import grpclib.stream
+
+    source = inspect.getsource(grpclib.stream.recv_message)
+    assert "recv_data(5)" in source and "recv_data(message_len)" in source
