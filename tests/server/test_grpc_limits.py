@@ -153,6 +153,25 @@ class RawH2:
         self.writer.close()
 
 
+def _ld(tag: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    n, varint = len(data), b""
+    while True:
+        low, n = n & 0x7F, n >> 7
+        varint += bytes([low | 0x80 if n else low])
+        if not n:
+            return bytes([tag]) + varint + data
+
+
+def too_deep_start_request(depth: int = 300) -> bytes:
+    """StartRequest.metadata nesting Structs ``depth`` deep (protobuf parses 100)."""
+    value = b""
+    for _ in range(depth):
+        entry = _ld(0x0A, b"a") + _ld(0x12, value)  # Struct.fields entry {key, value}
+        value = _ld(0x2A, _ld(0x0A, entry))  # Value.struct_value
+    return _ld(0x1A, _ld(0x0A, _ld(0x0A, b"a") + _ld(0x12, value)))  # StartRequest.metadata
+
+
 def health_request() -> bytes:
     return grpc_frame(health_pb2.HealthCheckRequest(service="").SerializeToString())
 
@@ -239,6 +258,7 @@ async def test_messages_arriving_on_one_connection_share_a_budget(toy: Toy) -> N
         (grpc_frame(b"\xff\xff\xff"), "malformed"),  # corrupt protobuf
         (grpc_frame(b"\x0a\x02\xc3\x28"), "malformed"),  # invalid UTF-8 in a string field
         (grpc_frame(b"\x0a" * 300 + b"\x00"), "malformed"),  # truncated nested bytes
+        (grpc_frame(too_deep_start_request()), "malformed"),  # nested too deep
         (grpc_frame(b"\x0a\x00", compressed=True), "compressed"),
         (grpc_frame(b"\x0a\x05ab", declared=7), "ended inside a gRPC message"),  # truncated body
         (b"\x00\x00", "ended inside a gRPC message"),  # truncated prefix
@@ -479,3 +499,18 @@ def test_the_grpclib_and_h2_seams_the_limits_rely_on_are_there() -> None:
 
     source = inspect.getsource(grpclib.stream.recv_message)
     assert "recv_data(5)" in source and "recv_data(message_len)" in source
+
+
+async def test_serve_options_grpc_limits_reach_the_served_port(toy: Toy) -> None:
+    from agentplane.server import ServeOptions
+    from agentplane.testing import serving
+
+    options = ServeOptions(api_token=None, grpc_limits=GrpcLimits(max_message_bytes=100))
+    async with serving(toy.launcher(), options, http=False) as served:
+        raw = await RawH2.open(served.grpc_port)
+        big = raw.request(START, grpc_frame(b"", declared=101))
+        await raw.until(lambda: raw.status(big)[0] is not None)
+        status, message = raw.status(big)
+        assert status == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        assert message is not None and "limit of 100 bytes" in message
+        raw.close()
