@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 from playwright.async_api import Page
 
-from agentplane.server import AgentLauncher, Runner, ServeOptions, SessionContext
+from agentplane.server import AgentLauncher, ServeOptions, SessionContext
+from tests.support import serving, wait_until
 
 from .support import Served
 
@@ -128,27 +129,8 @@ class _SlowStart:
 
 @contextlib.asynccontextmanager
 async def _serving(launcher: AgentLauncher) -> AsyncIterator[Served]:
-    runner = Runner(launcher, ServeOptions(api_token=None, demo_page=True))
-    ready = asyncio.Event()
-    task = asyncio.create_task(
-        runner.serve(host="127.0.0.1", grpc_port=0, http_port=0, on_ready=lambda _: ready.set())
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), 15)
-        yield Served(runner, None)
-    finally:
-        runner.stop()
-        await runner.launcher.shutdown()
-        await asyncio.wait_for(task, 15)
-
-
-async def _until(predicate: Any, within: float = 10.0) -> None:
-    """Poll ``predicate()`` until true, or fail after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+    async with serving(launcher, ServeOptions(api_token=None, demo_page=True)) as served:
+        yield Served(served.runner, None)
 
 
 async def test_a_reload_mid_start_resumes_with_the_same_idempotency_key(page: Page) -> None:
@@ -157,7 +139,7 @@ async def test_a_reload_mid_start_resumes_with_the_same_idempotency_key(page: Pa
         slow.create_agent, slow.join_call, max_sessions_per_call=1, drain_timeout=2
     )
     async with _serving(launcher) as served:
-        keys: list[str] = []
+        keys: list[str | None] = []
         page.on(
             "request",
             lambda request: (
@@ -168,9 +150,10 @@ async def test_a_reload_mid_start_resumes_with_the_same_idempotency_key(page: Pa
         )
         await page.goto(served.demo(call_id="reload-call"))
         await page.click("#start")
-        await _until(lambda: slow.calls == 1)
+        await wait_until(lambda: slow.calls == 1, timeout=10)
         await page.reload()  # the tab reloads while Start waits for create_agent
-        await _until(lambda: slow.cancelled == 1)  # the abandoned attempt was rolled back
+        # The abandoned attempt was rolled back.
+        await wait_until(lambda: slow.cancelled == 1, timeout=10)
         await asyncio.wait_for(slow.second.wait(), 10)  # the reloaded page retried by itself
         slow.release.set()
         await page.wait_for_selector('#state[data-state="running"]')

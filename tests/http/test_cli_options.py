@@ -71,4 +71,4 @@ def test_gateway_cors_default_is_no_origin(monkeypatch: pytest.MonkeyPatch) -> N
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert tuple(seen["cors"].allow_origins) == ("https://app.example",)
-    assert tuple(seen["allowed_hosts"]) == ("gw.example",)
+    assert seen["allowed_hosts"] == ("gw.example",)
