@@ -9,8 +9,7 @@ import time
 import pytest
 
 from agentplane.ops.loop_monitor import LoopMonitor
-from agentplane.server import Runner, ServeOptions
-from tests.support import FakeAgents, wait_until
+from tests.support import FakeAgents, serving, wait_until
 
 
 def _block(seconds: float) -> None:
@@ -42,21 +41,11 @@ async def test_a_blocking_task_is_named_with_its_session(caplog: pytest.LogCaptu
 
 
 async def test_lag_and_blocks_are_in_the_metrics() -> None:
-    agents = FakeAgents()
-    runner = Runner(agents.launcher(), ServeOptions(api_token=None))
-    ready = asyncio.Event()
-    serving = asyncio.create_task(
-        runner.serve(host="127.0.0.1", grpc_port=0, on_ready=lambda _: ready.set())
-    )
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
-        metrics = runner.operator_metrics
+    async with serving(FakeAgents().launcher(), http=False) as served:
+        metrics = served.runner.operator_metrics
         await wait_until(lambda: b"agentplane_event_loop_lag_seconds_count" in metrics.exposition()
                          and _count(metrics.exposition()) >= 1)  # fmt: skip
         assert b"agentplane_event_loop_blocked_total 0.0" in metrics.exposition()
-    finally:
-        runner.stop()
-        await asyncio.wait_for(serving, 20)
 
 
 def _count(exposition: bytes) -> float:

@@ -39,7 +39,7 @@ async def test_invalid_call_id_is_invalid_argument_naming_the_field(
     toy: Toy, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
 
     error = await _error(stub.Start, pb.StartRequest(call_id="not a valid id!"))
 
@@ -60,7 +60,7 @@ async def test_unknown_session_is_not_found_naming_the_id(
     toy: Toy, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     missing = "5a0c7f52-0000-4000-8000-000000000000"
 
     for method, request in (
@@ -90,7 +90,7 @@ async def test_unknown_session_is_not_found_naming_the_id(
 
 async def test_max_concurrent_sessions(toy: Toy, serve: Servers, clients: Clients) -> None:
     served = await serve(toy.launcher(max_concurrent_sessions=1))
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     first = await asyncio.to_thread(stub.Start, pb.StartRequest(call_id="c1"), timeout=5)
 
     error = await _error(stub.Start, pb.StartRequest(call_id="c2"))
@@ -105,7 +105,7 @@ async def test_max_concurrent_sessions(toy: Toy, serve: Servers, clients: Client
 
 async def test_max_sessions_per_call(toy: Toy, serve: Servers, clients: Clients) -> None:
     served = await serve(toy.launcher(max_sessions_per_call=1))
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     await asyncio.to_thread(stub.Start, pb.StartRequest(call_id="busy"), timeout=5)
 
     error = await _error(stub.Start, pb.StartRequest(call_id="busy"))
@@ -118,7 +118,7 @@ async def test_max_sessions_per_call(toy: Toy, serve: Servers, clients: Clients)
 
 async def test_rate_limit_has_retry_info(toy: Toy, serve: Servers, clients: Clients) -> None:
     served = await serve(toy.launcher(permits_per_minute=1))
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     await asyncio.to_thread(stub.Start, pb.StartRequest(call_id="r1"), timeout=5)
 
     error = await _error(stub.Start, pb.StartRequest(call_id="r2"))
@@ -130,7 +130,7 @@ async def test_rate_limit_has_retry_info(toy: Toy, serve: Servers, clients: Clie
 
 async def test_draining_is_unavailable(toy: Toy, serve: Servers, clients: Clients) -> None:
     served = await serve(toy.launcher())
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     await served.launcher.drain(timeout=0)
 
     error = await _error(stub.Start, pb.StartRequest(call_id="late"))
@@ -143,7 +143,7 @@ async def test_create_agent_failure_is_internal_with_the_exception_text(
     toy: Toy, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     toy.fail_with = "model weights missing: xyz-42"
 
     error = await _error(stub.Start, pb.StartRequest(call_id="doomed"))
@@ -159,7 +159,7 @@ async def test_idempotency_key_reused_for_another_call(
     toy: Toy, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     first = await asyncio.to_thread(
         stub.Start, pb.StartRequest(call_id="call-a", idempotency_key="key-1"), timeout=5
     )
@@ -179,7 +179,7 @@ async def test_start_abandoned_by_its_deadline_leaves_nothing_behind(
     toy: Toy, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher(max_concurrent_sessions=1))
-    stub = clients.aio_stub(served.target)
+    stub = clients.aio_stub(served.grpc_target)
     slow = pb.StartRequest(call_id="slow", metadata=metadata(create_delay=2.0))
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -199,7 +199,7 @@ async def test_concurrent_retries_with_one_idempotency_key_start_one_session(
     toy: Toy, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
-    stub = clients.aio_stub(served.target)
+    stub = clients.aio_stub(served.grpc_target)
     request = pb.StartRequest(
         call_id="retry", idempotency_key="k-7", metadata=metadata(create_delay=0.2)
     )
@@ -232,7 +232,7 @@ async def test_a_hook_that_raises_is_internal_with_a_fixed_message_logged_once(
         raise RuntimeError(secret)
 
     served = await serve(toy.launcher(), open_options(can_view_session=broken))
-    stub = clients.sync_stub(served.target)
+    stub = clients.sync_stub(served.grpc_target)
     first = await asyncio.to_thread(stub.Start, pb.StartRequest(call_id="c1"), timeout=5)
     caplog.clear()
 
@@ -260,7 +260,7 @@ async def test_a_hook_that_raises_is_internal_with_a_fixed_message_logged_once(
     # An unexpected failure of get_current_user is the same: INTERNAL, nothing started.
     caplog.clear()
     again = await serve(toy.launcher(), open_options(get_current_user=broken))
-    start = await _error(clients.sync_stub(again.target).Start, pb.StartRequest(call_id="c2"))
+    start = await _error(clients.sync_stub(again.grpc_target).Start, pb.StartRequest(call_id="c2"))
     assert (start.code, start.message) == (grpc.StatusCode.INTERNAL, "internal error")
     assert len([r for r in caplog.records if r.exc_info is not None]) == 1
     assert again.launcher.stats().started == 0

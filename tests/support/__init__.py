@@ -18,7 +18,7 @@ from .agents import (
 )
 from .clock import VirtualClockLoop
 from .events import collect, ended_event_of, kinds
-from .servers import KINDS, Deployment, LegacyServed, Servers, deploy, open_options
+from .servers import KINDS, Deployment, Servers, deploy, open_options
 from .waiting import settle, wait_ended, wait_until_sync
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "FakeAgent",
     "FakeAgents",
     "GatewayAgents",
-    "LegacyServed",
     "Served",
     "ServerAgents",
     "Servers",

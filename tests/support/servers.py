@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,19 +37,6 @@ def open_options(**options: Any) -> ServeOptions:
     return ServeOptions(**options)
 
 
-@dataclass(frozen=True)
-class LegacyServed(Served):
-    """``Served`` with the names test_server_errors.py still reads (``port``, ``target``)."""
-
-    @property
-    def port(self) -> int:
-        return self.grpc_port
-
-    @property
-    def target(self) -> str:
-        return self.grpc_target
-
-
 class Servers:
     """``await serve(launcher, options)``: a real server on 127.0.0.1:0 (gRPC only).
 
@@ -68,12 +54,10 @@ class Servers:
         *,
         start: bool = True,
         http: bool = False,
-    ) -> LegacyServed:
-        served = await self._stack.enter_async_context(
+    ) -> Served:
+        return await self._stack.enter_async_context(
             serving(launcher, options or open_options(), http=http, ready=start)
         )
-        fields = {f.name: getattr(served, f.name) for f in dataclasses.fields(served)}
-        return LegacyServed(**fields)
 
     async def aclose(self) -> None:
         await self._stack.aclose()
