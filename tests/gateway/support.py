@@ -12,17 +12,12 @@ from typing import Any
 from agentplane.server import AgentLauncher
 from tests.support import KINDS as KINDS
 from tests.support import Deployment as Deployment
-from tests.support import FakeAgent, GatewayAgents, wait_until
+from tests.support import FakeAgent, GatewayAgents
 from tests.support import deploy as deploy
 
 # The shared fakes and harness (tests/support), under the names this folder uses.
 Agent = FakeAgent
 Agents = GatewayAgents
-
-
-async def wait_for(predicate: Any, within: float = 5.0) -> None:
-    """``wait_until`` under this folder's older name."""
-    await wait_until(predicate, within)
 
 
 class CountingWatches:

@@ -14,8 +14,9 @@ import json
 from typing import Any
 
 from agentplane.server import AgentLauncher, SessionContext
+from tests.support import wait_until
 
-from .support import Agent, deploy, wait_for
+from .support import Agent, deploy
 
 
 class SlowStart:
@@ -63,7 +64,7 @@ async def test_an_abandoned_start_is_rolled_back(kind: str) -> None:
         port = int(gw.url.rsplit(":", 1)[1])
         await _start_and_leave(port, {"call_id": "c"}, slow)
         # Within 5 s: the standalone gateway's upstream deadline (10 s) must not be what ends it.
-        await wait_for(lambda: slow.cancelled == 1 and launcher.stats().in_flight == 0, 5)
+        await wait_until(lambda: slow.cancelled == 1 and launcher.stats().in_flight == 0, 5)
         assert launcher.stats().started == 0
         slow.release.set()
         retry = await gw.http.post("/sessions", json={"call_id": "c"})
