@@ -346,6 +346,12 @@ class _GuardedProcessor(EventsProcessor):
             return
         super().process_stream_reset(event)
 
+    def _release(self, stream_id: int) -> None:
+        """What grpclib's release_stream does, for a refused stream it did not release."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None and not self.connection.is_closing():
+            self.connection.ack(stream_id, stream.buffer.unacked_size())
+
     def _forget(self, stream_id: int | None) -> _Framing | None:
         framing = self._framing.pop(stream_id or 0, None)
         if framing is not None:
@@ -369,10 +375,14 @@ class _GuardedProcessor(EventsProcessor):
         self._forget(stream_id)
         stream = self.streams.get(stream_id)
         if stream is not None:
-            # The handler task may not have run yet; either way it stops here,
-            # and grpclib's release_stream (on its way out) acks the buffer.
+            # The handler task stops here. One that already ran releases the
+            # stream in its finally (grpclib's release_stream); one cancelled
+            # before its first step never runs it, so the done callback does.
+            task = getattr(self.handler, "_tasks", {}).get(stream)  # grpclib.server.Handler
             with contextlib.suppress(KeyError):  # grpclib forgot a finished task
                 self.handler.cancel(stream)
+            if task is not None:
+                task.add_done_callback(lambda _task: self._release(stream_id))
         headers = [
             (":status", "200"),
             ("content-type", "application/grpc+proto"),
