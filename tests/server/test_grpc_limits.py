@@ -224,6 +224,17 @@ async def test_refused_streams_are_released(toy: Toy) -> None:
         async with asyncio.timeout(BOUND):
             while held():  # noqa: ASYNC110 - grpclib's stream table has no event
                 await asyncio.sleep(0.01)
+
+        # Streams the client opens and resets at once are released too.
+        for _ in range(50):
+            stream_id = raw.request(START)
+            raw.conn.reset_stream(stream_id)
+        raw.flush()
+        ok = raw.request(HEALTH_CHECK, health_request())
+        await raw.until(lambda: raw.status(ok)[0] is not None)
+        async with asyncio.timeout(BOUND):
+            while held():  # noqa: ASYNC110 - grpclib's stream table has no event
+                await asyncio.sleep(0.01)
         raw.close()
 
 

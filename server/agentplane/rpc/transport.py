@@ -344,7 +344,14 @@ class _GuardedProcessor(EventsProcessor):
         self._forget(event.stream_id)
         if event.stream_id in self._refused:
             return
+        # grpclib cancels the handler; one reset before its first step would
+        # never release the stream (the same gap as in _refuse).
+        stream = self.streams.get(event.stream_id or 0)
+        task = getattr(self.handler, "_tasks", {}).get(stream) if stream is not None else None
         super().process_stream_reset(event)
+        if task is not None and event.stream_id is not None:
+            stream_id = event.stream_id
+            task.add_done_callback(lambda _task: self._release(stream_id))
 
     def _release(self, stream_id: int) -> None:
         """What grpclib's release_stream does, for a refused stream it did not release."""
