@@ -128,10 +128,12 @@ async def test_concurrent_replay_of_a_failing_start_fails_too(make_launcher: Mak
     assert launcher.stats().in_flight == 0
 
 
-async def test_replay_of_a_cancelled_start_is_not_cancelled_itself(
+async def test_replay_of_a_cancelled_start_takes_its_place(
     make_launcher: MakeLauncher,
 ) -> None:
-    factory = FakeAgents(gate=asyncio.Event())  # never opened: create_agent never returns
+    """A retry with the key of a Start whose caller went away (a reloaded tab) gets a session."""
+    gate = asyncio.Event()
+    factory = FakeAgents(gate=gate)  # the first create_agent never returns by itself
     launcher = await make_launcher(factory)
     first = asyncio.create_task(launcher.start_session("call", idempotency_key="req-1"))
     await wait_until(lambda: factory.calls == 1)
@@ -140,16 +142,17 @@ async def test_replay_of_a_cancelled_start_is_not_cancelled_itself(
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
-    # The replaying caller was not cancelled: it must get a launcher error, not
-    # a CancelledError that would look like its own cancellation.
-    with pytest.raises(AgentStartFailed):
-        await asyncio.wait_for(replay, 1)
-    assert launcher.stats().in_flight == 0
-    # The key is free again.
-    factory.gate = None
-    assert (await launcher.start_session("call", idempotency_key="req-1")).state is (
-        SessionState.RUNNING
-    )
+    # The replaying caller was not cancelled: it is not told CancelledError (that
+    # would look like its own cancellation); it starts the session afresh.
+    await wait_until(lambda: factory.calls == 2)
+    gate.set()
+    record = await asyncio.wait_for(replay, 5)
+    assert record.state is SessionState.RUNNING
+    assert launcher.stats().in_flight == 1
+    assert launcher.stats().failed_starts == 1
+    # The key now names that session.
+    again = await launcher.start_session("call", idempotency_key="req-1")
+    assert again.session_id == record.session_id
 
 
 async def test_replay_after_the_session_ended_answers_the_ended_session(

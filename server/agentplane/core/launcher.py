@@ -47,6 +47,10 @@ CANCEL_GRACE = 1.0
 __all__ = ["AgentLauncher", "CreateAgent", "JoinCall", "LauncherHooks", "Warmup"]
 
 
+class _CreatorCancelled(AgentStartFailed):
+    """The Start another caller waited for was cancelled; its key is free again."""
+
+
 class AgentLauncher:
     """Runs the user's ``create_agent`` and ``join_call`` for each session.
 
@@ -247,7 +251,14 @@ class AgentLauncher:
         )
         existing = await self._admit(record)
         if existing is not None:
-            return await self._replay(existing, record)
+            try:
+                return await self._replay(existing, record)
+            except _CreatorCancelled:
+                # The Start that held this key was cancelled (its client went
+                # away, say a closed tab): this retry takes its place.
+                existing = await self._admit(record)
+                if existing is not None:
+                    return await self._replay(existing, record)
 
         loop = asyncio.get_running_loop()
         live = LiveSession(record, self._policy, self.events, self._begin_end, loop)
@@ -380,6 +391,9 @@ class AgentLauncher:
         live = self._live.get(existing.session_id)
         if live is not None and live.started is not None and not live.started.done():
             await self._await_start(live.started)
+        elif live is None and existing.state is SessionState.STARTING:
+            # Its create_agent was abandoned and still holds the key.
+            raise AgentStartFailed("the Start creating this session failed; retry later")
         return existing.snapshot()
 
     @staticmethod
@@ -390,7 +404,7 @@ class AgentLauncher:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if started.cancelled() and (task is None or not task.cancelling()):
-                raise AgentStartFailed("the Start creating this session was cancelled") from None
+                raise _CreatorCancelled("the Start creating this session was cancelled") from None
             raise
 
     async def _abort_start(self, live: LiveSession, *, release_slot: bool = True) -> None:
