@@ -17,9 +17,10 @@ ROOTS = [REPO / "server", REPO / "gateway"]
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "gateway": set(),
+    "net": set(),
     "service": {"core", "clients"},
-    "rpc": {"core", "service", "clients"},
-    "http": {"core", "service", "gateway", "clients"},
+    "rpc": {"core", "service", "net", "clients"},
+    "http": {"core", "service", "gateway", "net", "clients"},
     "ops": {"core"},
     "demo": {"core"},
     "server": {"core", "service", "rpc", "http", "ops", "demo", "gateway", "clients"},

@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentplane.http.limits import ACCEPT_FAILED, AcceptErrorThrottle, HttpLimits
+from agentplane.http.limits import HttpLimits
 from agentplane.http.server import HttpServer
+from agentplane.net import ACCEPT_FAILED, AcceptFailureLog
 
 
 async def _ok(request: Request) -> JSONResponse:
@@ -245,7 +246,7 @@ async def test_accept_failures_are_logged_once_per_interval(
     loop.set_exception_handler(lambda _, context: seen.append(context["message"]))
     try:
         ours, theirs = socket.socket(), socket.socket()
-        throttle = AcceptErrorThrottle(loop, [ours], interval=60)
+        throttle = AcceptFailureLog(loop, [ours], "HTTP", logging.getLogger("agentplane.http"), 60)
         throttle.install()
         caplog.set_level(logging.ERROR, "agentplane.http")
         emfile = OSError(24, "Too many open files")

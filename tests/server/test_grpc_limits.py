@@ -29,8 +29,9 @@ from grpclib.health.v1.health_grpc import HealthStub
 
 from agentplane.clients.grpcio import session_service_pb2 as pb
 from agentplane.core import AgentLauncher
+from agentplane.net import RateLimitedLog
 from agentplane.rpc.server import GrpcServer
-from agentplane.rpc.transport import GrpcLimits, RateLimitedLog
+from agentplane.rpc.transport import GrpcLimits
 from agentplane.service.api import SessionAPI
 
 from .support import Toy, open_options
@@ -434,7 +435,7 @@ async def test_the_connection_cap_refuses_new_connections_while_others_go_on(
 
 def test_repeated_warnings_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
-    limited = RateLimitedLog(10.0, clock=lambda: now[0])
+    limited = RateLimitedLog(logging.getLogger("agentplane.rpc"), 10.0, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="agentplane.rpc"):
         assert limited.warning("accept failed")
         for _ in range(1000):

@@ -31,11 +31,12 @@ import asyncio
 import json
 import logging
 import resource
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from agentplane.net import RateLimitedLog
 
 logger = logging.getLogger("agentplane.http")
 
@@ -119,7 +120,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.cap:
-            _CAP_LOG.note(f"HTTP connection cap of {self.cap} reached: refusing with 503")
+            _CAP_LOG.warning("HTTP connection cap of %d reached: refusing with 503", self.cap)
             self._refuse(503, 14, f"the server holds its maximum of {self.cap} connections")
             return
         self._arm_head_timer()
@@ -220,63 +221,4 @@ def guarded_protocol(limits: HttpLimits) -> type[GuardedProtocol]:
     )
 
 
-class _OncePerInterval:
-    """Logs a recurring condition once per ``interval`` with how often it recurred."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._last = -float("inf")
-        self._suppressed = 0
-
-    def note(self, message: str, *, level: int = logging.WARNING) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            self._suppressed += 1
-            return
-        extra = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
-        self._last, self._suppressed = now, 0
-        logger.log(level, "%s%s", message, extra)
-
-
-_CAP_LOG = _OncePerInterval(10.0)
-ACCEPT_FAILED = "socket.accept() out of system resource"
-
-
-class AcceptErrorThrottle:
-    """A loop exception handler logging accept() failures (EMFILE, ...) once per interval.
-
-    CPython 3.11's ``_accept_connection`` reports each failed ``accept()``
-    through the loop's exception handler and keeps trying up to the backlog
-    in the same tick, so a process out of descriptors logs a traceback per
-    attempt (~19,000 per second measured). Failures of ``sockets`` (the
-    HTTP port's) become one ERROR line per interval with a count; everything
-    else goes on to the handler that was installed before.
-    """
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, sockets: Any = (), interval: float = 10.0
-    ) -> None:
-        self._loop = loop
-        self._fds = {sock.fileno() for sock in sockets}
-        self._previous = loop.get_exception_handler()
-        self._log = _OncePerInterval(interval)
-
-    def install(self) -> None:
-        self._loop.set_exception_handler(self)
-
-    def remove(self) -> None:
-        if self._loop.get_exception_handler() is self:
-            self._loop.set_exception_handler(self._previous)
-
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        sock: Any = context.get("socket")
-        fileno = getattr(sock, "fileno", None)
-        if context.get("message") == ACCEPT_FAILED and fileno is not None and fileno() in self._fds:
-            self._log.note(
-                f"HTTP accept() failed: {context.get('exception')!r}", level=logging.ERROR
-            )
-            return
-        if self._previous is not None:
-            self._previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
+_CAP_LOG = RateLimitedLog(logger, 10.0)

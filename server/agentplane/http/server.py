@@ -16,8 +16,10 @@ from typing import Any
 
 import uvicorn
 
+from agentplane.net import AcceptFailureLog
+
 from .hosts import AllowedHosts, default_allowed_hosts
-from .limits import AcceptErrorThrottle, HttpLimits, guarded_protocol
+from .limits import HttpLimits, guarded_protocol
 
 logger = logging.getLogger("agentplane.http")
 
@@ -47,7 +49,7 @@ class HttpServer:
         if hosts is not None:
             app = AllowedHosts(app, hosts)
         self.limits = limits
-        self._throttle: AcceptErrorThrottle | None = None
+        self._throttle: AcceptFailureLog | None = None
         # httptools parses HTTP/1.1 in C: with h11 (pure Python) the parser
         # was ~28% of the gateway's CPU per request (bench/results/). The
         # protocol is uvicorn's httptools one with agentplane's limits.
@@ -77,7 +79,7 @@ class HttpServer:
                 )
             await asyncio.sleep(0.01)
         sockets = self._server.servers[0].sockets if self._server.servers else ()
-        self._throttle = AcceptErrorThrottle(asyncio.get_running_loop(), sockets)
+        self._throttle = AcceptFailureLog(asyncio.get_running_loop(), sockets, "HTTP", logger)
         self._throttle.install()
         self.port = sockets[0].getsockname()[1] if sockets else self._server.config.port
 

@@ -22,10 +22,11 @@ from grpclib.reflection.service import ServerReflection
 from grpclib.server import Stream
 
 from agentplane.core import AgentLauncher
+from agentplane.net import AcceptFailureLog
 from agentplane.service.api import SessionAPI
 
 from .service import SessionService
-from .transport import AcceptFailureLog, GrpcLimits, LimitedServer
+from .transport import GrpcLimits, LimitedServer, log
 
 SERVICE_NAME = "agentplane.v1.SessionService"
 
@@ -96,7 +97,7 @@ class GrpcServer:
         sockets = listener.sockets if isinstance(listener, asyncio.Server) else ()
         self.port = sockets[0].getsockname()[1] if sockets else port
         self._accept_log = AcceptFailureLog(
-            asyncio.get_running_loop(), sockets, self.limits.log_interval
+            asyncio.get_running_loop(), sockets, "gRPC", log, self.limits.log_interval
         )
         self._accept_log.install()
 

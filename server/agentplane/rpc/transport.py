@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import logging
 import resource
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -57,6 +56,8 @@ from h2.events import (
     TrailersReceived,
 )
 from h2.settings import SettingCodes
+
+from agentplane.net import RateLimitedLog
 
 log = logging.getLogger("agentplane.rpc")
 
@@ -99,71 +100,6 @@ class GrpcLimits:
             raise ValueError("handshake_timeout must be positive")
         if self.max_connections < 1:
             raise ValueError("max_connections must be positive")
-
-
-class RateLimitedLog:
-    """A warning logged at most once per ``interval``, counting what it held back."""
-
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._last: float | None = None
-        self._held = 0
-
-    def warning(self, message: str, *args: object) -> bool:
-        now = self._clock()
-        if self._last is not None and now - self._last < self._interval:
-            self._held += 1
-            return False
-        held, self._held, self._last = self._held, 0, now
-        suffix = f" ({held} more since the last such line)" if held else ""
-        log.warning(message + suffix, *args)
-        return True
-
-
-ACCEPT_FAILED = "socket.accept() out of system resource"
-
-
-class AcceptFailureLog:
-    """A loop exception handler: accept() failures of these sockets, once per interval.
-
-    CPython 3.11's ``_accept_connection`` reports every failed ``accept()``
-    (EMFILE, ENFILE, ENOBUFS, ENOMEM) with a traceback through the loop's
-    exception handler, and goes on trying up to the backlog in the same
-    tick, each failure scheduling a retry a second later. Out of
-    descriptors, that is thousands of tracebacks a second. Failures on
-    ``sockets`` become one WARNING line per interval with a count; anything
-    else goes to the handler installed before.
-    """
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, sockets: Any, interval: float = 10.0
-    ) -> None:
-        self._loop = loop
-        self._fds = {sock.fileno() for sock in sockets}
-        self._previous = loop.get_exception_handler()
-        self._log = RateLimitedLog(interval)
-
-    def install(self) -> None:
-        self._loop.set_exception_handler(self)
-
-    def remove(self) -> None:
-        if self._loop.get_exception_handler() is self:
-            self._loop.set_exception_handler(self._previous)
-
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        sock: Any = context.get("socket")
-        if (
-            context.get("message") == ACCEPT_FAILED
-            and getattr(sock, "fileno", None)
-            and (sock.fileno() in self._fds)
-        ):
-            self._log.warning("gRPC accept() failed: %r", context.get("exception"))
-            return
-        if self._previous is not None:
-            self._previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
 
 
 class DecodingCodec(ProtoCodec):
@@ -414,7 +350,7 @@ class _ConnectionGate:
         self.limits = limits
         self.open = 0
         self.refused = 0
-        self.cap_log = RateLimitedLog(limits.log_interval)
+        self.cap_log = RateLimitedLog(log, limits.log_interval)
 
 
 class _GuardedProtocol(H2Protocol):
