@@ -4,8 +4,8 @@
   for as many servers as a test wants, each stopped when the test ends.
 * ``deploy(kind, launcher)``: the gateway in either deployment, ``embedded``
   (the Runner's own HTTP port, SessionAPI in-process) or ``standalone`` (the
-  Runner serving gRPC only, and a separate gateway app over ``GrpcUpstream``
-  on its own HTTP server), with an HTTP client.
+  Runner serving gRPC only, and a separate gateway app proxying to it on its
+  own HTTP server), with an HTTP client.
 """
 
 from __future__ import annotations
