@@ -200,13 +200,17 @@ async def _stop(runner: Runner, task: asyncio.Task[None], within: float) -> None
     try:
         # Sessions still running end now rather than after drain_timeout.
         await asyncio.wait_for(runner.launcher.shutdown(), within)
-    finally:
-        done, _ = await asyncio.wait({task}, timeout=within)
-        if not done:
-            task.cancel()
-            # Bounded too: a server stuck in its own clean-up may not even end when cancelled.
-            await asyncio.wait({task}, timeout=within)
-            raise WaitTimeout(f"the server did not stop within {within} s; it was cancelled")
+        sessions_ended = True
+    except TimeoutError:
+        sessions_ended = False
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        task.cancel()
+        # Bounded too: a server stuck in its own clean-up may not even end when cancelled.
+        await asyncio.wait({task}, timeout=within)
+        raise WaitTimeout(f"the server did not stop within {within} s; it was cancelled")
+    if not sessions_ended:
+        raise WaitTimeout(f"the launcher's sessions did not end within {within} s")
 
 
 # ``timeout`` is the wait's own deadline: an asyncio.timeout() around the call
