@@ -117,6 +117,13 @@ async def test_readme_agent_runs_once_in_the_console(user_folder: Path) -> None:
     assert re.search(r"^session \S+ ended: completed$", out, re.M), out
 
 
+async def test_readme_agent_test_runs_next_to_the_agent(user_folder: Path) -> None:
+    (user_folder / "test_my_agent.py").write_text(_code("### Testing your agent", "python"))
+    code, out, err = await _run("python", "test_my_agent.py", cwd=user_folder)
+    assert code == 0, out + err
+    assert out.startswith("ok; the gateway was at http://127.0.0.1:"), out + err
+
+
 @dataclass
 class _Served:
     process: asyncio.subprocess.Process

@@ -26,6 +26,11 @@ from .models import EndReason, EventKind, SessionRecord
 
 logger = logging.getLogger("agentplane.launcher")
 
+# A timer set for ``t`` runs at ``t`` give or take float rounding: "due" means
+# within this much, or the check re-arms itself for 1e-14 s (forever, on a
+# virtual clock).
+CLOCK_SLACK = 1e-6
+
 
 @dataclass(frozen=True, slots=True)
 class SessionPolicy:
@@ -180,7 +185,7 @@ class LiveSession:
         if self.ending:
             return
         idle = agent_contract.idle_for(self.agent, self.session_id)
-        if idle >= timeout:
+        if idle >= timeout - CLOCK_SLACK:
             self.end(EndReason.IDLE_TIMEOUT)
             return
         self.idle_timer = self._loop.call_later(timeout - idle, self._check_agent_idle)
@@ -192,7 +197,7 @@ class LiveSession:
         if self.ending or self.alone_since is None:
             return
         alone_for = self._loop.time() - self.alone_since
-        if alone_for >= timeout:
+        if alone_for >= timeout - CLOCK_SLACK:
             self.end(EndReason.IDLE_TIMEOUT)
             return
         self.idle_timer = self._loop.call_later(timeout - alone_for, self._check_presence)
