@@ -10,7 +10,7 @@ response raises ``BindingError`` and the gateway does not start.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.api import annotations_pb2, http_pb2
@@ -42,23 +42,22 @@ class Binding:
     body: str  # "" (no body), "*" (the whole request) or a request field name
     response_body: str  # "" (the whole response) or a response field name
     index: int  # 0 for the rule itself, 1.. for its additional bindings
+    # Derived once from ``method``: read on every request.
+    rpc_path: str = field(init=False)  # the gRPC path, /package.Service/Method
+    server_streaming: bool = field(init=False)
+    request_type: type[Message] = field(init=False)
+    response_type: type[Message] = field(init=False)
 
-    @property
-    def rpc_path(self) -> str:
-        """The gRPC path, ``/package.Service/Method``."""
-        return f"/{self.method.containing_service.full_name}/{self.method.name}"
-
-    @property
-    def server_streaming(self) -> bool:
-        return bool(self.method.server_streaming)
-
-    @property
-    def request_type(self) -> type[Message]:
-        return message_factory.GetMessageClass(self.method.input_type)
-
-    @property
-    def response_type(self) -> type[Message]:
-        return message_factory.GetMessageClass(self.method.output_type)
+    def __post_init__(self) -> None:
+        method = self.method
+        derived = {
+            "rpc_path": f"/{method.containing_service.full_name}/{method.name}",
+            "server_streaming": bool(method.server_streaming),
+            "request_type": message_factory.GetMessageClass(method.input_type),
+            "response_type": message_factory.GetMessageClass(method.output_type),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return f"<Binding {self.http_method} {self.template.text} -> {self.rpc_path}>"

@@ -150,7 +150,12 @@ class RpcRoutes(BaseRoute):
             messages = await self.backend.open_stream(binding, request, call)
             await stream_response(messages, receive, send, sse=sse, heartbeat=self.heartbeat)
             return
-        response = await until_disconnect(self.backend.unary(binding, request, call), receive)
+        unary = self.backend.unary(binding, request, call)
+        if scope["method"] in SAFE_METHODS:
+            # Nothing to roll back: not worth a watcher task per read.
+            response = await unary
+        else:
+            response = await until_disconnect(unary, receive)
         status = self.success_status.get(binding.rpc_path, 200)
         await Response(dumps(response_json(binding, response)), status, media_type=JSON_TYPE)(
             scope, receive, send
@@ -171,6 +176,10 @@ class RpcRoutes(BaseRoute):
             f"cross-origin request from {origin} refused: the server does not allow that "
             "origin (CORS allowed origins)",
         )
+
+
+# Methods without side effects: a client that leaves one needs no rollback.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def until_disconnect(call: Awaitable[_T], receive: Receive) -> _T:
