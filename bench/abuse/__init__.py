@@ -28,8 +28,10 @@ import math
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from bench.servers import Cores, ServerProcess, agentplane_server
 
@@ -116,6 +118,30 @@ class RssPeak:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+Good = TypeVar("Good")
+
+
+@contextlib.asynccontextmanager
+async def attacked(
+    good_client: Callable[[ServerProcess], AbstractAsyncContextManager[Good]],
+    log_dir: Path | None = None,
+    nofile: int | None = None,
+) -> AsyncIterator[tuple[ServerProcess, RssPeak, Good]]:
+    """A served server, its RSS sampled, and a well-behaved client of it running meanwhile."""
+    async with served(log_dir, nofile) as server:
+        rss = RssPeak(server)
+        try:
+            async with good_client(server) as good:
+                yield server, rss, good
+        finally:
+            await rss.aclose()
+
+
+def read_logs(log_dir: Path) -> str:
+    """Everything the server processes of a scenario logged."""
+    return "".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
 
 
 def p99(samples: Sequence[float]) -> float:

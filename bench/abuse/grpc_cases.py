@@ -13,7 +13,8 @@ import contextlib
 import struct
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from grpclib.client import Channel
 from grpclib.health.v1 import health_pb2
 from grpclib.health.v1.health_grpc import HealthStub
 
-from . import HOST, SCENARIO_TIMEOUT, Outcome, RssPeak, Scenario, p99, served
+from bench.servers import ServerProcess
+
+from . import HOST, SCENARIO_TIMEOUT, Outcome, RssPeak, Scenario, attacked, p99, read_logs
 
 START = "/agentplane.v1.SessionService/Start"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -191,19 +194,16 @@ class GoodClient:
         }
 
 
-@contextlib.asynccontextmanager
-async def attacked(
+def _good_client(server: ServerProcess) -> GoodClient:
+    port = server.endpoint.grpc_port
+    assert port is not None
+    return GoodClient(port)
+
+
+def _attacked(
     log_dir: Path | None = None, nofile: int | None = None
-) -> AsyncIterator[tuple[Any, RssPeak, GoodClient]]:
-    async with served(log_dir, nofile) as server:
-        rss = RssPeak(server)
-        try:
-            port = server.endpoint.grpc_port
-            assert port is not None
-            async with GoodClient(port) as good:
-                yield server, rss, good
-        finally:
-            await rss.aclose()
+) -> AbstractAsyncContextManager[tuple[Any, RssPeak, GoodClient]]:
+    return attacked(_good_client, log_dir, nofile)
 
 
 async def oversized_messages() -> Outcome:
@@ -211,7 +211,7 @@ async def oversized_messages() -> Outcome:
     flow control allows. Unfixed, grpclib buffers every body (OOM); fixed, each
     stream is refused from its 5-byte prefix."""
     declared = 256 * 2**20
-    async with attacked() as (server, rss, good):
+    async with _attacked() as (server, rss, good):
         port = server.endpoint.grpc_port
         conns = [await RawH2.open(port) for _ in range(4)]
         streams: list[tuple[RawH2, int]] = []
@@ -257,7 +257,7 @@ async def idle_connections() -> Outcome:
     count = 1100
     with tempfile.TemporaryDirectory(prefix="abuse-") as tmp:
         log_dir = Path(tmp)
-        async with attacked(log_dir, nofile=1024) as (server, rss, good):
+        async with _attacked(log_dir, nofile=1024) as (server, rss, good):
             port = server.endpoint.grpc_port
             socks: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
             for _ in range(count):
@@ -289,7 +289,7 @@ async def idle_connections() -> Outcome:
                 fresh_ok = False
             finally:
                 fresh.close()
-            log_text = await asyncio.to_thread(_read_logs, log_dir)
+            log_text = await asyncio.to_thread(read_logs, log_dir)
             figures = {
                 "opened": float(opened),
                 "log_lines": float(log_text.count("\n")),
@@ -308,7 +308,7 @@ async def idle_connections() -> Outcome:
 async def non_ascii_header() -> Outcome:
     """A watch and, on the same connection, 50 calls with a non-ASCII header value:
     each bad call fails alone, the watch survives."""
-    async with attacked() as (server, rss, good):
+    async with _attacked() as (server, rss, good):
         raw = await RawH2.open(server.endpoint.grpc_port)
         watch = raw.request(HEALTH_WATCH)
         raw.send(watch, grpc_frame(b""), end=True)
@@ -333,17 +333,13 @@ async def non_ascii_header() -> Outcome:
         return Outcome("grpc: non-ASCII header values", passed, figures)
 
 
-def _read_logs(log_dir: Path) -> str:
-    return "".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
-
-
 async def malformed_flood() -> Outcome:
     """500 corrupt Start messages: each is INVALID_ARGUMENT, the log gets one
     line each and no traceback."""
     count = 500
     with contextlib.ExitStack() as stack:
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="abuse-")))
-        async with attacked(log_dir) as (server, rss, good):
+        async with _attacked(log_dir) as (server, rss, good):
             raw = await RawH2.open(server.endpoint.grpc_port)
             streams = []
             for _ in range(count):
@@ -361,7 +357,7 @@ async def malformed_flood() -> Outcome:
                 "rss_peak_mib": rss.peak_mib(),
             }
             figures.update(good.figures())
-        log_text = await asyncio.to_thread(_read_logs, log_dir)
+        log_text = await asyncio.to_thread(read_logs, log_dir)
         figures["log_tracebacks"] = float(log_text.count("Traceback"))
         figures["log_lines"] = float(log_text.count("\n"))
         passed = answered == count and figures["log_tracebacks"] == 0

@@ -16,11 +16,13 @@ import contextlib
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from . import HOST, Outcome, RssPeak, Scenario, p99, served
+from bench.servers import ServerProcess
+
+from . import HOST, Outcome, RssPeak, Scenario, attacked, p99, read_logs
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -114,19 +116,16 @@ async def feed_until_answered(conn: Conn, first: bytes, piece: bytes, limit: int
         writer.close()
 
 
-@contextlib.asynccontextmanager
-async def attacked(
+def _good_client(server: ServerProcess) -> GoodClient:
+    port = server.endpoint.http_port
+    assert port is not None
+    return GoodClient(port)
+
+
+def _attacked(
     log_dir: Path | None = None, nofile: int | None = None
-) -> AsyncIterator[tuple[Any, RssPeak, GoodClient]]:
-    async with served(log_dir, nofile) as server:
-        rss = RssPeak(server)
-        try:
-            port = server.endpoint.http_port
-            assert port is not None
-            async with GoodClient(port) as good:
-                yield server, rss, good
-        finally:
-            await rss.aclose()
+) -> AbstractAsyncContextManager[tuple[Any, RssPeak, GoodClient]]:
+    return attacked(_good_client, log_dir, nofile)
 
 
 async def oversized_heads() -> Outcome:
@@ -135,7 +134,7 @@ async def oversized_heads() -> Outcome:
     streamed in (RSS +120 MiB per connection; 2M headers answered 200, +336 MiB);
     fixed, each is refused (414/431) within its first 32 KiB."""
     size = 64 * 2**20
-    async with attacked() as (server, rss, good):
+    async with _attacked() as (server, rss, good):
         port = server.endpoint.http_port
         attacks = [
             (b"GET /", b"a" * 65536),
@@ -166,7 +165,7 @@ async def slowloris() -> Outcome:
     Unfixed, they stay open indefinitely; fixed, each gets 408 and is closed
     10 s (the head timeout) after it opened."""
     count, bound = 1000, 20.0
-    async with attacked() as (server, rss, good):
+    async with _attacked() as (server, rss, good):
         port = server.endpoint.http_port
         conns: list[Conn] = []
         for _ in range(count):
@@ -210,7 +209,7 @@ async def connection_flood() -> Outcome:
     count = 1100
     with tempfile.TemporaryDirectory(prefix="abuse-") as tmp:
         log_dir = Path(tmp)
-        async with attacked(log_dir, nofile=1024) as (server, rss, good):
+        async with _attacked(log_dir, nofile=1024) as (server, rss, good):
             port = server.endpoint.http_port
             conns: list[Conn] = []
             for _ in range(count):
@@ -237,7 +236,7 @@ async def connection_flood() -> Outcome:
                     if after == 200:
                         break
                 await asyncio.sleep(0.1)
-            log_text = await asyncio.to_thread(_read_logs, log_dir)
+            log_text = await asyncio.to_thread(read_logs, log_dir)
             figures = {
                 "opened": float(len(conns)),
                 "admitted": float(len(conns) - refused),
@@ -250,10 +249,6 @@ async def connection_flood() -> Outcome:
             passed = refused > 0 and len(conns) - refused <= 512 and after == 200
             passed = passed and good.failures == 0 and not figures["log_tracebacks"]
             return Outcome("http: 1,100 idle connections, 1,024-fd limit", passed, figures)
-
-
-def _read_logs(log_dir: Path) -> str:
-    return "".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
 
 
 def _many_parts(count: int) -> bytes:
@@ -274,7 +269,7 @@ async def hostile_multipart() -> Outcome:
     """4 clients x 5 requests of 1 MiB in 18,000 parts, and 4 x 5 nested 3,000 deep,
     to the beacon close route. Unfixed: 2.7 s of blocked loop each (/health 7.9 s
     with 4 in parallel) and a RecursionError 500; fixed: 413 / 400 in ~1 ms."""
-    async with attacked() as (server, rss, good):
+    async with _attacked() as (server, rss, good):
         port = server.endpoint.http_port
         form = b"Content-Type: multipart/form-data; boundary=b\r\nConnection: close\r\n"
         bodies = [_many_parts(18_000), _nested(3_000)]
@@ -312,7 +307,7 @@ async def hostile_multipart() -> Outcome:
 async def cross_origin_writes() -> Outcome:
     """What a page on another origin can send without a preflight (text/plain, a form,
     a typeless Blob to Start; a text beacon to close): all refused (415 / 403)."""
-    async with attacked() as (server, _, good):
+    async with _attacked() as (server, _, good):
         port = server.endpoint.http_port
         conn = await asyncio.open_connection(HOST, port)
         json_type = b"Content-Type: application/json\r\n"
