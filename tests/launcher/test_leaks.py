@@ -45,7 +45,7 @@ async def test_start_close_cycles_leave_nothing_behind(make_launcher: MakeLaunch
 
     assert len(asyncio.all_tasks()) == baseline
     assert launcher._live == {}
-    assert launcher._enders == set()
+    assert len(launcher._enders) == 0
     assert launcher.abandoned_tasks == 0
     assert len(launcher._retention) == retained
     assert len(registry) == retained

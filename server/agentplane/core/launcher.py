@@ -36,6 +36,7 @@ from .observers import LauncherHooks, Observers
 from .registry import InMemorySessionRegistry, Limits, SessionRegistry
 from .session import LiveSession, SessionPolicy
 from .stats import LauncherCounters
+from .tasks import AbandonedTasks, OwnedTasks
 from .validation import validate_session_id, validate_start
 
 logger = logging.getLogger("agentplane.launcher")
@@ -134,8 +135,10 @@ class AgentLauncher:
             session_retention_seconds, max_retained_sessions, self._forget
         )
         self._live: dict[str, LiveSession] = {}
-        self._enders: set[asyncio.Task[None]] = set()
-        self._abandoned: set[asyncio.Task[None]] = set()
+        # Ending sequences, Start undos and slot releases: shutdown waits for them.
+        self._enders = OwnedTasks()
+        # Agent tasks that ignored cancellation: each still holds its slot.
+        self._abandoned = AbandonedTasks(self._enders)
         self._ready = warmup is None
         self._draining = False
 
@@ -213,8 +216,7 @@ class AgentLauncher:
                 # itself; the session never ran, so it must not "end".
                 continue
             live.end(EndReason.SHUTDOWN)
-        if self._enders:
-            await asyncio.gather(*self._enders, return_exceptions=True)
+        await self._enders.wait_all()
         await self._retention.aclose()
         # Watchers get the last events, then their streams end cleanly
         # (grpclib does not end open streams when its server closes).
@@ -325,11 +327,9 @@ class AgentLauncher:
             failure = self._start_failure(exc, record)
             # Undo in a task of its own: a second cancellation of this Start
             # (a client deadline, then its disconnect) must not cut it short.
-            undo = loop.create_task(
-                self._undo_start(create, live, failure), name=f"agentplane-undo-{record.session_id}"
+            undo = self._enders.spawn(
+                self._undo_start(create, live, failure), f"agentplane-undo-{record.session_id}"
             )
-            self._enders.add(undo)
-            undo.add_done_callback(self._enders.discard)
             try:
                 await asyncio.shield(undo)
             except asyncio.CancelledError:
@@ -420,11 +420,7 @@ class AgentLauncher:
 
     def _begin_end(self, live: LiveSession, reason: EndReason, error: str) -> None:
         """Run the ending sequence of ``live`` in a task the launcher owns."""
-        ender = asyncio.get_running_loop().create_task(
-            self._finish(live, reason, error), name=f"agentplane-end-{live.session_id}"
-        )
-        self._enders.add(ender)
-        ender.add_done_callback(self._enders.discard)
+        self._enders.spawn(self._finish(live, reason, error), f"agentplane-end-{live.session_id}")
 
     async def _finish(self, live: LiveSession, reason: EndReason, error: str) -> None:
         """ENDING, stop join_call, close the agent, then ENDED: whatever fails on the way."""
@@ -458,19 +454,12 @@ class AgentLauncher:
         An agent that ignores cancellation still uses memory and CPU: it must
         not let the node admit more sessions than it was configured for.
         """
-        self._abandoned.add(task)
 
-        def finished(_: asyncio.Task[Any]) -> None:
-            self._abandoned.discard(task)
-            release = self._late_create(task, record) if forget else self._release(record)
-            releaser = asyncio.get_running_loop().create_task(
-                release, name=f"agentplane-release-{record.session_id}"
-            )
-            self._enders.add(releaser)
-            releaser.add_done_callback(self._enders.discard)
-            releaser.add_done_callback(lambda _: self._accepting_may_have_changed())
+        async def then() -> None:
+            await (self._late_create(task, record) if forget else self._release(record))
+            self._accepting_may_have_changed()
 
-        task.add_done_callback(finished)
+        self._abandoned.hold(task, then, f"agentplane-release-{record.session_id}")
 
     async def _late_create(self, create: asyncio.Task[Any], record: SessionRecord) -> None:
         """An abandoned create_agent finished: close what it made, free the slot."""
