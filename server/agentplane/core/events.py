@@ -8,6 +8,11 @@ slow watcher only delays itself. A watcher whose position fell out of the
 buffer gets one explicit GAP event and continues from the oldest event still
 held: no silent holes, no duplicates.
 
+Cursors belong to one log: each log has an ``epoch`` (a random id made when it
+is), and a watcher resuming with the epoch of another log (this server before a
+restart, another node) gets an explicit GAP and everything still held, never a
+silent skip of events whose cursors happen to be lower than its own.
+
 An ended session keeps its list for the retention window, within one byte
 budget for all of them (``retained_bytes``): past it, the oldest ended
 sessions lose every event but their last (ENDED), and a watcher resuming into
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -80,6 +86,8 @@ class EventLog:
             raise ValueError("event buffers must hold at least one event (two per session)")
         if retained_bytes < 0:
             raise ValueError("retained_bytes must be >= 0")
+        # Names this log: cursors mean nothing in another one.
+        self.epoch = secrets.token_hex(8)
         self._retained_budget = retained_bytes
         # Ended sessions, oldest first -> the bytes their lists hold.
         self._retained: OrderedDict[str, int] = OrderedDict()
@@ -186,26 +194,39 @@ class EventLog:
         )
 
     async def watch(
-        self, session_id: str | None, after_cursor: int | None
+        self, session_id: str | None, after_cursor: int | None, epoch: str = ""
     ) -> AsyncIterator[SessionEvent]:
         """Yield events after ``after_cursor`` (None: from now on), forever.
 
         With ``session_id`` only that session's events are yielded, and the
         iteration ends after its ENDED event (or when it is forgotten).
+        ``epoch`` is the log ``after_cursor`` came from (empty: unknown, taken
+        as this one); another log's cursor starts with a GAP and replays
+        everything still held.
         """
+        foreign = after_cursor is not None and self._foreign(after_cursor, epoch)
         if session_id is None:
-            async for event in self._watch_all(after_cursor):
+            async for event in self._watch_all(after_cursor, foreign):
                 yield event
         else:
-            async for event in self._watch_session(session_id, after_cursor):
+            async for event in self._watch_session(session_id, after_cursor, foreign):
                 yield event
 
-    async def _watch_all(self, after_cursor: int | None) -> AsyncIterator[SessionEvent]:
+    def _foreign(self, after_cursor: int, epoch: str) -> bool:
+        """Whether ``after_cursor`` cannot be a position in this log."""
+        if epoch:
+            return epoch != self.epoch
+        # No epoch (an older client): a cursor this log never issued still tells.
+        return after_cursor > self._last_cursor
+
+    async def _watch_all(
+        self, after_cursor: int | None, foreign: bool
+    ) -> AsyncIterator[SessionEvent]:
         if after_cursor is None:
             position = self._last_cursor
-        elif after_cursor > self._last_cursor:
-            # A cursor this log never issued (the server restarted): say so,
-            # then replay everything still held.
+        elif foreign:
+            # Another log's cursor (a restart, another node): say so, then
+            # replay everything still held.
             oldest = max(1, self._last_cursor - self._size + 1)
             yield self._gap(after_cursor, oldest)
             position = oldest - 1
@@ -228,7 +249,7 @@ class EventLog:
             await self._wait(None)
 
     async def _watch_session(
-        self, session_id: str, after_cursor: int | None
+        self, session_id: str, after_cursor: int | None, foreign: bool
     ) -> AsyncIterator[SessionEvent]:
         log = self._sessions.get(session_id)
         if log is None:
@@ -240,8 +261,8 @@ class EventLog:
                 yield ended[-1]
                 return
             position = self._last_cursor
-        elif after_cursor > self._last_cursor:
-            # A cursor this log never issued (the server restarted).
+        elif foreign:
+            # Another log's cursor (a restart, another node).
             first = log.events[0].cursor if log.events else self._last_cursor + 1
             yield self._gap(after_cursor, first)
             position = first - 1
