@@ -168,6 +168,7 @@ def test_enums_render_as_names() -> None:
 def test_events_render_with_string_cursors_and_the_oneof_case_as_key() -> None:
     event = session_service_pb2.StreamEventsResponse(
         cursor=42,
+        epoch="9f86d081884c7d65",
         session_id="abc-123",
         call_id="my-call-123",
         time=timestamp("2025-01-15T10:30:01Z"),
@@ -175,6 +176,7 @@ def test_events_render_with_string_cursors_and_the_oneof_case_as_key() -> None:
     )
     assert render(event) == {
         "cursor": "42",  # protojson renders 64-bit integers as strings
+        "epoch": "9f86d081884c7d65",
         "session_id": "abc-123",
         "call_id": "my-call-123",
         "time": "2025-01-15T10:30:01Z",

@@ -68,7 +68,13 @@ ENDED_SESSION = {
     "ended_at": ENDED_AT,
     "error_message": "join_call raised: RuntimeError('boom') ✗",
 }
-EVENT = {"cursor": "18446744073709551615", "session_id": "s-1", "call_id": "c-1", "time": ENDED_AT}
+EVENT = {
+    "cursor": "18446744073709551615",
+    "epoch": "9f86d081884c7d65",
+    "session_id": "s-1",
+    "call_id": "c-1",
+    "time": ENDED_AT,
+}
 
 # Protojson samples per message (short name); lists give several samples.
 SAMPLES: dict[str, list[dict[str, Any]]] = {
@@ -118,6 +124,7 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     "StreamEventsRequest": [
         {"session_id": "abc-123", "after_cursor": "0"},
         {"session_id": "abc-123", "after_cursor": "41"},
+        {"after_cursor": "41", "epoch": "9f86d081884c7d65"},
         {},
     ],
     "StreamEventsResponse": [

@@ -27,10 +27,12 @@ class CountingWatches:
         self.active = 0
         original = launcher.events.watch
 
-        async def counting(session_id: str | None, after: int | None) -> AsyncIterator[Any]:
+        async def counting(
+            session_id: str | None, after: int | None, epoch: str = ""
+        ) -> AsyncIterator[Any]:
             self.active += 1
             try:
-                async for event in original(session_id, after):
+                async for event in original(session_id, after, epoch):
                     yield event
             finally:
                 self.active -= 1

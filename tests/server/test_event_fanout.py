@@ -27,9 +27,9 @@ def conversions(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
     counts: Counter[int] = Counter()
     build = convert._build_event_message
 
-    def counting(event: SessionEvent) -> api_pb.StreamEventsResponse:
+    def counting(event: SessionEvent, epoch: str) -> api_pb.StreamEventsResponse:
         counts[event.cursor] += 1
-        return build(event)
+        return build(event, epoch)
 
     monkeypatch.setattr(convert, "_build_event_message", counting)
     return counts
@@ -113,32 +113,32 @@ async def test_gap_messages_are_made_per_watcher_and_never_shared() -> None:
     log = EventLog(buffer_size=4)
     events = published(log, 10)
     oldest = events[-4]
-    held = convert.event_message(oldest)
+    held = convert.event_message(oldest, "e")
     gap_a, gap_b = await gap_of(log, 0), await gap_of(log, 3)
     # Both gaps carry the cursor before the oldest event held, a published one.
     assert gap_a.cursor == gap_b.cursor == events[-5].cursor
-    message_a, message_b = convert.event_message(gap_a), convert.event_message(gap_b)
+    message_a, message_b = convert.event_message(gap_a, "e"), convert.event_message(gap_b, "e")
     assert message_a is not message_b
     assert (message_a.gap.after_cursor, message_b.gap.after_cursor) == (0, 3)
     assert message_a.gap.next_cursor == message_b.gap.next_cursor == oldest.cursor
     # The published event of that cursor still gets its own message.
-    before = convert.event_message(events[-5])
+    before = convert.event_message(events[-5], "e")
     assert before.WhichOneof("event") == "agent_event" and before.agent_event.name == "e5"
-    assert convert.event_message(oldest) is held
+    assert convert.event_message(oldest, "e") is held
 
 
 def test_the_message_cache_is_bounded_and_checks_the_event() -> None:
     size = convert.EVENT_MESSAGE_CACHE
     log = EventLog(buffer_size=size * 2)
     events = published(log, size + 10)
-    messages = [convert.event_message(event) for event in events]
+    messages = [convert.event_message(event, "e") for event in events]
     assert len(convert._event_messages) == size
     # The newest `size` events are still shared ...
     assert all(
-        convert.event_message(e) is m for e, m in zip(events[10:], messages[10:], strict=True)
+        convert.event_message(e, "e") is m for e, m in zip(events[10:], messages[10:], strict=True)
     )
     # ... the older ones were displaced: converted again, to an equal message.
-    again = convert.event_message(events[0])
+    again = convert.event_message(events[0], "e")
     assert again is not messages[0] and again == messages[0]
     assert len(convert._event_messages) == size
 
@@ -148,5 +148,5 @@ def test_the_message_cache_is_bounded_and_checks_the_event() -> None:
     theirs = other.publish("t", "d", EventKind.AGENT, {"name": "theirs", "data": {}})
     mine = events[theirs.cursor - 1]
     assert mine.cursor == theirs.cursor
-    assert convert.event_message(theirs).agent_event.name == "theirs"
-    assert convert.event_message(mine).agent_event.name == mine.payload["name"]
+    assert convert.event_message(theirs, "e").agent_event.name == "theirs"
+    assert convert.event_message(mine, "e").agent_event.name == mine.payload["name"]

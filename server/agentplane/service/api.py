@@ -108,22 +108,24 @@ class SessionAPI:
         if request.session_id:
             record = await self._session(request.session_id, "")
             await self.auth.check_view(ctx, record)
-            return self._session_events(request.session_id, after)
-        return self._all_events(ctx, after)
+            return self._session_events(request.session_id, after, request.epoch)
+        return self._all_events(ctx, after, request.epoch)
 
     async def _session_events(
-        self, session_id: str, after: int | None
+        self, session_id: str, after: int | None, epoch: str
     ) -> AsyncIterator[api_pb.StreamEventsResponse]:
-        async for event in self.launcher.events.watch(session_id, after):
-            yield event_message(event)
+        log = self.launcher.events
+        async for event in log.watch(session_id, after, epoch):
+            yield event_message(event, log.epoch)
 
     async def _all_events(
-        self, ctx: RequestContext, after: int | None
+        self, ctx: RequestContext, after: int | None, epoch: str
     ) -> AsyncIterator[api_pb.StreamEventsResponse]:
         allowed: dict[str, bool] = {}
-        async for event in self.launcher.events.watch(None, after):
+        log = self.launcher.events
+        async for event in log.watch(None, after, epoch):
             if event.kind is EventKind.GAP or await self._may_view(ctx, event, allowed):
-                yield event_message(event)
+                yield event_message(event, log.epoch)
 
     async def _may_view(
         self, ctx: RequestContext, event: SessionEvent, allowed: dict[str, bool]

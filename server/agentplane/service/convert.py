@@ -85,8 +85,8 @@ _event_messages: list[tuple[SessionEvent, api_pb.StreamEventsResponse] | None] =
 ] * EVENT_MESSAGE_CACHE
 
 
-def event_message(event: SessionEvent) -> api_pb.StreamEventsResponse:
-    """The ``StreamEventsResponse`` of ``event``, shared by all its watchers.
+def event_message(event: SessionEvent, epoch: str) -> api_pb.StreamEventsResponse:
+    """The ``StreamEventsResponse`` of ``event`` (of the log ``epoch``), shared by all its watchers.
 
     The same message object goes to every watcher of a published event, so it
     must never be changed: the gRPC service only serializes it and the gateway
@@ -94,19 +94,20 @@ def event_message(event: SessionEvent) -> api_pb.StreamEventsResponse:
     may carry the cursor of a published event, so its message is never shared.
     """
     if event.kind is EventKind.GAP:
-        return _build_event_message(event)
+        return _build_event_message(event, epoch)
     slot = event.cursor % EVENT_MESSAGE_CACHE
     cached = _event_messages[slot]
     if cached is not None and cached[0] is event:
         return cached[1]
-    message = _build_event_message(event)
+    message = _build_event_message(event, epoch)
     _event_messages[slot] = (event, message)
     return message
 
 
-def _build_event_message(event: SessionEvent) -> api_pb.StreamEventsResponse:
+def _build_event_message(event: SessionEvent, epoch: str) -> api_pb.StreamEventsResponse:
     message = api_pb.StreamEventsResponse(
         cursor=event.cursor,
+        epoch=epoch,
         session_id=event.session_id,
         call_id=event.call_id,
         time=timestamp(event.time),

@@ -97,19 +97,22 @@ class MetricsResponse(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., call_id: _Optional[str] = ..., session_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics_generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class StreamEventsRequest(_message.Message):
-    __slots__ = ("session_id", "after_cursor")
+    __slots__ = ("session_id", "after_cursor", "epoch")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     after_cursor: int
-    def __init__(self, session_id: _Optional[str] = ..., after_cursor: _Optional[int] = ...) -> None: ...
+    epoch: str
+    def __init__(self, session_id: _Optional[str] = ..., after_cursor: _Optional[int] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class StreamEventsResponse(_message.Message):
-    __slots__ = ("cursor", "session_id", "call_id", "time", "started", "state_changed", "metrics_updated", "ended", "agent_event", "gap")
+    __slots__ = ("cursor", "session_id", "call_id", "time", "epoch", "started", "state_changed", "metrics_updated", "ended", "agent_event", "gap")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGED_FIELD_NUMBER: _ClassVar[int]
     METRICS_UPDATED_FIELD_NUMBER: _ClassVar[int]
@@ -120,10 +123,11 @@ class StreamEventsResponse(_message.Message):
     session_id: str
     call_id: str
     time: _timestamp_pb2.Timestamp
+    epoch: str
     started: _session_pb2.SessionStarted
     state_changed: _session_pb2.StateChanged
     metrics_updated: _session_pb2.MetricsUpdated
     ended: _session_pb2.SessionEnded
     agent_event: _session_pb2.AgentEvent
     gap: _session_pb2.EventsGap
-    def __init__(self, cursor: _Optional[int] = ..., session_id: _Optional[str] = ..., call_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[_session_pb2.SessionStarted, _Mapping]] = ..., state_changed: _Optional[_Union[_session_pb2.StateChanged, _Mapping]] = ..., metrics_updated: _Optional[_Union[_session_pb2.MetricsUpdated, _Mapping]] = ..., ended: _Optional[_Union[_session_pb2.SessionEnded, _Mapping]] = ..., agent_event: _Optional[_Union[_session_pb2.AgentEvent, _Mapping]] = ..., gap: _Optional[_Union[_session_pb2.EventsGap, _Mapping]] = ...) -> None: ...
+    def __init__(self, cursor: _Optional[int] = ..., session_id: _Optional[str] = ..., call_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., epoch: _Optional[str] = ..., started: _Optional[_Union[_session_pb2.SessionStarted, _Mapping]] = ..., state_changed: _Optional[_Union[_session_pb2.StateChanged, _Mapping]] = ..., metrics_updated: _Optional[_Union[_session_pb2.MetricsUpdated, _Mapping]] = ..., ended: _Optional[_Union[_session_pb2.SessionEnded, _Mapping]] = ..., agent_event: _Optional[_Union[_session_pb2.AgentEvent, _Mapping]] = ..., gap: _Optional[_Union[_session_pb2.EventsGap, _Mapping]] = ...) -> None: ...
