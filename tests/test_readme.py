@@ -272,7 +272,7 @@ async def test_readme_agent_served_from_its_folder_answers_the_curl_examples(
         # The feed saw the session live, to its end.
         await wait_until(lambda: _ended_in_feed(seen, session_id), timeout=10)
         feed_text = "".join(seen)
-        assert re.search(r"^id: \d+$", feed_text, re.M), feed_text
+        assert re.search(r"^id: [0-9a-f]+:\d+$", feed_text, re.M), feed_text
     finally:
         if sse.returncode is None:
             sse.terminate()

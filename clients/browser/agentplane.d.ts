@@ -71,6 +71,8 @@ export interface MetricsResponse {
 export interface StreamEvent {
   /** Position in the server's event log (a 64-bit integer as a decimal string). */
   cursor: string;
+  /** The log the cursor belongs to; another epoch (a restarted server) restarts the cursors. */
+  epoch: string;
   session_id?: string;
   call_id?: string;
   time?: string;
@@ -103,6 +105,8 @@ export interface EventsOptions {
   onOpen?: () => void;
   /** Replay the buffered events after this cursor first (0: all of them); absent: from now on. */
   afterCursor?: string | number | bigint;
+  /** The `epoch` afterCursor was read from (a stream's `epoch`); a foreign one replays with a gap. */
+  epoch?: string;
   /**
    * How to stream: EventSource by default; "fetch" reads and parses the SSE stream itself.
    * A client with a token always uses fetch (EventSource cannot send an Authorization header).
@@ -113,6 +117,8 @@ export interface EventsOptions {
 export interface EventStream {
   /** The last cursor delivered (decimal string), or null before the first event. */
   readonly cursor: string | null;
+  /** The epoch of the log `cursor` belongs to, or null before the first event. */
+  readonly epoch: string | null;
   /** True once stopped: by close(), after a session's `ended` event, or on an error. */
   readonly closed: boolean;
   close(): void;

@@ -175,7 +175,9 @@ export class AgentplaneClient {
   /**
    * Watches events: of one session (given a session or its id), or of every
    * session the caller may view (given null). Reconnects by itself and resumes
-   * after the last cursor it saw, without duplicates. A session's stream stops
+   * after the last cursor it saw, without duplicates; when the server's log is
+   * another one (a restart), a gap event says so and the new log's events
+   * follow from its start. A session's stream stops
    * after its `ended` event. Returns a handle whose close() stops watching.
    */
   events(session, options) {
@@ -275,6 +277,7 @@ class EventStreamBase {
     this.url = client.baseUrl + (sessionId === null ? "/events" : `${sessionPath(sessionId)}/events`);
     this.options = options;
     this._cursor = cursorAfter(options.afterCursor);
+    this._epoch = options.epoch || null;
     this.closed = false;
   }
 
@@ -283,9 +286,15 @@ class EventStreamBase {
     return this._cursor === null ? null : String(this._cursor);
   }
 
+  /** The epoch of the log the cursor belongs to, or null before the first event. */
+  get epoch() {
+    return this._epoch;
+  }
+
   urlAfter(cursor) {
     if (cursor === null) return this.url;
-    return `${this.url}${this.url.includes("?") ? "&" : "?"}after_cursor=${cursor}`;
+    const epoch = this._epoch === null ? "" : `epoch=${encodeURIComponent(this._epoch)}&`;
+    return `${this.url}${this.url.includes("?") ? "&" : "?"}${epoch}after_cursor=${cursor}`;
   }
 
   /** One SSE message: returns false once the stream is over. */
@@ -297,7 +306,17 @@ class EventStreamBase {
       this.fail(new AgentplaneError(UNKNOWN, `unreadable event: ${data.slice(0, 200)}`, { cause: error }));
       return false;
     }
-    const raw = event.cursor ?? lastEventId;
+    // The event id is "<epoch>:<cursor>"; the event's own fields say the same.
+    const separator = (lastEventId ?? "").lastIndexOf(":");
+    const raw = event.cursor ?? (lastEventId ?? "").slice(separator + 1);
+    const epoch = event.epoch || (separator > 0 ? lastEventId.slice(0, separator) : null);
+    if (epoch && epoch !== this._epoch) {
+      // Another log (the server restarted, or another node answers): its
+      // cursors start over, so they cannot be compared with ours. The server
+      // begins such a stream with a gap event.
+      this._epoch = epoch;
+      this._cursor = null;
+    }
     const cursor = raw === undefined || raw === "" ? null : BigInt(raw);
     if (cursor !== null) {
       // A reconnection resumes after the last cursor; never hand over an event twice.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from playwright.async_api import Page
 
 from agentplane.core import EndReason, SessionState
@@ -236,6 +237,45 @@ async def test_events_with_a_token_resume_after_a_dropped_connection(
     resumed = int(streams[1]["url"].rsplit("after_cursor=", 1)[1])
     assert str(resumed) in cursors and resumed > 0
     assert received[-1]["ended"]["session"]["end_reason"] == "END_REASON_CLOSED_BY_REQUEST"
+
+
+@pytest.mark.parametrize("transport", ["eventsource", "fetch"])
+async def test_resuming_with_another_logs_cursor_replays_after_a_gap(
+    server: Served, page: Page, transport: str
+) -> None:
+    """A cursor saved before the server restarted (another epoch) is ahead of the new
+    log's: the client still hands over the new log's first events, after the gap."""
+    await _open(page, server)
+    state: dict[str, Any] = await page.evaluate(
+        """async (transport) => {
+          const { AgentplaneClient } = await import("/demo/agentplane.js");
+          const client = new AgentplaneClient();
+          const first = await client.start({ call_id: "epoch-1" });
+          const second = await client.start({ call_id: "epoch-2" });
+          const received = [];
+          const stream = client.events(null, {
+            transport, afterCursor: "1000", epoch: "0000000000000000",
+            onEvent: (event) => received.push(event),
+          });
+          const deadline = Date.now() + 10000;
+          while (received.filter((e) => e.started).length < 2 && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          stream.close();
+          return { received, epoch: stream.epoch, cursor: stream.cursor,
+                   ids: [first.session_id, second.session_id] };
+        }""",
+        transport,
+    )
+    received = state["received"]
+    assert received[0]["gap"]["after_cursor"] == "1000", received[0]
+    new_epoch = received[0]["epoch"]
+    assert new_epoch and new_epoch != "0000000000000000" and state["epoch"] == new_epoch
+    # Then the new log from its first event: nothing the old cursor would have skipped.
+    cursors = [int(e["cursor"]) for e in received[1:]]
+    assert cursors == list(range(1, len(cursors) + 1))
+    assert [e["session_id"] for e in received if "started" in e] == state["ids"]
+    assert state["cursor"] == received[-1]["cursor"]
 
 
 async def test_events_of_every_session(server: Served, page: Page) -> None:

@@ -181,7 +181,7 @@ async def test_a_stream_failing_unexpectedly_ends_with_an_internal_error_line(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await asyncio.wait_for(stream_response(messages(), receive, send, sse=False), 5)
+    await asyncio.wait_for(stream_response(messages(), receive, send), 5)
     lines = b"".join(m.get("body", b"") for m in sent[1:]).decode().splitlines()
     assert [json.loads(line) for line in lines] == [
         {"result": "x"},

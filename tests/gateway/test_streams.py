@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
-from agentplane.gateway.streaming import stream_response
+from agentplane.gateway.streaming import SseFormat, stream_response
 from tests.support import wait_until
 
 from .support import CountingWatches, Deployment
@@ -70,7 +71,7 @@ async def test_sse_ids_are_cursors_and_last_event_id_resumes(gw: Deployment) -> 
         assert r.headers["content-type"].startswith("text/event-stream")
         first = await read_sse(r, 1)
     ((last_id, data),) = first
-    assert last_id == data["cursor"] and "started" in data
+    assert last_id == f"{data['epoch']}:{data['cursor']}" and "started" in data
     # Meanwhile the session changes; EventSource reconnects with Last-Event-ID.
     assert (await gw.http.delete(f"/sessions/{sid}")).status_code == 200
     async with gw.http.stream(
@@ -82,10 +83,43 @@ async def test_sse_ids_are_cursors_and_last_event_id_resumes(gw: Deployment) -> 
         rest: list[tuple[str, dict[str, Any]]] = []
         async for event in _sse_until_end(r):
             rest.append(event)
-    ids = [int(i) for i, _ in rest]
-    assert ids and ids[0] > int(last_id)  # no duplicate of what was seen
+    ids = [int(i.split(":")[1]) for i, _ in rest]
+    assert ids and ids[0] > int(data["cursor"])  # no duplicate of what was seen
     assert ids == sorted(set(ids))
     assert "ended" in rest[-1][1]
+    assert "gap" not in rest[0][1]
+
+
+async def test_a_last_event_id_of_another_log_resumes_with_a_gap(gw: Deployment) -> None:
+    """An EventSource id from a server that restarted (another epoch) never skips silently."""
+    a = await start(gw, "a")
+    b = await start(gw, "b")
+    foreign = "0123456789abcdef:1"  # cursor 1 of a log this server never had
+    async with gw.http.stream("GET", "/events", headers={**SSE, "last-event-id": foreign}) as r:
+        events = await read_sse(r, 3)
+    gap_id, gap = events[0]
+    assert gap["gap"]["after_cursor"] == "1", gap
+    epoch = gap["epoch"]
+    assert epoch and epoch != "0123456789abcdef" and gap_id.startswith(f"{epoch}:")
+    # Then the whole retained history, cursor 1 included, where a bare cursor would skip it.
+    assert [data["cursor"] for _, data in events[1:]] == ["1", "2"]
+    assert {data["session_id"] for _, data in events[1:]} == {a, b}
+
+
+async def test_a_bare_cursor_last_event_id_still_resumes(gw: Deployment) -> None:
+    """An id without an epoch (before ids carried one) resumes after that cursor."""
+    await start(gw, "a")
+    b = await start(gw, "b")
+    async with gw.http.stream("GET", "/events", headers={**SSE, "last-event-id": "1"}) as r:
+        ((_, data),) = await read_sse(r, 1)
+    assert data["cursor"] == "2" and data["session_id"] == b
+
+
+@pytest.mark.parametrize("bad", ["abc", "x:y", "e:-1", "e:"])
+async def test_a_malformed_last_event_id_is_a_400_naming_it(gw: Deployment, bad: str) -> None:
+    response = await gw.http.get("/events", headers={**SSE, "last-event-id": bad})
+    assert response.status_code == 400, response.text
+    assert "Last-Event-ID" in response.json()["message"]
 
 
 async def _sse_until_end(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -154,7 +188,9 @@ async def test_sse_heartbeat_and_error_event() -> None:
         if b"keepalive" in message.get("body", b""):
             release.set()
 
-    await asyncio.wait_for(stream_response(messages(), receive, send, sse=True, heartbeat=0.01), 5)
+    await asyncio.wait_for(
+        stream_response(messages(), receive, send, fmt=SseFormat(), heartbeat=0.01), 5
+    )
     bodies = b"".join(m.get("body", b"") for m in sent[1:])
     assert bodies.startswith(b": keepalive\n\n")
     assert b'data: "x"\n\n' in bodies

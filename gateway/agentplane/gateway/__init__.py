@@ -12,6 +12,7 @@ from .backend import Backend, CallInfo
 from .bindings import Binding, BindingError, service_bindings
 from .errors import HTTP_STATUS, RpcError
 from .openapi import Comments
+from .streaming import SseResume
 from .upstream import GrpcUpstream
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "CorsOptions",
     "GrpcUpstream",
     "RpcError",
+    "SseResume",
     "create_app",
     "service_bindings",
 ]

@@ -43,7 +43,7 @@ from .docs import docs_routes
 from .errors import RpcError, internal_error, routing_error
 from .openapi import Comments, openapi_document
 from .routes import RpcRoutes
-from .streaming import DEFAULT_HEARTBEAT
+from .streaming import CURSOR_RESUME, DEFAULT_HEARTBEAT, SseResume
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # OpenAPI's info.version when the caller names none (grpc-gateway's generator says the same).
@@ -88,6 +88,7 @@ def create_app(
     comments: Comments | None = None,
     realm: str | None = None,
     beacon_rpcs: Sequence[str] = (),
+    sse_resume: SseResume = CURSOR_RESUME,
 ) -> Starlette:
     """The gateway for the ``google.api.http`` bindings of ``services`` over ``backend``.
 
@@ -101,7 +102,8 @@ def create_app(
     challenge of a 401. ``beacon_rpcs`` (gRPC paths) also take the bodies
     ``navigator.sendBeacon`` sends (text, forms), every other RPC JSON only;
     state-changing requests from an origin neither same nor allowed by
-    ``cors`` are refused (``RpcRoutes``). Bad HttpRules, or a ``success_status`` naming no
+    ``cors`` are refused (``RpcRoutes``). ``sse_resume`` says which fields
+    make a Server-Sent Event's id and which a ``Last-Event-ID`` fills. Bad HttpRules, or a ``success_status`` naming no
     served RPC or no 2xx status, raise ``BindingError`` here.
     """
     bindings = service_bindings(services)
@@ -138,6 +140,7 @@ def create_app(
                 version=version,
                 comments=comments,
                 success_status=statuses,
+                sse_resume=sse_resume,
             )
         )
     )
@@ -152,6 +155,7 @@ def create_app(
             realm=realm,
             beacon_rpcs=beacon_rpcs,
             trusted_origins=cors.allow_origins if cors is not None else (),
+            sse_resume=sse_resume,
         )
     )
     middleware = []

@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from .bindings import Binding
-from .streaming import SSE_RESUME
+from .streaming import CURSOR_RESUME, SseResume
 
 _INT = "^-?[0-9]{1,19}$"
 _UINT = "^[0-9]{1,19}$"
@@ -198,10 +198,12 @@ def openapi_document(
     comments: Comments | None = None,
     operator_paths: bool = True,
     success_status: Mapping[str, int] | None = None,
+    sse_resume: SseResume = CURSOR_RESUME,
 ) -> dict[str, Any]:
     """An OpenAPI 3.0 document of ``bindings`` (and the operator endpoints).
 
-    ``success_status`` is the gateway's: gRPC path -> HTTP status when not 200.
+    ``success_status`` and ``sse_resume`` are the gateway's: gRPC path -> HTTP
+    status when not 200, and what a stream's ``Last-Event-ID`` fills.
     """
     comments = comments or Comments()
     statuses = dict(success_status or {})
@@ -214,7 +216,7 @@ def openapi_document(
         services[service.name] = comments.get(service.full_name)
         path = _openapi_path(binding)
         paths.setdefault(path, {})[binding.http_method.lower()] = _operation(
-            binding, schemas, comments, str(statuses.get(binding.rpc_path, 200))
+            binding, schemas, comments, str(statuses.get(binding.rpc_path, 200)), sse_resume
         )
     return {
         "openapi": "3.0.3",
@@ -239,7 +241,7 @@ def _openapi_path(binding: Binding) -> str:
 
 
 def _operation(
-    binding: Binding, schemas: _Schemas, comments: Comments, status: str
+    binding: Binding, schemas: _Schemas, comments: Comments, status: str, sse_resume: SseResume
 ) -> dict[str, Any]:
     method = binding.method
     text = comments.get(method.full_name)
@@ -268,15 +270,16 @@ def _operation(
     if binding.body != "*":
         skip = path_fields | ({binding.body} if binding.body else set())
         parameters += _query_parameters(request, skip, schemas, comments)
-    if binding.server_streaming and SSE_RESUME[1] in request.fields_by_name:
+    if binding.server_streaming and sse_resume.accepts(request.fields_by_name):
+        fields = f"`{sse_resume.separator}`".join(f"`{f}`" for f in sse_resume.request_fields)
         parameters.append(
             {
                 "name": "Last-Event-ID",
                 "in": "header",
                 "required": False,
                 "schema": {"type": "string"},
-                "description": f"With `Accept: text/event-stream`: resume after this event id "
-                f"(sets `{SSE_RESUME[1]}`). EventSource sends it when it reconnects.",
+                "description": "With `Accept: text/event-stream`: resume after this event id "
+                f"(sets {fields}). EventSource sends it when it reconnects.",
             }
         )
     if parameters:

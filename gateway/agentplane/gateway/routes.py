@@ -24,10 +24,18 @@ from starlette.types import Receive, Scope, Send
 from .backend import Backend, CallInfo
 from .bindings import Binding
 from .bodies import DEFAULT_MAX_BODY_BYTES, DecodedBody, decode_body, read_body
-from .codec import RequestParts, build_request, dumps, response_json, set_from_strings
+from .codec import RequestParts, build_request, dumps, response_json
 from .errors import JSON_TYPE, RpcError, routing_error
 from .headers import forwarded_metadata
-from .streaming import DEFAULT_HEARTBEAT, SSE_RESUME, stream_response, wants_sse
+from .streaming import (
+    CURSOR_RESUME,
+    DEFAULT_HEARTBEAT,
+    NDJSON,
+    SseFormat,
+    SseResume,
+    stream_response,
+    wants_sse,
+)
 
 _T = TypeVar("_T")
 
@@ -52,6 +60,9 @@ class RpcRoutes(BaseRoute):
     refused with 403 unless that origin is in ``trusted_origins`` (``*``:
     any): the CORS origins, so a beacon from another site cannot close a
     session even where no preflight guards it.
+
+    ``sse_resume`` says which message fields make a Server-Sent Event's id
+    and which request fields its ``Last-Event-ID`` fills (``SseResume``).
     """
 
     def __init__(
@@ -65,6 +76,7 @@ class RpcRoutes(BaseRoute):
         realm: str | None = None,
         beacon_rpcs: Collection[str] = (),
         trusted_origins: Collection[str] = (),
+        sse_resume: SseResume = CURSOR_RESUME,
     ) -> None:
         self.bindings = tuple(bindings)
         self.beacon_rpcs = frozenset(beacon_rpcs)
@@ -74,6 +86,7 @@ class RpcRoutes(BaseRoute):
         self.heartbeat = heartbeat
         self.success_status = dict(success_status or {})
         self.realm = realm
+        self.sse = SseFormat(sse_resume)
 
     def __repr__(self) -> str:
         return f"RpcRoutes({len(self.bindings)} bindings)"
@@ -142,13 +155,16 @@ class RpcRoutes(BaseRoute):
             peer=f"{client[0]}:{client[1]}" if client else None,
         )
         if binding.server_streaming:
-            sse = wants_sse(headers.get("accept", ""))
+            fmt = self.sse if wants_sse(headers.get("accept", "")) else NDJSON
             last_id = headers.get("last-event-id")
-            resume_field = SSE_RESUME[1]
-            if sse and last_id and resume_field in request.DESCRIPTOR.fields_by_name:
-                set_from_strings(request, resume_field, [last_id.strip()], source="Last-Event-ID")
+            if (
+                fmt is self.sse
+                and last_id
+                and self.sse.resume.accepts(request.DESCRIPTOR.fields_by_name)
+            ):
+                self.sse.resume.fill(request, last_id)
             messages = await self.backend.open_stream(binding, request, call)
-            await stream_response(messages, receive, send, sse=sse, heartbeat=self.heartbeat)
+            await stream_response(messages, receive, send, fmt=fmt, heartbeat=self.heartbeat)
             return
         unary = self.backend.unary(binding, request, call)
         if scope["method"] in SAFE_METHODS:

@@ -6,12 +6,13 @@ mid-stream failure as a last ``{"error": <Status>}`` line (the HTTP status is
 already 200 by then).
 
 With ``Accept: text/event-stream`` it is Server-Sent Events: each message is
-``id: <cursor>`` + ``data: <message JSON>``, a failure is ``event: error`` with
-the Status as data, and a comment line goes out every ``heartbeat`` seconds
-so proxies keep the connection and a vanished client is noticed. The event id
-is the message's ``cursor`` field; a reconnecting EventSource sends it back as
-``Last-Event-ID``, which fills the request's ``after_cursor`` (see
-``SSE_RESUME``), so the stream resumes where it broke off.
+``id: <event id>`` + ``data: <message JSON>``, a failure is ``event: error``
+with the Status as data, and a comment line goes out every ``heartbeat``
+seconds so proxies keep the connection and a vanished client is noticed. The
+event id is made of message fields (``SseResume``: by default ``cursor``); a
+reconnecting EventSource sends it back as ``Last-Event-ID``, which fills the
+matching request fields (``after_cursor``), so the stream resumes where it
+broke off.
 
 A client that disconnects ends the stream at once: the upstream iterator is
 closed, which cancels the call.
@@ -29,21 +30,65 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Container
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
 from starlette.types import Receive, Send
 
-from .codec import dumps, render
+from .codec import dumps, render, set_from_strings
 from .errors import RpcError, internal_error
 
 logger = logging.getLogger(__name__)
 
 SSE_TYPE = "text/event-stream"
-# (stream message field used as the SSE event id, request field Last-Event-ID fills)
-SSE_RESUME = ("cursor", "after_cursor")
 DEFAULT_HEARTBEAT = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class SseResume:
+    """How a stream's SSE event ids are made, and read back from ``Last-Event-ID``.
+
+    The id is the message's ``id_fields`` joined by ``separator``; a
+    ``Last-Event-ID`` is split back into the request's ``request_fields``
+    (same order). A cursor alone cannot say which log it came from, so an API
+    whose streams restart (a new server, another node) names the log too:
+    ``SseResume(("epoch", "cursor"), ("epoch", "after_cursor"))`` gives ids
+    such as ``9f2c41d07ab3e815:42``. An id with fewer parts than fields (one
+    made before a field was added) fills the last fields and leaves the first
+    unset. Fields a message or request lacks are skipped: such a stream has
+    no ids, or ignores ``Last-Event-ID``.
+    """
+
+    id_fields: tuple[str, ...] = ("cursor",)
+    request_fields: tuple[str, ...] = ("after_cursor",)
+    separator: str = ":"
+
+    def __post_init__(self) -> None:
+        if not self.id_fields or len(self.id_fields) != len(self.request_fields):
+            raise ValueError("SseResume: id_fields and request_fields must pair one to one")
+
+    def event_id(self, message: Message) -> str | None:
+        fields = message.DESCRIPTOR.fields_by_name
+        if any(name not in fields for name in self.id_fields):
+            return None
+        return self.separator.join(str(getattr(message, name)) for name in self.id_fields)
+
+    def accepts(self, request_fields: Container[str]) -> bool:
+        """Whether a ``Last-Event-ID`` means anything to a request of these fields."""
+        return all(name in request_fields for name in self.request_fields)
+
+    def fill(self, request: Message, last_event_id: str) -> None:
+        """Set ``request``'s resume fields from ``last_event_id`` (INVALID_ARGUMENT if bad)."""
+        parts = last_event_id.strip().rsplit(self.separator, len(self.request_fields) - 1)
+        names = self.request_fields[len(self.request_fields) - len(parts) :]
+        for name, part in zip(names, parts, strict=True):
+            set_from_strings(request, name, [part], source="Last-Event-ID")
+
+
+# The default: the message's ``cursor`` is the id, and fills ``after_cursor``.
+CURSOR_RESUME = SseResume()
 
 
 def wants_sse(accept: str) -> bool:
@@ -83,19 +128,12 @@ def _ndjson_line(message: Message) -> bytes:
     return dumps({"result": render(message)}) + b"\n"
 
 
-def _sse_frame(message: Message) -> bytes:
-    id_field = SSE_RESUME[0]
-    head = b""
-    if id_field in message.DESCRIPTOR.fields_by_name:
-        head = f"id: {getattr(message, id_field)}\n".encode()
-    return head + b"data: " + dumps(render(message)) + b"\n\n"
-
-
 NDJSON_LINES = RenderMemo(_ndjson_line)
-SSE_FRAMES = RenderMemo(_sse_frame)
 
 
-class _Format:
+class StreamFormat:
+    """grpc-gateway's newline-delimited JSON: one ``{"result": ...}`` line per message."""
+
     content_type = "application/json"
 
     def message(self, message: Message) -> bytes:
@@ -108,11 +146,22 @@ class _Format:
         return None
 
 
-class _SseFormat(_Format):
+class SseFormat(StreamFormat):
+    """Server-Sent Events, ids made by ``resume``; one memo of frames per format."""
+
     content_type = "text/event-stream; charset=utf-8"
 
+    def __init__(self, resume: SseResume = CURSOR_RESUME) -> None:
+        self.resume = resume
+        self.frames = RenderMemo(self._frame)
+
+    def _frame(self, message: Message) -> bytes:
+        event_id = self.resume.event_id(message)
+        head = b"" if event_id is None else f"id: {event_id}\n".encode()
+        return head + b"data: " + dumps(render(message)) + b"\n\n"
+
     def message(self, message: Message) -> bytes:
-        return SSE_FRAMES(message)
+        return self.frames(message)
 
     def error(self, error: RpcError) -> bytes:
         return b"event: error\ndata: " + dumps(error.to_dict()) + b"\n\n"
@@ -121,16 +170,18 @@ class _SseFormat(_Format):
         return b": keepalive\n\n"
 
 
+NDJSON = StreamFormat()
+
+
 async def stream_response(
     messages: AsyncIterator[Message],
     receive: Receive,
     send: Send,
     *,
-    sse: bool,
+    fmt: StreamFormat = NDJSON,
     heartbeat: float = DEFAULT_HEARTBEAT,
 ) -> None:
-    """Send ``messages`` as one streamed HTTP response until either side ends."""
-    fmt: _Format = _SseFormat() if sse else _Format()
+    """Send ``messages`` in ``fmt`` as one streamed HTTP response until either side ends."""
     headers = [
         (b"content-type", fmt.content_type.encode()),
         (b"cache-control", b"no-cache"),

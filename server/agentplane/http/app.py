@@ -5,7 +5,9 @@ deployments (``agentplane serve`` with ``InProcessBackend``, ``agentplane
 gateway`` with ``session_upstream``): the service (``agentplane.v1.SessionService``),
 Start's ``201 Created`` (as the reference agent server answers), the OpenAPI
 title, version and the proto's comments (the descriptor set generated with the
-clients), and the ``WWW-Authenticate`` realm.
+clients), the ``WWW-Authenticate`` realm, and the SSE event ids
+``<epoch>:<cursor>`` (a cursor names its log, so a resume against another
+server's log answers with a GAP, never a silent skip).
 
 Example (the session routes inside a user's own app, next to a runner)::
 
@@ -23,13 +25,15 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from agentplane.clients.grpcio import session_service_pb2
-from agentplane.gateway import Backend, Comments, CorsOptions, GrpcUpstream, create_app
+from agentplane.gateway import Backend, Comments, CorsOptions, GrpcUpstream, SseResume, create_app
 from agentplane.gateway.bodies import DEFAULT_MAX_BODY_BYTES
 from agentplane.gateway.streaming import DEFAULT_HEARTBEAT
 
 TITLE = "agentplane"
 REALM = "agentplane"
 _SAME_ORIGIN = CorsOptions()
+# An event's SSE id names its log: "<epoch>:<cursor>"; Last-Event-ID sets both.
+EVENT_RESUME = SseResume(id_fields=("epoch", "cursor"), request_fields=("epoch", "after_cursor"))
 
 
 def session_service() -> ServiceDescriptor:
@@ -89,6 +93,7 @@ def gateway_app(
         comments=bundled_comments(),
         realm=REALM,
         beacon_rpcs=beacon_rpcs(),
+        sse_resume=EVENT_RESUME,
     )
 
 
