@@ -279,3 +279,18 @@ async def test_an_idle_kept_alive_connection_is_closed_after_keep_alive_timeout(
         assert loop.time() - answered < 5  # the keep-alive bound, not the 30 s head timeout
     finally:
         await http.stop(1.0)
+
+
+async def test_malformed_requests_are_logged_once_per_interval(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn warns once per malformed request; a flood of them is one line and a count."""
+    with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+        for _ in range(20):
+            reader, writer = await _connect(server)
+            await _send_ignoring_reset(writer, b"NOT HTTP AT ALL\r\n\r\n")
+            status, _ = await _answer(reader)
+            assert status == 400  # every one still gets its answer
+            writer.close()
+    lines = [r.getMessage() for r in caplog.records if "Invalid HTTP request" in r.getMessage()]
+    assert lines == ["Invalid HTTP request received."], lines

@@ -24,6 +24,7 @@ import h2.events
 import h2.settings
 import pytest
 from grpclib.client import Channel
+from grpclib.const import Status
 from grpclib.health.v1 import health_pb2
 from grpclib.health.v1.health_grpc import HealthStub
 
@@ -33,6 +34,7 @@ from agentplane.net import RateLimitedLog
 from agentplane.rpc.server import GrpcServer
 from agentplane.rpc.transport import GrpcLimits
 from agentplane.service.api import SessionAPI
+from tests.support import wait_until
 
 from .support import Toy, open_options
 
@@ -321,6 +323,26 @@ async def test_a_malformed_message_is_invalid_argument_with_one_warning_line(
         raw.close()
 
 
+async def test_a_flood_of_bad_requests_logs_one_line_per_kind(
+    toy: Toy, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with grpc_server(toy.launcher()) as server:
+        raw = await RawH2.open(server.port)
+        try:
+            with caplog.at_level(logging.DEBUG):
+                streams = [raw.request(START, grpc_frame(b"\xff\xff\xff")) for _ in range(20)]
+                streams += [raw.request(START, grpc_frame(b"", compressed=True)) for _ in range(20)]
+                await raw.until(lambda: all(raw.status(s)[0] is not None for s in streams))
+            assert {raw.status(s)[0] for s in streams} == {str(Status.INVALID_ARGUMENT.value)}
+            loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            # One line per kind (malformed, compressed), not one per request.
+            assert len(loud) == 2, loud
+            assert any("malformed" in line for line in loud)
+            assert any("compressed" in line for line in loud)
+        finally:
+            raw.close()
+
+
 async def test_nan_and_infinity_in_start_metadata_are_invalid_argument(toy: Toy) -> None:
     async with grpc_server(toy.launcher()) as server:
         channel = Channel("127.0.0.1", server.port)
@@ -398,6 +420,70 @@ async def test_a_connection_without_a_handshake_is_closed_after_the_timeout(toy:
         finally:
             writer.close()
             good.close()
+
+
+async def test_an_idle_connection_is_closed_with_goaway_and_a_watch_keeps_its_own(
+    toy: Toy,
+) -> None:
+    async with grpc_server(toy.launcher(), idle_timeout=0.5) as server:
+        idle = await RawH2.open(server.port)  # handshakes, then sends nothing
+        watcher = await RawH2.open(server.port)
+        watch = watcher.request(HEALTH_WATCH, grpc_frame(b""))
+        await watcher.until(lambda: bool(watcher.status(watch)[0] or _data_on(watcher, watch)))
+        try:
+            await idle.until(idle.terminated)
+            terminated = [e for e in idle.events if isinstance(e, h2.events.ConnectionTerminated)]
+            assert terminated and terminated[0].error_code == 0  # GOAWAY NO_ERROR
+            assert server.server.gate.idle_closed >= 1
+            # The watch's connection has a stream open: it outlives many idle periods.
+            await wait_until(
+                lambda: server.server.gate.idle_closed >= 1 and server.server.gate.open == 1
+            )
+            assert not watcher.terminated() and watcher.status(watch) == (None, None)
+            # A client whose connection was closed for idleness reconnects on its next call.
+            channel = Channel("127.0.0.1", server.port)
+            try:
+                await HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=BOUND)
+                await wait_until(lambda: server.server.gate.idle_closed >= 2)
+                reply = await HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=BOUND
+                )
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            finally:
+                channel.close()
+        finally:
+            idle.close()
+            watcher.close()
+
+
+def _data_on(raw: RawH2, stream_id: int) -> bool:
+    return any(
+        isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id for e in raw.events
+    )
+
+
+async def test_a_request_that_does_not_arrive_in_time_is_refused_alone(toy: Toy) -> None:
+    async with grpc_server(toy.launcher(), request_timeout=0.5) as server:
+        raw = await RawH2.open(server.port)
+        try:
+            # Headers and half a message, then nothing: a slow (or stalled) sender.
+            slow = raw.request(START)
+            raw.conn.send_data(slow, grpc_frame(b"x" * 10, declared=100))
+            silent = raw.request(START)  # headers only
+            raw.flush()
+            await raw.until(
+                lambda: raw.status(slow)[0] is not None and raw.status(silent)[0] is not None
+            )
+            for stream in (slow, silent):
+                code, message = raw.status(stream)
+                assert code == str(Status.DEADLINE_EXCEEDED.value), (code, message)
+                assert message is not None and "did not arrive whole within 0.5 s" in message
+            # The connection goes on: a whole request on it is served.
+            check = raw.request(HEALTH_CHECK, grpc_frame(b""))
+            await raw.until(lambda: raw.status(check)[0] is not None)
+            assert raw.status(check)[0] == "0" and not raw.terminated()
+        finally:
+            raw.close()
 
 
 async def test_the_connection_cap_refuses_new_connections_while_others_go_on(

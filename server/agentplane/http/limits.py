@@ -36,7 +36,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from agentplane.net import RateLimitedLog
+from agentplane.net import BadRequestLog, RateLimitedLog
 
 logger = logging.getLogger("agentplane.http")
 
@@ -105,9 +105,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     limits = HttpLimits()
     cap = 0
+    bad_log = BadRequestLog(logging.getLogger("uvicorn.error"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn warns once per malformed request ("Invalid HTTP request
+        # received."): a cheap flood. Its warnings go out once per interval.
+        self.logger = _QuietWarnings(self.logger, self.bad_log)  # type: ignore[assignment]
         self._head_bytes = 0
         self._url_bytes = 0
         self._header_count = 0
@@ -217,8 +221,26 @@ def guarded_protocol(limits: HttpLimits) -> type[GuardedProtocol]:
     return type(
         "GuardedProtocol",
         (GuardedProtocol,),
-        {"limits": limits, "cap": limits.connection_cap()},
+        {
+            "limits": limits,
+            "cap": limits.connection_cap(),
+            "bad_log": BadRequestLog(logging.getLogger("uvicorn.error")),
+        },
     )
 
 
 _CAP_LOG = RateLimitedLog(logger, 10.0)
+
+
+class _QuietWarnings:
+    """uvicorn's logger, its per-request warnings logged once per kind and interval."""
+
+    def __init__(self, logger: logging.Logger, bad_log: BadRequestLog) -> None:
+        self._logger = logger
+        self._bad = bad_log
+
+    def warning(self, message: str, *args: object) -> None:
+        self._bad.warning(message, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)

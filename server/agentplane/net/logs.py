@@ -48,6 +48,26 @@ class RateLimitedLog:
         return self.log(logging.WARNING, message, *args)
 
 
+class BadRequestLog:
+    """Warnings about bad requests, each kind at most once per ``interval``.
+
+    A kind is the message's format string (a constant in the code), so a
+    flood of one kind of bad request cannot hide another kind, and cannot
+    fill the log: one line per kind per interval, with a count.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._kinds: dict[str, RateLimitedLog] = {}
+
+    def warning(self, message: str, *args: object) -> bool:
+        kind = self._kinds.get(message)
+        if kind is None:
+            kind = self._kinds[message] = RateLimitedLog(self._logger, self._interval)
+        return kind.warning(message, *args)
+
+
 class AcceptFailureLog:
     """A loop exception handler: accept() failures of one port's sockets, once per interval.
 

@@ -13,6 +13,10 @@ the adapter, with one subclass at each of three grpclib seams:
   ``codec=``); h2 is configured to hand over header bytes undecoded.
 - :class:`_GuardedProtocol` (``grpclib.protocol.H2Protocol``): the handshake
   timer, the connection cap, SETTINGS_MAX_HEADER_LIST_SIZE.
+- :class:`_ConnectionGate`: one timer per port that closes connections idle
+  (no stream) for ``idle_timeout`` with GOAWAY, and refuses streams whose
+  request has not fully arrived within ``request_timeout`` (a slow sender
+  holds a stream, its buffer and a handler forever otherwise).
 - :class:`_GuardedProcessor` (``grpclib.protocol.EventsProcessor``): reads
   each stream's 5-byte gRPC message prefixes as DATA arrives and refuses a
   stream whose declared message exceeds the limit (RESOURCE_EXHAUSTED), is
@@ -57,7 +61,7 @@ from h2.events import (
 )
 from h2.settings import SettingCodes
 
-from agentplane.net import RateLimitedLog
+from agentplane.net import BadRequestLog, RateLimitedLog
 
 log = logging.getLogger("agentplane.rpc")
 
@@ -81,6 +85,14 @@ class GrpcLimits:
     max_connection_buffer_bytes: int = 16 * 2**20
     max_header_list_bytes: int = 16 * 1024
     handshake_timeout: float = 10.0
+    # A connection with no stream open for this long is closed (GOAWAY
+    # NO_ERROR; clients reconnect on their next call). Long watches keep
+    # their connection: a stream is open.
+    idle_timeout: float = 300.0
+    # A request must arrive whole (its END_STREAM) within this long of its
+    # headers: agentplane has no client-streaming RPC, so only a stalled or
+    # deliberately slow sender takes longer. DEADLINE_EXCEEDED otherwise.
+    request_timeout: float = 30.0
     # Default: a quarter of the process's descriptor limit (at most 4096):
     # the HTTP port takes up to half, agents and files need the rest, and
     # at the limit accept() fails for every port.
@@ -96,8 +108,9 @@ class GrpcLimits:
             raise ValueError("max_connection_buffer_bytes must be at least max_message_bytes")
         if self.max_header_list_bytes < 1024:
             raise ValueError("max_header_list_bytes must be at least 1024")
-        if self.handshake_timeout <= 0:
-            raise ValueError("handshake_timeout must be positive")
+        for name in ("handshake_timeout", "idle_timeout", "request_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
         if self.max_connections < 1:
             raise ValueError("max_connections must be positive")
 
@@ -106,16 +119,19 @@ class DecodingCodec(ProtoCodec):
     """grpclib's protobuf codec; an undecodable message is INVALID_ARGUMENT, logged once.
 
     grpclib raises the parser's error out of ``recv_message``: UNKNOWN and
-    an ERROR traceback per request. Here it is one WARNING line and a status
-    that names the problem.
+    an ERROR traceback per request. Here it is a status that names the
+    problem, and a WARNING line at most once per interval (``bad_log``).
     """
+
+    def __init__(self, bad_log: BadRequestLog) -> None:
+        self.bad_log = bad_log
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
             return super().decode(data, message_type)
         except (DecodeError, RecursionError, ValueError) as error:
             name = getattr(message_type, "__name__", "message")
-            log.warning("refused a malformed %s (%d bytes): %s", name, len(data), error)
+            self.bad_log.warning("refused a malformed %s (%d bytes): %s", name, len(data), error)
             raise GRPCError(
                 Status.INVALID_ARGUMENT, f"malformed {name}: {error or 'cannot be parsed'}"
             ) from None
@@ -124,9 +140,10 @@ class DecodingCodec(ProtoCodec):
 class _Framing:
     """Where one stream is in its gRPC message framing."""
 
-    __slots__ = ("declared", "prefix", "remaining")
+    __slots__ = ("declared", "opened_at", "prefix", "remaining")
 
-    def __init__(self) -> None:
+    def __init__(self, opened_at: float) -> None:
+        self.opened_at = opened_at  # loop time of the stream's headers
         self.prefix = bytearray()
         self.remaining = 0  # body bytes of the current message still to come
         self.declared = 0  # its declared length, counted in the connection's budget
@@ -213,14 +230,18 @@ class _GuardedProcessor(EventsProcessor):
         h2_conn: H2Connection,
         limits: GrpcLimits,
         on_settings: Callable[[], None],
+        bad_log: BadRequestLog,
     ) -> None:
         super().__init__(handler, connection)
         self._h2 = h2_conn
+        self._bad_log = bad_log
         self._limit = limits.max_message_bytes
         self._on_settings = on_settings
         self._framing: dict[int, _Framing] = {}
         self._budget = _Budget(limits.max_connection_buffer_bytes)
         self._refused: set[int] = set()
+        # Loop time the connection was last seen with a stream open.
+        self.busy_at = asyncio.get_running_loop().time()
         self.processors[RequestReceived] = self.process_request_received
         self.processors[DataReceived] = self.process_data_received
         self.processors[StreamEnded] = self.process_stream_ended
@@ -238,10 +259,11 @@ class _GuardedProcessor(EventsProcessor):
         try:
             event.headers = _text_headers(event.headers)  # type: ignore[assignment]
         except UnicodeDecodeError:
-            log.warning("refused a gRPC call whose headers are not ASCII (stream %d)", stream_id)
+            self._bad_log.warning("refused a gRPC call whose headers are not ASCII")
             self._refuse(stream_id, Status.INVALID_ARGUMENT, "header values must be ASCII")
             return
-        self._framing[stream_id] = _Framing()
+        self._framing[stream_id] = _Framing(asyncio.get_running_loop().time())
+        self.busy_at = self._framing[stream_id].opened_at
         super().process_request_received(event)
 
     def process_trailers_received(self, event: TrailersReceived) -> None:
@@ -263,7 +285,7 @@ class _GuardedProcessor(EventsProcessor):
             try:
                 _scan(framing, event.data, self._limit, self._budget)
             except _Refusal as refusal:
-                log.warning("refused a gRPC call on stream %d: %s", stream_id, refusal.message)
+                self._bad_log.warning("refused a gRPC call: %s", refusal.message)
                 self.connection.ack(stream_id, event.flow_controlled_length or 0)
                 self._refuse(stream_id, refusal.status, refusal.message)
                 return
@@ -289,6 +311,14 @@ class _GuardedProcessor(EventsProcessor):
             stream_id = event.stream_id
             task.add_done_callback(lambda _task: self._release(stream_id))
 
+    def expire_requests(self, now: float, timeout: float) -> None:
+        """Refuse the streams whose request has been arriving for longer than ``timeout``."""
+        late = [sid for sid, framing in self._framing.items() if now - framing.opened_at > timeout]
+        for stream_id in late:
+            message = f"the request did not arrive whole within {timeout:g} s"
+            log.debug("refused a gRPC call on stream %d: %s", stream_id, message)
+            self._refuse(stream_id, Status.DEADLINE_EXCEEDED, message)
+
     def _release(self, stream_id: int) -> None:
         """What grpclib's release_stream does, for a refused stream it did not release."""
         stream = self.streams.pop(stream_id, None)
@@ -308,7 +338,7 @@ class _GuardedProcessor(EventsProcessor):
         assert stream_id is not None
         missing = framing.remaining or PREFIX_BYTES - len(framing.prefix)
         message = f"the request ended inside a gRPC message, {missing} bytes short"
-        log.warning("refused a gRPC call on stream %d: %s", stream_id, message)
+        self._bad_log.warning("refused a gRPC call: %s", message)
         self._refuse(stream_id, Status.INVALID_ARGUMENT, message)
         return False
 
@@ -344,13 +374,54 @@ class _GuardedProcessor(EventsProcessor):
 
 
 class _ConnectionGate:
-    """Counts a port's open HTTP/2 connections against the cap."""
+    """A port's open HTTP/2 connections: the cap, and one timer for their time limits.
+
+    The timer runs while any connection is open, every fifth of the shorter
+    of ``idle_timeout`` and ``request_timeout``, so each is enforced at most
+    a fifth late. One timer per port, not per connection or stream.
+    """
 
     def __init__(self, limits: GrpcLimits) -> None:
         self.limits = limits
-        self.open = 0
+        self.connections: set[_GuardedProtocol] = set()
         self.refused = 0
+        self.idle_closed = 0
         self.cap_log = RateLimitedLog(log, limits.log_interval)
+        self.bad_log = BadRequestLog(log, limits.log_interval)
+        self._period = min(limits.idle_timeout, limits.request_timeout) / 5
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def open(self) -> int:
+        return len(self.connections)
+
+    def admit(self, protocol: _GuardedProtocol) -> None:
+        self.connections.add(protocol)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._period, self._tick)
+
+    def leave(self, protocol: _GuardedProtocol) -> None:
+        self.connections.discard(protocol)
+        if not self.connections and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        limits = self.limits
+        for protocol in list(self.connections):
+            processor = protocol.processor
+            if not isinstance(processor, _GuardedProcessor):
+                continue
+            if processor.streams:
+                processor.busy_at = now
+                processor.expire_requests(now, limits.request_timeout)
+            elif now - processor.busy_at >= limits.idle_timeout:
+                self.idle_closed += 1
+                protocol.close_idle()
+        if self.connections:
+            self._timer = asyncio.get_running_loop().call_later(self._period, self._tick)
 
 
 class _GuardedProtocol(H2Protocol):
@@ -389,7 +460,6 @@ class _GuardedProtocol(H2Protocol):
             self.handler.close()
             return
         self._admitted = True
-        gate.open += 1
         super().connection_made(transport)
         h2_conn: H2Connection = self.connection._connection
         h2_conn.update_settings({SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_bytes})
@@ -397,11 +467,21 @@ class _GuardedProtocol(H2Protocol):
         h2_conn.decoder.max_header_list_size = limits.max_header_list_bytes
         self.connection.flush()
         self.processor = _GuardedProcessor(
-            self.handler, self.connection, h2_conn, limits, self._handshaken
+            self.handler, self.connection, h2_conn, limits, self._handshaken, gate.bad_log
         )
         self._handshake_timer = asyncio.get_running_loop().call_later(
             limits.handshake_timeout, self._handshake_expired
         )
+        gate.admit(self)
+
+    def close_idle(self) -> None:
+        """GOAWAY (NO_ERROR) and close: no stream is open, so no call is lost."""
+        log.debug("closed a gRPC connection idle for %g s", self._gate.limits.idle_timeout)
+        h2_conn: H2Connection = self.connection._connection
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            h2_conn.close_connection(ErrorCodes.NO_ERROR, additional_data=b"idle")
+        self.connection.flush()
+        self.processor.close("idle timeout")
 
     def _handshaken(self) -> None:
         if self._handshake_timer is not None:
@@ -419,14 +499,16 @@ class _GuardedProtocol(H2Protocol):
         try:
             super().data_received(data)
         except Exception as error:  # one line, not asyncio's fatal-error traceback
-            log.warning("closed a gRPC connection after an unexpected frame: %r", error)
+            self._gate.bad_log.warning(
+                "closed a gRPC connection after an unexpected frame: %r", error
+            )
             self.processor.close("Protocol error")
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self._admitted:
             return
         self._admitted = False
-        self._gate.open -= 1
+        self._gate.leave(self)
         self._handshaken()
         super().connection_lost(exc)
 
@@ -435,11 +517,14 @@ class LimitedServer(Server):
     """grpclib's Server with :class:`GrpcLimits` on every connection."""
 
     def __init__(self, handlers: Any, limits: GrpcLimits) -> None:
+        gate = _ConnectionGate(limits)
         super().__init__(
-            handlers, codec=DecodingCodec(), status_details_codec=ProtoStatusDetailsCodec()
+            handlers,
+            codec=DecodingCodec(gate.bad_log),
+            status_details_codec=ProtoStatusDetailsCodec(),
         )
         self.limits = limits
-        self.gate = _ConnectionGate(limits)
+        self.gate = gate
         # Header bytes come through undecoded: _GuardedProcessor decodes
         # them per stream (h2's ASCII decoding fails the whole connection).
         self._h2_config = h2.config.H2Configuration(

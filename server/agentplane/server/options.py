@@ -51,6 +51,8 @@ class ServeOptions:
     ``grpc_limits``: the gRPC port's bounds: ``max_message_bytes`` (4 MiB;
     a larger message is refused with RESOURCE_EXHAUSTED before its body is
     read), ``max_header_list_bytes`` (16 KiB), ``handshake_timeout`` (10 s),
+    ``idle_timeout`` (300 s without a call open: GOAWAY), ``request_timeout``
+    (30 s for a request to arrive whole),
     ``max_connections`` (a quarter of the descriptor limit, at most 4096).
     """
 
