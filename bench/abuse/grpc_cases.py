@@ -14,6 +14,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -334,6 +335,10 @@ async def non_ascii_header() -> Outcome:
         return Outcome("grpc: non-ASCII header values", passed, figures)
 
 
+def _all_answered(raw: RawH2, streams: list[int]) -> bool:
+    return all(raw.status(s) for s in streams)
+
+
 async def slow_senders() -> Outcome:
     """4 connections x 50 calls that send their headers and half a message, then
     nothing (unfixed, each held a stream, its buffer and a handler forever): each
@@ -348,7 +353,8 @@ async def slow_senders() -> Outcome:
                 streams.append((raw, stream_id))
         started = time.monotonic()
         for raw in conns:
-            await raw.until(lambda raw=raw: all(r.status(s) for r, s in streams if r is raw), 45)
+            mine = [s for r, s in streams if r is raw]
+            await raw.until(partial(_all_answered, raw, mine), 45)
         took = time.monotonic() - started
         refused = sum(raw.status(s) == DEADLINE_EXCEEDED for raw, s in streams)
         alive = sum(not raw.terminated() for raw in conns)
