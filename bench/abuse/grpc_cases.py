@@ -14,8 +14,8 @@ import struct
 import tempfile
 import time
 from collections.abc import Callable
-from functools import partial
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
