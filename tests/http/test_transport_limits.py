@@ -29,9 +29,18 @@ async def _ok(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
-APP = Starlette(routes=[Route("/", _ok)])
+async def _echo(request: Request) -> JSONResponse:
+    return JSONResponse({"bytes": len(await request.body())})
+
+
+APP = Starlette(routes=[Route("/", _ok), Route("/echo", _echo, methods=["POST"])])
 LIMITS = HttpLimits(
-    max_url_bytes=1024, max_head_bytes=4096, max_headers=20, head_timeout=0.5, max_connections=8
+    max_url_bytes=1024,
+    max_head_bytes=4096,
+    max_headers=20,
+    head_timeout=0.5,
+    body_timeout=0.5,
+    max_connections=8,
 )
 
 
@@ -147,6 +156,30 @@ async def test_a_slow_head_gets_408_and_is_closed(server: HttpServer) -> None:
     status, body = await _answer(reader)
     assert status == 408
     assert "no complete request head" in json.loads(body)["message"]
+
+
+async def test_a_body_that_stops_arriving_gets_408(server: HttpServer) -> None:
+    reader, writer = await _connect(server)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n")
+    writer.write(b"x" * 10)  # and never the other 90 bytes
+    status, body = await _answer(reader)
+    assert status == 408
+    assert json.loads(body)["message"] == "request body did not arrive whole within 0.5 s"
+
+
+async def test_a_body_in_time_is_read_and_the_clock_stops(server: HttpServer) -> None:
+    reader, writer = await _connect(server)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n")
+    writer.write(b"x" * 100)
+    status, body = await _answer(reader)
+    assert (status, json.loads(body)) == (200, {"bytes": 100})
+    # The clock stopped at the body's end: three body timeouts later no 408 has come
+    # (keep-alive is 5 s), and the next request on the connection is answered.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader.read(1), 1.5)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    status, _ = await _answer(reader)
+    assert status == 200
 
 
 async def test_a_silent_connection_is_closed(server: HttpServer) -> None:

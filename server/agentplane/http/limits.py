@@ -17,6 +17,9 @@ parser callback raises), so no route has to check anything:
 * a connection that has not completed a request head ``head_timeout`` seconds
   after it opened (or after the first byte of a later request) gets 408 and
   is closed (slowloris);
+* a request whose body has not arrived whole ``body_timeout`` seconds after
+  its head gets 408 and is closed (a body trickled in holds a connection and
+  a request task otherwise; ``on_message_complete`` ends the clock);
 * past ``max_connections`` open connections, a new one is answered 503 and
   closed at once, before it costs more than its socket.
 
@@ -58,6 +61,7 @@ class HttpLimits:
     max_head_bytes: int = 32 * 1024
     max_headers: int = 100
     head_timeout: float = 10.0
+    body_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
     max_connections: int = 0  # 0: half the process's descriptor limit (at most 4096)
 
@@ -65,7 +69,7 @@ class HttpLimits:
         for name in ("max_url_bytes", "max_head_bytes", "max_headers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
-        if self.head_timeout <= 0 or self.keep_alive_timeout <= 0:
+        if min(self.head_timeout, self.body_timeout, self.keep_alive_timeout) <= 0:
             raise ValueError("timeouts must be positive")
         if self.max_connections < 0:
             raise ValueError("max_connections must be 0 (automatic) or positive")
@@ -120,6 +124,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = False
         self._refusal: tuple[int, int, str] | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -131,6 +136,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -180,7 +186,12 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._in_head = False
+        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._cancel_body_timer()
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         if self._refusal is None:
@@ -193,6 +204,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, code: int, message: str) -> None:
         self._refusal = (status, code, message)  # reads nothing more
         self._cancel_head_timer()
+        self._cancel_body_timer()
         if not self.transport.is_closing():
             self.transport.write(_status_json(status, code, message))
             self.transport.close()
@@ -204,6 +216,21 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # the app answered already: no room for a 408
+            return
+        message = f"request body did not arrive whole within {self.limits.body_timeout:g} s"
+        self._refuse(408, 4, message)
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
