@@ -22,8 +22,9 @@ ALLOWED: dict[str, set[str]] = {
     "rpc": {"core", "service", "net", "clients"},
     "http": {"core", "service", "gateway", "net", "clients"},
     "ops": {"core"},
+    "cluster": {"core"},
     "demo": {"core"},
-    "server": {"core", "service", "rpc", "http", "ops", "demo", "gateway", "clients"},
+    "server": {"core", "service", "rpc", "http", "ops", "demo", "gateway", "clients", "cluster"},
     "testing": {"server", "core", "clients"},
 }
 

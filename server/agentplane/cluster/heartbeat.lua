@@ -1,0 +1,24 @@
+-- Renew a node's lease and what it advertises, unless it was declared dead (issue 14).
+--
+-- KEYS[1] nodes  ZSET node id -> lease expiry (ms)
+-- KEYS[2] info   HASH what the node advertises (address, capacity, load, draining)
+-- KEYS[3] dead   ZSET node id -> when it was declared dead (ms)
+-- ARGV: node_id, lease_ms, then field, value pairs for info
+--
+-- Returns "ok", or "fenced": the node was declared dead (its sessions were
+-- ended NODE_LOST by another node) and must stop everything it runs and
+-- come back under a new id, never resurrect them.
+-- Redis's own clock, so nodes whose clocks disagree still agree on leases.
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local node = ARGV[1]
+local lease_ms = tonumber(ARGV[2])
+if redis.call("ZSCORE", KEYS[3], node) then
+  return "fenced"
+end
+redis.call("ZADD", KEYS[1], now + lease_ms, node)
+if #ARGV > 2 then
+  redis.call("HSET", KEYS[2], unpack(ARGV, 3))
+end
+redis.call("PEXPIRE", KEYS[2], lease_ms * 3)
+return "ok"

@@ -1,0 +1,149 @@
+"""``RedisSessionRegistry``: the launcher's ``SessionRegistry`` shared by every node.
+
+Admission is one Lua script (``admit.lua``): idempotency key, cluster-wide
+``max_concurrent_sessions``, ``max_sessions_per_call`` and
+``permits_per_minute`` are checked and the slot taken in one atomic step, so
+three nodes receiving 100 concurrent Starts each against a limit of 50 admit
+exactly 50. A slot belongs to the admitting node and counts only while that
+node's lease is live (``NodeLease``): a node that dies gives its slots back
+when its lease lapses. The node's own capacity is checked by the launcher on
+top (its in-process limits).
+
+Records are JSON strings; an ended record and its idempotency key expire
+after ``retention_seconds``, the single-node retention rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentplane.core.errors import AdmissionRejected
+from agentplane.core.models import SessionRecord
+from agentplane.core.registry import Limits
+
+from .keys import ClusterKeys
+from .records import record_from_json, record_to_json
+from .scripts import lua
+
+
+class Fenced(RuntimeError):
+    """This node was declared dead (its lease lapsed): it may not admit anything."""
+
+
+class RedisSessionRegistry:
+    """A ``SessionRegistry`` over Redis for the node ``node_id`` (see the module doc)."""
+
+    def __init__(
+        self,
+        redis: Any,
+        node_id: str,
+        *,
+        keys: ClusterKeys | None = None,
+        retention_seconds: float = 300.0,
+    ) -> None:
+        self.redis = redis
+        self.node_id = node_id
+        self.keys = keys or ClusterKeys()
+        self.retention_ms = max(1, int(retention_seconds * 1000))
+        self._admit = redis.register_script(lua("admit"))
+        self._release = redis.register_script(lua("release"))
+        self._forget = redis.register_script(lua("forget"))
+
+    async def admit(
+        self, record: SessionRecord, limits: Limits, now: float
+    ) -> SessionRecord | None:
+        keys = self.keys
+        has_key = bool(record.idempotency_key)
+        idem = keys.idempotency(record.created_by, record.idempotency_key) if has_key else ""
+        answer = await self._admit(
+            keys=[
+                keys.nodes,
+                keys.counts,
+                keys.call(record.call_id),
+                keys.rate,
+                idem or keys.prefix + "idem:-",
+                keys.record(record.session_id),
+                keys.owned(self.node_id),
+            ],
+            args=[
+                self.node_id,
+                record.session_id,
+                limits.max_concurrent_sessions or 0,
+                limits.max_sessions_per_call or 0,
+                limits.permits_per_minute or 0,
+                record_to_json(record),
+                "1" if has_key else "0",
+            ],
+        )
+        verdict = _text(answer[0])
+        if verdict == "ok":
+            return None
+        if verdict == "dup":
+            existing = await self.get(_text(answer[1]))
+            if existing is not None:
+                return existing
+            raise AdmissionRejected(  # the key outlived its record: a race with expiry
+                "IDEMPOTENCY_KEY_EXPIRED", "the session of this idempotency key has expired"
+            )
+        if verdict == "fenced":
+            raise Fenced(f"node {self.node_id} holds no live lease in the cluster")
+        value = int(float(_text(answer[1])))
+        if verdict == "full":
+            cap = limits.max_concurrent_sessions
+            raise AdmissionRejected(
+                "MAX_CONCURRENT_SESSIONS",
+                f"the cluster runs its maximum of {cap} concurrent sessions",
+            )
+        if verdict == "call_full":
+            raise AdmissionRejected(
+                "MAX_SESSIONS_PER_CALL",
+                f"call '{record.call_id}' already has its maximum of "
+                f"{limits.max_sessions_per_call} sessions in the cluster",
+            )
+        retry_after = max(value / 1000, 0.0)
+        raise AdmissionRejected(
+            "RATE_LIMITED",
+            f"at most {limits.permits_per_minute} sessions may start per minute in the "
+            f"cluster; retry in {retry_after:.1f} s",
+            retry_after=retry_after,
+        )
+
+    async def update(self, record: SessionRecord) -> None:
+        key = self.keys.record(record.session_id)
+        if not record.ended:
+            await self.redis.set(key, record_to_json(record), xx=True)
+            return
+        # Ended: the record and its idempotency key live for the retention window.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, record_to_json(record), px=self.retention_ms, xx=True)
+            if record.idempotency_key:
+                idem = self.keys.idempotency(record.created_by, record.idempotency_key)
+                pipe.pexpire(idem, self.retention_ms)
+            await pipe.execute()
+
+    async def release(self, record: SessionRecord) -> None:
+        keys = self.keys
+        await self._release(
+            keys=[keys.counts, keys.call(record.call_id), keys.owned_prefix],
+            args=[record.session_id],
+        )
+
+    async def forget(self, session_id: str) -> None:
+        record = await self.get(session_id)
+        if record is None:
+            return
+        await self.release(record)
+        idem = (
+            self.keys.idempotency(record.created_by, record.idempotency_key)
+            if record.idempotency_key
+            else self.keys.prefix + "idem:-"
+        )
+        await self._forget(keys=[self.keys.record(session_id), idem], args=[session_id])
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        text = await self.redis.get(self.keys.record(session_id))
+        return None if text is None else record_from_json(text)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
