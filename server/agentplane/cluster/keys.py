@@ -35,6 +35,16 @@ class ClusterKeys:
         """ZSET session id -> admission time (ms) over the last minute."""
         return f"{self.prefix}rate"
 
+    @property
+    def events(self) -> str:
+        """STREAM the cluster's events, entry id ``<cursor>-1`` (``events.py``)."""
+        return f"{self.prefix}events"
+
+    @property
+    def events_meta(self) -> str:
+        """HASH e: the event stream's epoch, s: the last cursor given."""
+        return f"{self.prefix}events:meta"
+
     def node_info(self, node_id: str) -> str:
         """HASH what a node advertises: address, capacity, load, draining."""
         return f"{self.prefix}node:{node_id}"

@@ -1,11 +1,11 @@
-"""SessionRecord <-> JSON, as stored in Redis."""
+"""Session records and events <-> JSON, as stored in Redis."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from agentplane.core.models import EndReason, SessionRecord, SessionState
+from agentplane.core.models import EndReason, EventKind, SessionEvent, SessionRecord, SessionState
 
 
 def record_to_json(record: SessionRecord) -> str:
@@ -42,4 +42,38 @@ def record_from_json(text: str | bytes) -> SessionRecord:
         ended_at=data.get("ended_at"),
         error_message=data.get("error_message", ""),
         final_metrics=data.get("final_metrics"),
+    )
+
+
+def event_to_json(
+    session_id: str, call_id: str, time: float, kind: EventKind, payload: dict[str, Any]
+) -> str:
+    """An event as the cluster stream stores it (its cursor is the stream's to give)."""
+    data: dict[str, Any] = {}
+    for name, value in payload.items():
+        if isinstance(value, SessionRecord):
+            data[name] = {"record": json.loads(record_to_json(value))}
+        elif isinstance(value, SessionState):
+            data[name] = {"state": value.name}
+        else:
+            data[name] = value
+    return json.dumps(
+        {"s": session_id, "c": call_id, "t": time, "k": kind.value, "p": data},
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+
+
+def event_from_json(cursor: int, text: str | bytes) -> SessionEvent:
+    data = json.loads(text)
+    payload: dict[str, Any] = {}
+    for name, value in data["p"].items():
+        if isinstance(value, dict) and set(value) == {"record"}:
+            payload[name] = record_from_json(json.dumps(value["record"]))
+        elif isinstance(value, dict) and set(value) == {"state"}:
+            payload[name] = SessionState[value["state"]]
+        else:
+            payload[name] = value
+    return SessionEvent(
+        cursor, data["s"], data["c"], float(data["t"]), EventKind(data["k"]), payload
     )
