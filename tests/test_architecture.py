@@ -23,7 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "http": {"core", "service", "gateway", "net", "clients"},
     "ops": {"core"},
     "demo": {"core"},
-    "server": {"core", "service", "rpc", "http", "ops", "demo", "gateway", "clients"},
+    "compat": {"core"},
+    "server": {"core", "service", "rpc", "http", "ops", "demo", "compat", "gateway", "clients"},
     "testing": {"server", "core", "clients"},
 }
 
