@@ -142,7 +142,9 @@ class SessionMetrics:
         if external is None:
             external = self._external = {}
         for key, value in values.items():
-            if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and math.isfinite(value)):
+            if (isinstance(value, int) and not isinstance(value, bool)) or (
+                isinstance(value, float) and math.isfinite(value)
+            ):
                 external[str(key)] = value
             else:
                 external[str(key)] = math.nan
