@@ -24,7 +24,19 @@ ALLOWED: dict[str, set[str]] = {
     "ops": {"core"},
     "cluster": {"core"},
     "demo": {"core"},
-    "server": {"core", "service", "rpc", "http", "ops", "demo", "gateway", "clients", "cluster"},
+    "compat": {"core"},
+    "server": {
+        "core",
+        "service",
+        "rpc",
+        "http",
+        "ops",
+        "demo",
+        "compat",
+        "gateway",
+        "clients",
+        "cluster",
+    },
     "testing": {"server", "core", "clients"},
 }
 

@@ -23,6 +23,40 @@ and probes the agent they return for optional methods:
 
 Every probe is guarded: an agent method that raises is logged and treated as
 absent for that call, never as a launcher failure.
+
+Agent adapters
+--------------
+
+A family of agents whose framework expects more of its host than the above (a
+warm-up before the first call, say) gets an ``AgentAdapter``, given to the
+launcher as ``agent_adapter=`` (the Runner installs the Vision Agents one,
+``agentplane.compat.vision_agents``, by itself when the user's code imported
+``vision_agents``). The core calls it at two points and never imports it:
+
+``await adapter.startup(create_agent)``
+    Once, in ``AgentLauncher.start()``, before the user's ``warmup()`` and
+    before the launcher is ready (readiness and gRPC health say NOT_SERVING until it
+    returns). ``create_agent()`` makes an agent with no metadata, bounded by
+    ``create_agent_timeout``; the adapter closes what it makes. The whole
+    hook is bounded by the launcher's ``adapter_startup_timeout``: past it, or
+    when it raises, ``start()`` raises ``AgentStartFailed`` and the launcher
+    never becomes ready. Cancelling ``start()`` cancels the hook.
+``await adapter.prepare(agent)``
+    Each session, right after ``create_agent`` and before ``join_call``,
+    inside the same ``create_agent_timeout`` (a Start that times out cancels
+    it, as it cancels ``create_agent``). Returns ``None`` when the adapter
+    does not handle ``agent``: the plain contract above applies, unchanged.
+    Otherwise it returns an ``AdaptedAgent``, which the core then asks
+    instead of probing the agent: ``idle_for()`` for the idle timeout,
+    ``metrics()`` for the collector, ``close()`` once ``join_call`` stopped
+    (within ``stop_timeout``). When it raises, the agent is closed and the
+    Start fails with ``AgentStartFailed``.
+
+An adapted agent's ``metrics()`` declares every key of its collector: a key
+without a value yet maps to ``None`` and is reported as NaN (not omitted, not
+0), and integer counters stay integers. While anyone watches the session's
+events (the session or the feed of all sessions), the session reads it every
+``metrics_event_interval`` and publishes ``metrics_updated`` when it changed.
 """
 
 from __future__ import annotations
@@ -31,14 +65,42 @@ import asyncio
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 logger = logging.getLogger("agentplane.launcher")
 
 CreateAgent = Callable[..., Any]
 JoinCall = Callable[..., Awaitable[None]]
 CLOSE_METHODS = ("close", "aclose", "finish")
+
+
+class AdaptedAgent(Protocol):
+    """An agent as its adapter presents it to the core (what ``prepare`` returns)."""
+
+    def idle_for(self) -> float:
+        """Seconds the agent has been alone in its call (0 while anyone is there)."""
+        ...
+
+    def metrics(self) -> Mapping[str, float | None]:
+        """Every key of the agent's collector; None where it has no value yet."""
+        ...
+
+    async def close(self) -> None:
+        """Close the agent after ``join_call`` stopped, leaving no task of it pending."""
+        ...
+
+
+class AgentAdapter(Protocol):
+    """Hooks for a family of agents (see "Agent adapters" above)."""
+
+    async def startup(self, create_agent: Callable[[], Awaitable[Any]]) -> None:
+        """Once, before the launcher is ready (a warm-up, say)."""
+        ...
+
+    async def prepare(self, agent: Any) -> AdaptedAgent | None:
+        """Each session, before ``join_call``; None: not an agent of this family."""
+        ...
 
 
 async def maybe_await(value: Any) -> Any:
@@ -88,8 +150,31 @@ def collector_values(agent: Any, session_id: str) -> dict[str, Any] | None:
     return values if isinstance(values, dict) else None
 
 
-async def close_agent(agent: Any, session_id: str, grace: float) -> None:
-    """Call the agent's first close method, for at most ``grace`` seconds; never raises."""
+def adapted_metrics(adapted: AdaptedAgent, session_id: str) -> Mapping[str, float | None] | None:
+    """What an adapted agent's collector declares, or None when it cannot say."""
+    try:
+        values = adapted.metrics()
+    except Exception:
+        logger.exception("the adapted agent's metrics() of session %s raised", session_id)
+        return None
+    return values if isinstance(values, Mapping) else None
+
+
+async def close_agent(
+    agent: Any, session_id: str, grace: float, adapted: AdaptedAgent | None = None
+) -> None:
+    """Close the agent (its adapter's way, or its first close method) within ``grace``.
+
+    Never raises.
+    """
+    if adapted is not None:
+        try:
+            await asyncio.wait_for(adapted.close(), grace)
+        except TimeoutError:
+            logger.error("closing the agent of session %s timed out", session_id)
+        except Exception:
+            logger.exception("closing the agent of session %s raised", session_id)
+        return
     if agent is None:
         return
     for name in CLOSE_METHODS:

@@ -100,6 +100,8 @@ class EventLog:
         # The waiting watchers per watched key (None: the feed of all sessions);
         # a key is present only while somebody waits on it.
         self._wakeups: dict[str | None, set[asyncio.Future[None]]] = {}
+        # Open watches per watched key (None: the feed of all sessions).
+        self._watching: dict[str | None, int] = {}
         self._closed = False
 
     @property
@@ -110,6 +112,10 @@ class EventLog:
     def retained_bytes(self) -> int:
         """About how much the ended sessions' event lists hold (ENDED events aside)."""
         return self._retained_total
+
+    def watched(self, session_id: str) -> bool:
+        """Whether anyone watches ``session_id``'s events (or the feed of all sessions)."""
+        return bool(self._watching.get(session_id) or self._watching.get(None))
 
     def close(self) -> None:
         """End every watch once it has caught up (the launcher shut down)."""
@@ -205,12 +211,20 @@ class EventLog:
         everything still held.
         """
         foreign = after_cursor is not None and self._foreign(after_cursor, epoch)
-        if session_id is None:
-            async for event in self._watch_all(after_cursor, foreign):
-                yield event
-        else:
-            async for event in self._watch_session(session_id, after_cursor, foreign):
-                yield event
+        self._watching[session_id] = self._watching.get(session_id, 0) + 1
+        try:
+            if session_id is None:
+                async for event in self._watch_all(after_cursor, foreign):
+                    yield event
+            else:
+                async for event in self._watch_session(session_id, after_cursor, foreign):
+                    yield event
+        finally:
+            left = self._watching[session_id] - 1
+            if left:
+                self._watching[session_id] = left
+            else:
+                del self._watching[session_id]
 
     def _foreign(self, after_cursor: int, epoch: str) -> bool:
         """Whether ``after_cursor`` cannot be a position in this log."""

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from . import agent as agent_contract
-from .agent import CreateAgent, JoinCall
+from .agent import AdaptedAgent, AgentAdapter, CreateAgent, JoinCall
 from .errors import (
     AdmissionRejected,
     AgentStartFailed,
@@ -45,7 +45,7 @@ Warmup = Callable[[], Awaitable[None] | None]
 # How long a cancelled create_agent may take to finish before it is abandoned.
 CANCEL_GRACE = 1.0
 
-__all__ = ["AgentLauncher", "CreateAgent", "JoinCall", "LauncherHooks", "Warmup"]
+__all__ = ["AgentAdapter", "AgentLauncher", "CreateAgent", "JoinCall", "LauncherHooks", "Warmup"]
 
 
 class _CreatorCancelled(AgentStartFailed):
@@ -90,6 +90,8 @@ class AgentLauncher:
         metrics_event_interval: float = 1.0,
         registry: SessionRegistry | None = None,
         hooks: Sequence[LauncherHooks] = (),
+        agent_adapter: AgentAdapter | None = None,
+        adapter_startup_timeout: float = 300.0,
     ) -> None:
         for name, value in (
             ("max_session_duration_seconds", max_session_duration_seconds),
@@ -100,6 +102,7 @@ class AgentLauncher:
         for name, value in (
             ("create_agent_timeout", create_agent_timeout),
             ("stop_timeout", stop_timeout),
+            ("adapter_startup_timeout", adapter_startup_timeout),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
@@ -120,6 +123,10 @@ class AgentLauncher:
         self.idle_timeout = agent_idle_timeout or None
         self.drain_timeout = drain_timeout
         self._warmup = warmup
+        self._adapter = agent_adapter
+        self._adapter_startup_timeout = adapter_startup_timeout
+        # A start-up hook that ignored cancellation: referenced, never awaited.
+        self._abandoned_startup: asyncio.Task[None] | None = None
         self._create_timeout = create_agent_timeout
         self._stop_timeout = stop_timeout
         self._policy = SessionPolicy(
@@ -139,7 +146,8 @@ class AgentLauncher:
         self._enders = OwnedTasks()
         # Agent tasks that ignored cancellation: each still holds its slot.
         self._abandoned = AbandonedTasks(self._enders)
-        self._ready = warmup is None
+        self._ready = warmup is None and agent_adapter is None
+        self._started = False
         self._draining = False
 
     def add_hooks(self, hooks: LauncherHooks) -> None:
@@ -153,14 +161,73 @@ class AgentLauncher:
     def _accepting_may_have_changed(self) -> None:
         self._observers.accepting_is(self.accepting)
 
+    @property
+    def create_agent(self) -> CreateAgent:
+        """The user's ``create_agent``, as given."""
+        return self._create_agent
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start()`` was called (the agent adapter is fixed from then on)."""
+        return self._started
+
+    @property
+    def agent_adapter(self) -> AgentAdapter | None:
+        """The adapter of the agents' family (``agentplane.core.agent``), if any."""
+        return self._adapter
+
+    @agent_adapter.setter
+    def agent_adapter(self, adapter: AgentAdapter | None) -> None:
+        if self._started:
+            raise RuntimeError("the agent adapter must be set before the launcher starts")
+        self._adapter = adapter
+        self._ready = self._warmup is None and adapter is None
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Run the optional ``warmup()``; the launcher is ready afterwards."""
-        if self._warmup is not None and not self._ready:
-            await agent_contract.maybe_await(self._warmup())
+        """Run the adapter's ``startup`` and the optional ``warmup()``; ready afterwards."""
+        self._started = True
+        if not self._ready:
+            if self._adapter is not None:
+                await self._adapter_startup(self._adapter)
+            if self._warmup is not None:
+                await agent_contract.maybe_await(self._warmup())
         self._ready = True
         self._accepting_may_have_changed()
+
+    async def _adapter_startup(self, adapter: AgentAdapter) -> None:
+        """``adapter.startup`` within ``adapter_startup_timeout``; its failure fails start()."""
+        loop = asyncio.get_running_loop()
+
+        async def create() -> Any:
+            return await asyncio.wait_for(self._call_factory({}), self._create_timeout)
+
+        task = loop.create_task(adapter.startup(create), name="agentplane-adapter-startup")
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._adapter_startup_timeout)
+        except asyncio.CancelledError:
+            await self._stop_startup(task)
+            raise
+        if not done:
+            await self._stop_startup(task)
+            raise AgentStartFailed(
+                f"the agent adapter's start-up did not finish within "
+                f"{self._adapter_startup_timeout:g} s"
+            )
+        exc = task.exception()
+        if exc is not None:
+            logger.error("the agent adapter's start-up failed", exc_info=exc)
+            raise AgentStartFailed(
+                f"the agent adapter's start-up failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _stop_startup(self, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_GRACE)
+        if not task.done():
+            logger.error("the agent adapter's start-up ignored cancellation; abandoning it")
+            self._abandoned_startup = task
 
     async def __aenter__(self) -> AgentLauncher:
         await self.start()
@@ -311,7 +378,7 @@ class AgentLauncher:
         record = live.record
         loop = asyncio.get_running_loop()
         create = loop.create_task(
-            self._call_factory(record.metadata), name=f"agentplane-create-{record.session_id}"
+            self._call_factory(record.metadata, live), name=f"agentplane-create-{record.session_id}"
         )
         try:
             done, _ = await asyncio.wait({create}, timeout=self._create_timeout)
@@ -321,7 +388,7 @@ class AgentLauncher:
                 )
             agent = create.result()
             if self._draining:
-                await agent_contract.close_agent(agent, record.session_id, self._stop_timeout)
+                await self._close_agent(agent, live)
                 raise Draining()
         except BaseException as exc:
             failure = self._start_failure(exc, record)
@@ -352,10 +419,10 @@ class AgentLauncher:
         self, create: asyncio.Task[Any], live: LiveSession, failure: BaseException
     ) -> None:
         """Stop create_agent, free the admission, tell idempotent retries why."""
-        finished = await self._cancel_create(create)
+        finished = await self._cancel_create(create, live)
         await self._abort_start(live, release_slot=finished)
         if not finished:
-            self._hold_slot(create, live.record, forget=True)
+            self._hold_slot(create, live, forget=True)
         if live.started is not None and not live.started.done():
             if isinstance(failure, Exception):
                 live.started.set_exception(failure)
@@ -363,10 +430,24 @@ class AgentLauncher:
             else:
                 live.started.cancel()
 
-    async def _call_factory(self, metadata: dict[str, Any]) -> Any:
-        return await agent_contract.maybe_await(self._create_agent(**metadata))
+    async def _call_factory(self, metadata: dict[str, Any], live: LiveSession | None = None) -> Any:
+        """``create_agent``, then (for a session) the adapter's ``prepare``."""
+        agent = await agent_contract.maybe_await(self._create_agent(**metadata))
+        adapter = self._adapter
+        if adapter is None or live is None:
+            return agent
+        try:
+            live.adapted = await adapter.prepare(agent)
+        except BaseException:
+            await agent_contract.close_agent(agent, live.session_id, self._stop_timeout)
+            raise
+        return agent
 
-    async def _cancel_create(self, create: asyncio.Task[Any]) -> bool:
+    async def _close_agent(self, agent: Any, live: LiveSession) -> None:
+        adapted: AdaptedAgent | None = live.adapted
+        await agent_contract.close_agent(agent, live.session_id, self._stop_timeout, adapted)
+
+    async def _cancel_create(self, create: asyncio.Task[Any], live: LiveSession) -> bool:
         """Cancel an unfinished create_agent; True once it has really finished."""
         if create.done():
             return True  # its outcome is the caller's to handle
@@ -379,7 +460,7 @@ class AgentLauncher:
             return False
         if not create.cancelled() and create.exception() is None:
             # It returned an agent after all, but the Start is over: close it.
-            await agent_contract.close_agent(create.result(), create.get_name(), self._stop_timeout)
+            await self._close_agent(create.result(), live)
         return True
 
     async def _replay(self, existing: SessionRecord, asked: SessionRecord) -> SessionRecord:
@@ -440,32 +521,33 @@ class AgentLauncher:
                     self._stop_timeout,
                     live.task.get_name(),
                 )
-                self._hold_slot(live.task, record, forget=False)
-            await agent_contract.close_agent(live.agent, record.session_id, self._stop_timeout)
+                self._hold_slot(live.task, live, forget=False)
+            await self._close_agent(live.agent, live)
             live.read_collector()
         except Exception:
             logger.exception("while ending session %s", record.session_id)
         finally:
             await self._record_end(live, reason, error, release_slot=stopped)
 
-    def _hold_slot(self, task: asyncio.Task[Any], record: SessionRecord, *, forget: bool) -> None:
+    def _hold_slot(self, task: asyncio.Task[Any], live: LiveSession, *, forget: bool) -> None:
         """Count ``task`` against the limits until it really finishes, then free its slot.
 
         An agent that ignores cancellation still uses memory and CPU: it must
         not let the node admit more sessions than it was configured for.
         """
+        record = live.record
 
         async def then() -> None:
-            await (self._late_create(task, record) if forget else self._release(record))
+            await (self._late_create(task, live) if forget else self._release(record))
             self._accepting_may_have_changed()
 
         self._abandoned.hold(task, then, f"agentplane-release-{record.session_id}")
 
-    async def _late_create(self, create: asyncio.Task[Any], record: SessionRecord) -> None:
+    async def _late_create(self, create: asyncio.Task[Any], live: LiveSession) -> None:
         """An abandoned create_agent finished: close what it made, free the slot."""
         if not create.cancelled() and create.exception() is None:
-            await agent_contract.close_agent(create.result(), record.session_id, self._stop_timeout)
-        await self._registry.forget(record.session_id)
+            await self._close_agent(create.result(), live)
+        await self._registry.forget(live.session_id)
 
     async def _release(self, record: SessionRecord) -> None:
         try:
@@ -484,6 +566,7 @@ class AgentLauncher:
         record.error_message = error
         self._live.pop(record.session_id, None)
         live.agent = None
+        live.adapted = None
         live.task = None
         try:
             if release_slot:

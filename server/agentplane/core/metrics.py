@@ -7,6 +7,10 @@ Agents report two kinds of figures through their session context:
   ``__p95``, ``__p99`` and ``__max``;
 * counters (``add("llm_input_tokens", 1500)``): reported as ``<name>__total``.
 
+An agent's own collector adds its keys as they are; an adapted agent's
+collector (``merge_declared``) adds every key it declares, NaN where it has
+no value yet.
+
 Percentiles are exact over the most recent ``WINDOW`` observations of each
 name, so memory stays bounded however long a session runs.
 """
@@ -126,6 +130,24 @@ class SessionMetrics:
                 if self._external is None:
                     self._external = {}
                 self._external[str(key)] = float(value)
+
+    def merge_declared(self, values: Mapping[str, float | None]) -> None:
+        """Adopt a collector's full key set (an adapted agent's, ``core.agent``).
+
+        A key without a value yet (None, or a value that is not a finite
+        number) is kept as NaN: present, and plainly not a figure. Integers
+        (counters) stay integers.
+        """
+        external = self._external
+        if external is None:
+            external = self._external = {}
+        for key, value in values.items():
+            if (isinstance(value, int) and not isinstance(value, bool)) or (
+                isinstance(value, float) and math.isfinite(value)
+            ):
+                external[str(key)] = value
+            else:
+                external[str(key)] = math.nan
 
     def __bool__(self) -> bool:
         return bool(self._distributions or self._totals or self._external)

@@ -3,7 +3,10 @@
 The launcher admits sessions and ends them; everything that happens *during*
 a session happens here: the ``join_call`` task, the max-duration and idle
 timers, the idle policy (ask the agent, or count the participants the agent
-reports), and coalescing metric reports into ``metrics_updated`` events.
+reports), and coalescing metric reports into ``metrics_updated`` events. An
+agent its adapter took on (``AdaptedAgent``, see ``agentplane.core.agent``) is
+asked through the adapter, and its collector is read every metrics interval
+while anyone watches the session's events, so its figures reach watchers live.
 
 Every timer runs on the event loop's clock (``loop.call_later`` and
 ``loop.time()``), so a test loop with a virtual clock drives them all.
@@ -13,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import agent as agent_contract
-from .agent import JoinCall
+from .agent import AdaptedAgent, JoinCall
 from .context import SessionContext, bind_current
 from .events import EventLog
 from .metrics import SessionMetrics
@@ -30,6 +34,10 @@ logger = logging.getLogger("agentplane.launcher")
 # within this much, or the check re-arms itself for 1e-14 s (forever, on a
 # virtual clock).
 CLOCK_SLACK = 1e-6
+# The shortest period at which an adapted agent's collector is read while
+# watched (a metrics_event_interval of 0 flushes reports at once, but a
+# collector read every loop iteration would spin).
+MIN_COLLECTOR_PERIOD = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +61,10 @@ class LiveSession:
         "_events",
         "_loop",
         "_policy",
+        "adapted",
         "agent",
         "alone_since",
+        "collector_timer",
         "ended",
         "ending",
         "idle_timer",
@@ -62,6 +72,7 @@ class LiveSession:
         "metrics",
         "metrics_timer",
         "participants",
+        "published",
         "record",
         "started",
         "task",
@@ -82,6 +93,8 @@ class LiveSession:
         self._loop = loop
         self.metrics = SessionMetrics()
         self.agent: Any = None
+        # Set by the launcher when its agent adapter took the agent on.
+        self.adapted: AdaptedAgent | None = None
         self.task: asyncio.Task[None] | None = None
         # Resolved once Start finished (or failed): idempotent retries wait on it.
         self.started: asyncio.Future[None] | None = loop.create_future()
@@ -93,6 +106,9 @@ class LiveSession:
         self.max_duration_timer: asyncio.TimerHandle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.metrics_timer: asyncio.TimerHandle | None = None
+        self.collector_timer: asyncio.TimerHandle | None = None
+        # The last metrics published (as compared), so an unchanged read publishes nothing.
+        self.published: tuple[tuple[str, float | None], ...] | None = None
 
     @property
     def session_id(self) -> str:
@@ -163,8 +179,12 @@ class LiveSession:
             self.max_duration_timer = self._loop.call_later(
                 policy.max_duration, self.end, EndReason.MAX_DURATION
             )
+        if self.adapted is not None:
+            self.collector_timer = self._loop.call_later(
+                self._collector_period(), self._read_watched_collector
+            )
         if policy.idle_timeout is not None:
-            if agent_contract.has_idle_for(self.agent):
+            if self._asks_agent_idle():
                 self.idle_timer = self._loop.call_later(policy.idle_timeout, self._check_agent_idle)
             else:
                 # Nobody but the agent is on the call until someone joins.
@@ -172,10 +192,20 @@ class LiveSession:
                 self.idle_timer = self._loop.call_later(policy.idle_timeout, self._check_presence)
 
     def _disarm_timers(self) -> None:
-        for handle in (self.max_duration_timer, self.idle_timer, self.metrics_timer):
+        timers = (
+            self.max_duration_timer,
+            self.idle_timer,
+            self.metrics_timer,
+            self.collector_timer,
+        )
+        for handle in timers:
             if handle is not None:
                 handle.cancel()
         self.max_duration_timer = self.idle_timer = self.metrics_timer = None
+        self.collector_timer = None
+
+    def _asks_agent_idle(self) -> bool:
+        return self.adapted is not None or agent_contract.has_idle_for(self.agent)
 
     def _check_agent_idle(self) -> None:
         """Ask the agent how long it has been alone; re-check when it could expire."""
@@ -184,7 +214,8 @@ class LiveSession:
         self.idle_timer = None
         if self.ending:
             return
-        idle = agent_contract.idle_for(self.agent, self.session_id)
+        source = self.adapted if self.adapted is not None else self.agent
+        idle = agent_contract.idle_for(source, self.session_id)
         if idle >= timeout - CLOCK_SLACK:
             self.end(EndReason.IDLE_TIMEOUT)
             return
@@ -220,7 +251,7 @@ class LiveSession:
 
     def _presence_changed(self) -> None:
         timeout = self._policy.idle_timeout
-        if timeout is None or self.ending or agent_contract.has_idle_for(self.agent):
+        if timeout is None or self.ending or self._asks_agent_idle():
             return
         if self.alone_since is None:
             if self.idle_timer is not None:
@@ -261,18 +292,45 @@ class LiveSession:
         self.metrics_timer = None
         if self.ending:
             return
+        self._publish_metrics(self.current_metrics())
+
+    def _publish_metrics(self, metrics: dict[str, float]) -> None:
         record = self.record
+        if self.adapted is not None:
+            self.published = _comparable(metrics)
         self._events.publish(
-            record.session_id,
-            record.call_id,
-            EventKind.METRICS_UPDATED,
-            {"metrics": self.current_metrics()},
+            record.session_id, record.call_id, EventKind.METRICS_UPDATED, {"metrics": metrics}
+        )
+
+    def _collector_period(self) -> float:
+        return max(self._policy.metrics_interval, MIN_COLLECTOR_PERIOD)
+
+    def _read_watched_collector(self) -> None:
+        """While anyone watches, publish the adapted agent's figures when they changed."""
+        self.collector_timer = None
+        if self.ending:
+            return
+        if self._events.watched(self.session_id):
+            metrics = self.current_metrics()
+            if _comparable(metrics) != self.published:
+                if self.metrics_timer is not None:
+                    # This event carries the pending reports too.
+                    self.metrics_timer.cancel()
+                    self.metrics_timer = None
+                self._publish_metrics(metrics)
+        self.collector_timer = self._loop.call_later(
+            self._collector_period(), self._read_watched_collector
         )
 
     # ---------------------------------------------------------------- reads
 
     def read_collector(self) -> None:
         """Adopt figures from the agent's own metrics collector, where it has one."""
+        if self.adapted is not None:
+            declared = agent_contract.adapted_metrics(self.adapted, self.session_id)
+            if declared is not None:
+                self.metrics.merge_declared(declared)
+            return
         values = agent_contract.collector_values(self.agent, self.session_id)
         if values is not None:
             self.metrics.merge_external(values)
@@ -280,3 +338,10 @@ class LiveSession:
     def current_metrics(self) -> dict[str, float]:
         self.read_collector()
         return self.metrics.snapshot()
+
+
+def _comparable(metrics: Mapping[str, float]) -> tuple[tuple[str, float | None], ...]:
+    """``metrics`` in a form that compares equal when the figures are (NaN as None)."""
+    return tuple(
+        sorted((key, None if math.isnan(value) else value) for key, value in metrics.items())
+    )

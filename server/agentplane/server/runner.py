@@ -21,6 +21,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from agentplane.compat import vision_agents
 from agentplane.core import AgentLauncher, EventKind
 from agentplane.gateway import CorsOptions
 from agentplane.http.app import gateway_app
@@ -45,6 +46,12 @@ class Runner:
 
     def __init__(self, launcher: AgentLauncher, serve_options: ServeOptions | None = None) -> None:
         self.launcher = launcher
+        if launcher.agent_adapter is None and not launcher.started:
+            # Vision Agents agents get what their own launcher does for them
+            # (only when the user's code imported vision_agents; see compat/).
+            adapter = vision_agents.adapter_for(launcher.create_agent)
+            if adapter is not None:
+                launcher.agent_adapter = adapter
         self.serve_options = serve_options or ServeOptions()
         self.api = SessionAPI(launcher, self.serve_options.auth_policy())
         self.grpc: GrpcServer | None = None
