@@ -105,6 +105,15 @@ class Keywords:
         return sorted(self.required.difference(given))
 
 
+def module_of(function: Any) -> str:
+    """The module that defines ``function`` (a function, method, class, partial or callable)."""
+    function = getattr(function, "func", function)  # functools.partial
+    module = getattr(function, "__module__", None)
+    if not isinstance(module, str):
+        module = type(function).__module__  # an instance with __call__
+    return module
+
+
 def set_video_track_override(agent: Any, path: str) -> None:
     """Vision Agents' ``run --video-track-override``: the agent plays ``path`` instead."""
     setter = getattr(agent, "set_video_track_override_path", None)

@@ -593,6 +593,13 @@ class AgentLauncher:
         live.end(EndReason.CLOSED_BY_REQUEST)
         return await asyncio.shield(live.ended_future())
 
+    def agent_modules(self) -> tuple[str, str]:
+        """The modules defining ``create_agent`` and ``join_call`` (the agent's loggers)."""
+        return (
+            agent_contract.module_of(self._create_agent),
+            agent_contract.module_of(self._join_call),
+        )
+
     def agent_of(self, session_id: str) -> Any:
         """The agent ``create_agent`` made for a running session; None otherwise."""
         live = self._live.get(session_id)
