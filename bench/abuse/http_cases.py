@@ -268,7 +268,8 @@ def _nested(depth: int) -> bytes:
 async def hostile_multipart() -> Outcome:
     """4 clients x 5 requests of 1 MiB in 18,000 parts, and 4 x 5 nested 3,000 deep,
     to the beacon close route. Unfixed: 2.7 s of blocked loop each (/health 7.9 s
-    with 4 in parallel) and a RecursionError 500; fixed: 413 / 400 in ~1 ms."""
+    with 4 in parallel) and a RecursionError 500; fixed: 413 in ~1 ms, and the
+    nested form, unreadable, is an empty beacon (issue 13): session ``x`` is 404."""
     async with _attacked() as (server, rss, good):
         port = server.endpoint.http_port
         form = b"Content-Type: multipart/form-data; boundary=b\r\nConnection: close\r\n"
@@ -290,14 +291,14 @@ async def hostile_multipart() -> Outcome:
         figures = {
             "requests": float(len(statuses)),
             "answered_413": float(statuses.count(413)),
-            "answered_400": float(statuses.count(400)),
+            "answered_404": float(statuses.count(404)),
             "answered_5xx": float(sum(s >= 500 for s in statuses)),
             "rss_peak_mib": rss.peak_mib(),
             **good.figures(),
         }
         passed = (
             statuses.count(413) == 20
-            and statuses.count(400) == 20
+            and statuses.count(404) == 20
             and p99(good.latencies) < 0.25
             and good.failures == 0
         )

@@ -125,3 +125,36 @@ async def test_agent_failure_is_500_with_the_reason(
         response = await gw.http.post("/sessions", json={"call_id": "a"})
         assert response.status_code == 500
         assert response.json()["details"][0]["reason"] == "AGENT_START_FAILED"
+
+
+async def test_metadata_create_agent_does_not_take_is_400_not_500(
+    deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]],
+) -> None:
+    # Issue 13: a Vision Agents create_agent takes no keywords; Start's metadata is refused
+    # naming the keys, before any agent is created, never a 500.
+    from agentplane.server import AgentLauncher
+
+    created: list[int] = []
+
+    async def create_agent() -> Any:
+        created.append(1)
+        return object()
+
+    async def join(agent: Any, call_type: str, call_id: str, **kwargs: Any) -> None:
+        await asyncio.Event().wait()
+
+    async with deploy_kind(AgentLauncher(create_agent, join), ServeOptions(api_token=None)) as gw:
+        response = await gw.http.post(
+            "/sessions", json={"call_id": "a", "metadata": {"voice": "x", "lang": "en"}}
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()
+        assert error["code"] == 3
+        assert "create_agent takes no keyword argument 'voice'" in error["message"]
+        (bad_request,) = [d for d in error["details"] if "field_violations" in d]
+        violations = bad_request["field_violations"]
+        assert sorted(v["field"] for v in violations) == ["metadata.lang", "metadata.voice"]
+        assert created == []
+        ok = await gw.http.post("/sessions", json={"call_id": "a"})
+        assert ok.status_code == 201, ok.text
+        assert created == [1]

@@ -2,6 +2,10 @@
 
 A beacon carries no Authorization header: with auth on, the session's close
 token (from Start) in the body authorizes that one close, and nothing else.
+A beacon never sees its answer (issue 13): a body the close route cannot read
+(``sendBeacon(url, "bye")``, a Blob of garbage, a JSON string) closes as an
+empty one would; only the size limit still refuses (413). Every other route
+still refuses a bad body.
 """
 
 from __future__ import annotations
@@ -103,4 +107,130 @@ async def test_json_sent_as_a_form_by_curl_is_refused_on_start(gw: Deployment) -
     )
     assert response.status_code == 415, response.text
     assert "application/json" in response.json()["message"]
+    assert gw.launcher.stats().started == 0
+
+
+# What a page may put in a beacon that is no request at all (issue 13).
+UNREADABLE: dict[str, dict[str, Any]] = {
+    "text bye": {"content": b"bye", "headers": {"content-type": "text/plain;charset=UTF-8"}},
+    "typeless garbage": {"content": b"\x00\xffnot json{"},
+    "json string": {"content": b'"bye"', "headers": {"content-type": "application/json"}},
+    "json array": {"content": b"[1, 2]", "headers": {"content-type": "text/plain"}},
+    "json number": {"content": b"42"},
+    "json null": {"content": b"null", "headers": {"content-type": "application/json"}},
+    "bad field type": {"content": b'{"session_id": 5}', "headers": {"content-type": "text/plain"}},
+    "not utf-8": {"content": b'{"a": "\xff"}', "headers": {"content-type": "text/plain"}},
+    "unknown charset": {"content": b"{}", "headers": {"content-type": "text/plain; charset=x-no"}},
+    "png blob": {"content": b"\x89PNG\r\n\x1a\n", "headers": {"content-type": "image/png"}},
+    "broken form": {
+        "content": b"a=%zz&&=",
+        "headers": {"content-type": "application/x-www-form-urlencoded"},
+    },
+    "broken multipart": {
+        "content": b"--b\r\nno end",
+        "headers": {"content-type": "multipart/form-data; boundary=b"},
+    },
+    "multipart without boundary": {
+        "content": b"x",
+        "headers": {"content-type": "multipart/form-data"},
+    },
+    "almost 1 MiB of garbage": {"content": b"\x07" * ((1 << 20) - 1)},
+}
+
+
+@pytest.mark.parametrize("body", UNREADABLE, ids=list(UNREADABLE))
+async def test_an_unreadable_beacon_still_closes(gw: Deployment, body: str) -> None:
+    sid = (await gw.http.post("/sessions", json={"call_id": "c"})).json()["session_id"]
+    response = await gw.http.post(f"/sessions/{sid}/close", **UNREADABLE[body])
+    assert response.status_code == 200, response.text
+    assert response.json()["end_reason"] == "END_REASON_CLOSED_BY_REQUEST"
+    assert (await gw.launcher.get_session(sid)).state.name == "ENDED"
+    # The call-scoped close route is the same RPC: lenient too.
+    other = (await gw.http.post("/sessions", json={"call_id": "c"})).json()["session_id"]
+    scoped = await gw.http.post(f"/calls/c/sessions/{other}/close", **UNREADABLE[body])
+    assert scoped.status_code == 200, scoped.text
+    assert (await gw.launcher.get_session(other)).state.name == "ENDED"
+
+
+def _with_bad_field(token: str) -> str:
+    return json.dumps({"session_id": {"not": "a string"}, "close_token": token, "metadata": 3})
+
+
+# A beacon's token is read from what can be read of its body; the rest is left out.
+PARTLY_BAD: dict[str, Callable[[str], dict[str, Any]]] = {
+    "json text": lambda t: {
+        "content": json.dumps({"close_token": t}),
+        "headers": {"content-type": "text/plain"},
+    },
+    "json with a bad field": lambda t: {
+        "content": _with_bad_field(t),
+        "headers": {"content-type": "text/plain"},
+    },
+    "typeless with a bad field": lambda t: {"content": _with_bad_field(t)},
+    "typed blob": lambda t: {"content": _with_bad_field(t), "headers": {"content-type": "x/y"}},
+    "form with a bad field": lambda t: {"data": {"close_token": t, "session_id": ["a", "b"]}},
+}
+
+
+@pytest.mark.parametrize("body", PARTLY_BAD, ids=list(PARTLY_BAD))
+async def test_the_close_token_is_read_from_a_partly_bad_body(
+    agents: Agents,
+    deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]],
+    body: str,
+) -> None:
+    async with deploy_kind(agents.launcher(), ServeOptions(api_token=TOKEN)) as gw:
+        started = (await gw.http.post("/sessions", json={"call_id": "c"}, headers=AUTH)).json()
+        sid, token = started["session_id"], started["close_token"]
+        # Without the token the same shape of body is refused: the token did it.
+        refused = await gw.http.post(f"/sessions/{sid}/close", **PARTLY_BAD[body]("forged"))
+        assert refused.status_code == 403, refused.text
+        response = await gw.http.post(f"/sessions/{sid}/close", **PARTLY_BAD[body](token))
+        assert response.status_code == 200, response.text
+        assert (await gw.launcher.get_session(sid)).state.name == "ENDED"
+
+
+async def test_an_unreadable_beacon_without_credentials_is_refused_when_auth_is_on(
+    agents: Agents, deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]]
+) -> None:
+    async with deploy_kind(agents.launcher(), ServeOptions(api_token=TOKEN)) as gw:
+        sid = (await gw.http.post("/sessions", json={"call_id": "c"}, headers=AUTH)).json()[
+            "session_id"
+        ]
+        refused = await gw.http.post(f"/sessions/{sid}/close", **UNREADABLE["text bye"])
+        assert refused.status_code == 401, refused.text
+        assert (await gw.launcher.get_session(sid)).state.name == "RUNNING"
+        # With credentials the same body closes.
+        closed = await gw.http.post(
+            f"/sessions/{sid}/close", content=b"bye", headers={**AUTH, "content-type": "text/plain"}
+        )
+        assert closed.status_code == 200, closed.text
+        assert (await gw.launcher.get_session(sid)).state.name == "ENDED"
+
+
+async def test_an_over_limit_beacon_is_still_413(gw: Deployment) -> None:
+    sid = (await gw.http.post("/sessions", json={"call_id": "c"})).json()["session_id"]
+    for headers in ({}, {"content-type": "text/plain"}):
+        response = await gw.http.post(
+            f"/sessions/{sid}/close", content=b"x" * ((1 << 20) + 1), headers=headers
+        )
+        assert response.status_code == 413, response.text
+    assert (await gw.launcher.get_session(sid)).state.name == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"bye", "text/plain", 415),
+        (b"bye", None, 415),
+        (b'"bye"', "application/json", 400),
+        (b"bye", "application/json", 400),
+        (b'{"call_id": 5}', "application/json", 400),
+    ],
+)
+async def test_other_routes_still_refuse_bad_bodies(
+    gw: Deployment, content: bytes, content_type: str | None, status: int
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = await gw.http.post("/sessions", content=content, headers=headers)
+    assert response.status_code == status, response.text
     assert gw.launcher.stats().started == 0

@@ -1,15 +1,18 @@
-"""The command line's HTTP options (issue 12): ``serve --allowed-host`` reaches
-ServeOptions; ``agentplane gateway`` allows no CORS origin unless told."""
+"""The command line's options: ``serve --allowed-host`` reaches ServeOptions;
+``agentplane gateway`` allows no CORS origin unless told (issue 12); every
+Vision Agents flag of ``serve`` and ``run`` is taken and reaches what it means
+(issue 13; the real processes: tests/server/test_cli_vision_agents.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from agentplane.server import ServeOptions
-from agentplane.server.commands import serve_command
+from agentplane.server.commands import run_command, serve_command
 
 
 @pytest.fixture(autouse=True)
@@ -18,8 +21,9 @@ def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     import agentplane.server.cli as cli
     import agentplane.server.commands as commands
 
-    monkeypatch.setattr(commands, "configure_logging", lambda *_: None)
-    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    monkeypatch.setattr(commands, "configure_logging", lambda *_, **__: None)
+    monkeypatch.setattr(commands, "set_agent_log_level", lambda *_: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda *_, **__: None)
 
 
 class _Runner:
@@ -72,3 +76,82 @@ def test_gateway_cors_default_is_no_origin(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.exit_code == 0, result.output
     assert tuple(seen["cors"].allow_origins) == ("https://app.example",)
     assert seen["allowed_hosts"] == ("gw.example",)
+
+
+class _Recorded:
+    """What the commands handed on: logging, the loop's debug mode, run_console's arguments."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import agentplane.server.commands as commands
+
+        self.logging: list[tuple[Any, ...]] = []
+        self.debug: list[bool] = []
+        self.console: list[tuple[Any, ...]] = []
+        monkeypatch.setattr(
+            commands,
+            "configure_logging",
+            lambda agents, http, *, debug=False: self.logging.append((agents, http, debug)),
+        )
+
+        def run_to_exit(main: Any, *, debug: bool = False) -> int:
+            self.debug.append(debug)
+            return int(asyncio.run(main) or 0)
+
+        monkeypatch.setattr(commands, "run_to_exit", run_to_exit)
+
+    def runner(self) -> Any:
+        recorded = self
+
+        class Runner(_Runner):
+            async def run_console(self, *args: Any, **kwargs: Any) -> int:
+                recorded.console.append((*args, kwargs))
+                return 0
+
+        return Runner()
+
+
+def test_serve_takes_every_vision_agents_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = _Recorded(monkeypatch)
+    command = serve_command(lambda _: recorded.runner(), with_agent=False)
+    result = CliRunner().invoke(
+        command,
+        ["--host", "127.0.0.1", "--port", "8000", "--agents-log-level", "debug",
+         "--http-log-level", "WARNING", "--debug", "--no-splash"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert recorded.logging == [("DEBUG", "WARNING", True)]
+    assert recorded.debug == [True]
+    plain = CliRunner().invoke(command, [])
+    assert plain.exit_code == 0, plain.output
+    assert recorded.logging[-1] == ("INFO", "INFO", False)
+    assert recorded.debug[-1] is False
+
+
+def test_run_takes_every_vision_agents_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    recorded = _Recorded(monkeypatch)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    command = run_command(lambda _: recorded.runner(), with_agent=False)
+    result = CliRunner().invoke(
+        command,
+        ["--call-type", "default", "--call-id", "c1", "--debug", "--log-level", "ERROR",
+         "--no-demo", "--video-track-override", str(clip), "--no-splash"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert recorded.logging == [("ERROR", "WARNING", True)]
+    assert recorded.debug == [True]
+    assert recorded.console == [
+        ("default", "c1", {"video_track_override": str(clip.resolve()), "open_demo": False})
+    ]
+    # agentplane's own spelling of the level still works; the demo UI opens by default.
+    plain = CliRunner().invoke(command, ["--call-id", "c2", "--agents-log-level", "WARNING"])
+    assert plain.exit_code == 0, plain.output
+    assert recorded.logging[-1] == ("WARNING", "WARNING", False)
+    assert recorded.console[-1] == (
+        "default",
+        "c2",
+        {"video_track_override": None, "open_demo": True},
+    )
+    # As in Vision Agents, the override must be an existing file.
+    missing = CliRunner().invoke(command, ["--video-track-override", str(tmp_path / "nope")])
+    assert missing.exit_code == 2

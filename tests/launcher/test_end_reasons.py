@@ -14,6 +14,7 @@ from agentplane.core import (
     EventKind,
     SessionNotFound,
     SessionState,
+    current_session,
 )
 from tests.support import (
     FakeAgent,
@@ -437,7 +438,7 @@ async def test_agent_closing_its_own_session_from_join_call(make_launcher: MakeL
     holder: dict[str, Any] = {}
 
     async def join(agent: FakeAgent, call_type: str, call_id: str, **kwargs: Any) -> None:
-        session = kwargs["session"]
+        session = current_session()  # **kwargs alone gets no session= (issue 13)
         await asyncio.sleep(0.01)
         try:
             await holder["launcher"].close_session(session.session_id)  # "hang up"

@@ -86,17 +86,6 @@ async def test_sync_create_agent_raising(make_launcher: MakeLauncher) -> None:
     assert launcher.accepting
 
 
-async def test_create_agent_rejecting_metadata_kwargs(make_launcher: MakeLauncher) -> None:
-    async def create_agent() -> FakeAgent:
-        return FakeAgent()
-
-    launcher = await make_launcher(create_agent)
-    with pytest.raises(AgentStartFailed) as failed:
-        await launcher.start_session("call", metadata={"unexpected": 1})
-    assert "TypeError" in failed.value.message
-    assert "unexpected" in failed.value.message
-
-
 async def test_create_agent_timing_out(
     make_launcher: MakeLauncher, clock: VirtualClockLoop
 ) -> None:

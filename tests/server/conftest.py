@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,7 +15,7 @@ from grpclib.client import Channel
 from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
 from tests.support import ServerAgents, Servers
 
-from .support import Proc
+from .support import REPO_ROOT, Proc
 
 
 @pytest.fixture
@@ -83,11 +84,11 @@ async def clients() -> AsyncIterator[Clients]:
 
 @pytest.fixture
 def procs() -> Iterator[Any]:
-    """``procs(args)`` starts a subprocess; any still running is killed at the end."""
+    """``procs(args[, cwd])`` starts a subprocess; any still running is killed at the end."""
     started: list[Proc] = []
 
-    def start(args: list[str]) -> Proc:
-        proc = Proc(args)
+    def start(args: list[str], cwd: Path = REPO_ROOT) -> Proc:
+        proc = Proc(args, cwd)
         started.append(proc)
         return proc
 

@@ -100,7 +100,9 @@ def create_app(
     (default: the services' names) and ``version``, described by the proto's
     ``comments`` (default: none). ``realm`` goes into the ``WWW-Authenticate``
     challenge of a 401. ``beacon_rpcs`` (gRPC paths) also take the bodies
-    ``navigator.sendBeacon`` sends (text, forms), every other RPC JSON only;
+    ``navigator.sendBeacon`` sends (text, forms) and read what they can of
+    any other body (an unreadable one is an empty request, never a 400),
+    every other RPC JSON only;
     state-changing requests from an origin neither same nor allowed by
     ``cors`` are refused (``RpcRoutes``). ``sse_resume`` says which fields
     make a Server-Sent Event's id and which a ``Last-Event-ID`` fills. Bad HttpRules, or a ``success_status`` naming no

@@ -8,8 +8,13 @@ beacon route (``create_app(beacon_rpcs=...)``) takes what
 ``navigator.sendBeacon`` sends: JSON, ``text/plain`` and typeless (read as
 JSON), ``application/x-www-form-urlencoded`` and ``multipart/form-data``
 (``FormData``), the last with tight bounds: at most ``MAX_FORM_PARTS`` flat
-parts (no nested multipart), parsed in one linear pass. Anything else is
-refused with 415 rather than guessed at.
+parts (no nested multipart), parsed in one linear pass.
+
+``decode_body`` refuses what it cannot read (415 for another type, 400 for
+a malformed body). A beacon cannot see the answer and is never retried, so
+on a beacon route the routes use ``decode_beacon``: a body it cannot read
+(garbage, a Blob of another type, a JSON string) counts as no body at all.
+Only the size limits still refuse (413).
 """
 
 from __future__ import annotations
@@ -87,6 +92,25 @@ def decode_body(content_type: str | None, raw: bytes, *, beacon: bool = False) -
             http_status=415,
         )
     return decoder(raw, content_type or "", params)
+
+
+def decode_beacon(content_type: str | None, raw: bytes) -> DecodedBody:
+    """``raw`` as a beacon route reads it: what can be read, else no body; never a 400 or 415.
+
+    A known beacon type is decoded as ``decode_body`` does; any other type is
+    tried as JSON. Whatever fails to decode becomes an empty body. Bodies over
+    a limit (``MAX_FORM_PARTS``; the byte limit is ``read_body``'s) stay 413.
+    """
+    if not raw.strip():
+        return DecodedBody()
+    mime, params = parse_content_type(content_type or "")
+    decoder = BEACON_DECODERS.get(mime, _json)
+    try:
+        return decoder(raw, content_type or "", params)
+    except RpcError as error:
+        if error.http_status == 413:
+            raise
+        return DecodedBody()
 
 
 def parse_content_type(value: str) -> tuple[str, dict[str, str]]:

@@ -11,7 +11,10 @@ Request bodies are decoded by content type (``bodies.py``): JSON for
 ``application/json``; on beacon routes also ``text/plain`` (what
 ``navigator.sendBeacon`` sends for a string) and a body without a type (a
 typeless Blob), and form fields for ``application/x-www-form-urlencoded`` and
-``multipart/form-data``, each a field path as in a query string.
+``multipart/form-data``, each a field path as in a query string. A beacon
+route is lenient (``RequestParts.lenient``): a body that is not a JSON object,
+or a field whose value does not fit, is left out rather than refused, so a
+beacon's request keeps what can be read of it (its ``close_token``, say).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class RequestParts:
     body: Any = None  # decoded JSON, or None
     form: Sequence[tuple[str, str]] = ()
     has_body: bool = False
+    # A beacon's body: fields that cannot be read are left out, not refused.
+    lenient: bool = False
 
 
 def build_request(binding: Binding, parts: RequestParts) -> Message:
@@ -75,12 +80,19 @@ def build_request(binding: Binding, parts: RequestParts) -> Message:
         if parts.form:
             for key, values in _group(parts.form).items():
                 field_path = key if binding.body == "*" else f"{binding.body}.{key}"
-                # Unknown fields are ignored, as in JSON bodies.
-                set_from_strings(
-                    request, field_path, values, source="form field", ignore_unknown=True
-                )
+                try:
+                    # Unknown fields are ignored, as in JSON bodies.
+                    set_from_strings(
+                        request, field_path, values, source="form field", ignore_unknown=True
+                    )
+                except RpcError:
+                    if not parts.lenient:
+                        raise
         elif parts.body is not None:
-            _parse_body(binding, request, parts.body)
+            if parts.lenient:
+                _salvage_body(binding, request, parts.body)
+            else:
+                _parse_body(binding, request, parts.body)
     if binding.body:
         bound.add(binding.body)
     for field_path, value in parts.path_params.items():
@@ -107,6 +119,24 @@ def _parse_body(binding: Binding, request: Message, body: Any) -> None:
         json_format.ParseDict(payload, target, ignore_unknown_fields=True)
     except json_format.ParseError as error:
         raise RpcError.invalid_argument(f"invalid request body: {error}") from None
+
+
+def _salvage_body(binding: Binding, request: Message, body: Any) -> None:
+    """Every field of ``body`` that parses, each on its own; the rest is left out."""
+    if binding.body == "*":
+        if not isinstance(body, dict):
+            return
+        payloads = [{key: value} for key, value in body.items()]
+    else:
+        payloads = [{binding.body: body}]
+    for payload in payloads:
+        # Into a fresh message first: a field that fails half-way leaves nothing behind.
+        part = type(request)()
+        try:
+            json_format.ParseDict(payload, part, ignore_unknown_fields=True)
+        except (json_format.ParseError, RecursionError, TypeError, ValueError):
+            continue
+        request.MergeFrom(part)
 
 
 def set_from_strings(

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from .backend import Backend, CallInfo
 from .bindings import Binding
-from .bodies import DEFAULT_MAX_BODY_BYTES, DecodedBody, decode_body, read_body
+from .bodies import DEFAULT_MAX_BODY_BYTES, DecodedBody, decode_beacon, decode_body, read_body
 from .codec import RequestParts, build_request, dumps, response_json
 from .errors import JSON_TYPE, RpcError, routing_error
 from .headers import forwarded_metadata
@@ -54,7 +54,10 @@ class RpcRoutes(BaseRoute):
     the ``WWW-Authenticate`` challenge of a 401.
 
     ``beacon_rpcs`` (gRPC paths) take the bodies ``navigator.sendBeacon``
-    sends (``bodies.decode_body``); every other route takes JSON only. A
+    sends, and never refuse one for its content: what cannot be read of it
+    (garbage, a JSON string, a field of the wrong type) is left out of the
+    request (``bodies.decode_beacon``, ``RequestParts.lenient``), since a
+    beacon never sees the answer. Every other route takes JSON only. A
     request that changes state (any method but GET/HEAD) and carries an
     ``Origin`` other than the page's own (the ``Host`` it was sent to) is
     refused with 403 unless that origin is in ``trusted_origins`` (``*``:
@@ -130,14 +133,14 @@ class RpcRoutes(BaseRoute):
         if scope["method"] not in ("GET", "HEAD"):
             self._check_origin(headers)
         body = DecodedBody()
+        beacon = binding.rpc_path in self.beacon_rpcs
         if binding.body:
             length = headers.get("content-length")
             raw = await read_body(
                 receive, self.max_body_bytes, int(length) if length and length.isdigit() else None
             )
-            body = decode_body(
-                headers.get("content-type"), raw, beacon=binding.rpc_path in self.beacon_rpcs
-            )
+            content_type = headers.get("content-type")
+            body = decode_beacon(content_type, raw) if beacon else decode_body(content_type, raw)
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         request = build_request(
             binding,
@@ -147,6 +150,7 @@ class RpcRoutes(BaseRoute):
                 body=body.json,
                 form=body.form,
                 has_body=body.present,
+                lenient=beacon,
             ),
         )
         client = scope.get("client")

@@ -1,8 +1,10 @@
 """The session context: what a running agent can tell the control plane.
 
-``join_call`` receives it as its ``session`` keyword argument (when it accepts
-``**kwargs`` or a ``session`` parameter), and any code running inside the
-session can reach it with ``current_session()``.
+``join_call`` receives it as its ``session`` keyword argument when it names a
+``session`` parameter (``**kwargs`` alone gets nothing extra: a ``join_call``
+written for Vision Agents may forward its kwargs). Any code running inside the
+session, ``create_agent`` included, reaches it with ``current_session()``;
+reports (metrics, events, participants) count from ``join_call``'s start.
 
 Example::
 
@@ -30,8 +32,10 @@ class _Session(Protocol):
     """What the context needs of the running session (``session.LiveSession``)."""
 
     record: SessionRecord
-    ending: bool
     participants: set[str] | None
+
+    @property
+    def accepts_reports(self) -> bool: ...
 
     def observe(self, name: str, value: float) -> None: ...
     def add(self, name: str, amount: float) -> None: ...
@@ -70,8 +74,8 @@ class SessionContext:
 
     @property
     def active(self) -> bool:
-        """False once the session is ending: further reports are ignored."""
-        return not self._live.ending
+        """True while reports count: from join_call's start until the session is ending."""
+        return self._live.accepts_reports
 
     def observe(self, name: str, value: float) -> None:
         """Record one observation (a latency in ms, a size) under ``name``."""
@@ -114,7 +118,8 @@ _current: contextvars.ContextVar[SessionContext] = contextvars.ContextVar("agent
 def current_session() -> SessionContext:
     """The context of the session whose agent code is running.
 
-    Raises LookupError outside of a session's ``join_call``.
+    Answers it inside a session's ``create_agent`` and ``join_call`` (and the
+    tasks they start); raises LookupError anywhere else.
     """
     return _current.get()
 

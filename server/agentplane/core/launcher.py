@@ -20,7 +20,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from . import agent as agent_contract
+from . import launcher_args
 from .agent import AdaptedAgent, AgentAdapter, CreateAgent, JoinCall
+from .context import bind_current
 from .errors import (
     AdmissionRejected,
     AgentStartFailed,
@@ -67,17 +69,26 @@ class AgentLauncher:
     The agent contract (what is called on the agent, and when) is documented
     in ``agentplane.core.agent``; a running session's own behaviour (its task,
     timers and reports) in ``agentplane.core.session``.
+
+    The first eight parameters are Vision Agents' ``AgentLauncher``'s, in its
+    order, so a launcher written for it works as it is. ``maintenance_interval``
+    (and the documented ``cleanup_interval``) have nothing to do here: no loop
+    visits the sessions, each one has its own timers. ``registry`` must be an
+    agentplane ``SessionRegistry``; Vision Agents' own is refused at once.
     """
 
     def __init__(
         self,
         create_agent: CreateAgent,
         join_call: JoinCall,
-        *,
+        agent_idle_timeout: float | None = 60.0,
         max_concurrent_sessions: int | None = None,
         max_sessions_per_call: int | None = None,
         max_session_duration_seconds: float | None = None,
-        agent_idle_timeout: float | None = 60.0,
+        maintenance_interval: float | None = None,
+        registry: SessionRegistry | None = None,
+        *,
+        cleanup_interval: float | None = None,
         permits_per_minute: int | None = None,
         drain_timeout: float = 30.0,
         warmup: Warmup | None = None,
@@ -88,11 +99,12 @@ class AgentLauncher:
         event_buffer_size: int = DEFAULT_BUFFER,
         retained_event_bytes: int = DEFAULT_RETAINED_BYTES,
         metrics_event_interval: float = 1.0,
-        registry: SessionRegistry | None = None,
         hooks: Sequence[LauncherHooks] = (),
         agent_adapter: AgentAdapter | None = None,
         adapter_startup_timeout: float = 300.0,
     ) -> None:
+        launcher_args.check_unused_intervals(maintenance_interval, cleanup_interval)
+        launcher_args.check_registry(registry)
         for name, value in (
             ("max_session_duration_seconds", max_session_duration_seconds),
             ("agent_idle_timeout", agent_idle_timeout),
@@ -118,6 +130,7 @@ class AgentLauncher:
         self._create_agent = create_agent
         self._join_call = join_call
         self._join_takes_session = agent_contract.takes_session(join_call)
+        self._create_keywords = agent_contract.Keywords.of(create_agent)
         self.limits = Limits(max_concurrent_sessions, max_sessions_per_call, permits_per_minute)
         self.max_session_duration = max_session_duration_seconds or None
         self.idle_timeout = agent_idle_timeout or None
@@ -134,7 +147,10 @@ class AgentLauncher:
             max_duration=self.max_session_duration,
             metrics_interval=metrics_event_interval,
         )
-        self._registry: SessionRegistry = registry or InMemorySessionRegistry()
+        # `is None`: an empty InMemorySessionRegistry is falsy (it has a length).
+        self._registry: SessionRegistry = (
+            InMemorySessionRegistry() if registry is None else registry
+        )
         self._observers = Observers(tuple(hooks))
         self._counters = LauncherCounters()
         self.events = EventLog(buffer_size=event_buffer_size, retained_bytes=retained_event_bytes)
@@ -299,16 +315,21 @@ class AgentLauncher:
         metadata: dict[str, Any] | None = None,
         idempotency_key: str = "",
         created_by: str = "",
+        video_track_override_path: str | None = None,
     ) -> SessionRecord:
         """Admit a session, create its agent and start ``join_call``.
 
-        Raises InvalidArgument, Draining, NotReady, AdmissionRejected,
-        IdempotencyConflict or AgentStartFailed; a failed Start leaves nothing
-        behind.
+        ``video_track_override_path`` goes to the agent's
+        ``set_video_track_override_path()`` before ``join_call``, as Vision
+        Agents' ``start_session`` does (``run --video-track-override``).
+
+        Raises InvalidArgument (metadata ``create_agent`` does not take
+        included), Draining, NotReady, AdmissionRejected, IdempotencyConflict
+        or AgentStartFailed; a failed Start leaves nothing behind.
         """
         call_type = call_type or "default"
         metadata = dict(metadata or {})
-        validate_start(call_id, call_type, metadata, idempotency_key)
+        validate_start(call_id, call_type, metadata, idempotency_key, self._create_keywords)
         record = SessionRecord(
             session_id=str(uuid.uuid4()),
             call_id=call_id,
@@ -334,7 +355,7 @@ class AgentLauncher:
         self._live[record.session_id] = live
         self._accepting_may_have_changed()
         began = loop.time()
-        agent = await self._create_agent_for(live)
+        agent = await self._create_agent_for(live, video_track_override_path)
 
         record.state = SessionState.RUNNING
         await self._registry.update(record)
@@ -368,7 +389,7 @@ class AgentLauncher:
             self._observers.call("admission_rejected", reason)
             raise
 
-    async def _create_agent_for(self, live: LiveSession) -> Any:
+    async def _create_agent_for(self, live: LiveSession, video_override: str | None) -> Any:
         """Run ``create_agent`` within its timeout; on any failure undo the admission.
 
         The answer never waits for a factory that ignores cancellation: after
@@ -387,6 +408,12 @@ class AgentLauncher:
                     f"create_agent did not finish within {self._create_timeout:g} s"
                 )
             agent = create.result()
+            if video_override:
+                try:
+                    agent_contract.set_video_track_override(agent, video_override)
+                except BaseException:
+                    await agent_contract.close_agent(agent, record.session_id, self._stop_timeout)
+                    raise
             if self._draining:
                 await self._close_agent(agent, live)
                 raise Draining()
@@ -431,7 +458,13 @@ class AgentLauncher:
                 live.started.cancel()
 
     async def _call_factory(self, metadata: dict[str, Any], live: LiveSession | None = None) -> Any:
-        """``create_agent``, then (for a session) the adapter's ``prepare``."""
+        """``create_agent``, then (for a session) the adapter's ``prepare``.
+
+        Run in its own task: for a session, ``current_session()`` answers it
+        inside ``create_agent``.
+        """
+        if live is not None:
+            bind_current(live.context)
         agent = await agent_contract.maybe_await(self._create_agent(**metadata))
         adapter = self._adapter
         if adapter is None or live is None:
@@ -646,6 +679,18 @@ class AgentLauncher:
             return await self.get_session(session_id)
         live.end(EndReason.CLOSED_BY_REQUEST)
         return await asyncio.shield(live.ended_future())
+
+    def agent_modules(self) -> tuple[str, str]:
+        """The modules defining ``create_agent`` and ``join_call`` (the agent's loggers)."""
+        return (
+            agent_contract.module_of(self._create_agent),
+            agent_contract.module_of(self._join_call),
+        )
+
+    def agent_of(self, session_id: str) -> Any:
+        """The agent ``create_agent`` made for a running session; None otherwise."""
+        live = self._live.get(session_id)
+        return None if live is None else live.agent
 
     def stats(self) -> LauncherStats:
         """Operator figures: in flight, capacity, counts, mean duration."""

@@ -65,6 +65,7 @@ class LiveSession:
         "agent",
         "alone_since",
         "collector_timer",
+        "context",
         "ended",
         "ending",
         "idle_timer",
@@ -74,6 +75,7 @@ class LiveSession:
         "participants",
         "published",
         "record",
+        "reporting",
         "started",
         "task",
     )
@@ -101,6 +103,9 @@ class LiveSession:
         # Resolved with the final record once the session ended (made on demand).
         self.ended: asyncio.Future[SessionRecord] | None = None
         self.ending = False
+        # Reports count from join_call on (create_agent may see the context too).
+        self.reporting = False
+        self.context = SessionContext(self)
         self.participants: set[str] | None = None
         self.alone_since: float | None = None
         self.max_duration_timer: asyncio.TimerHandle | None = None
@@ -119,18 +124,18 @@ class LiveSession:
     def run(self, agent: Any, join_call: JoinCall, pass_session: bool) -> None:
         """Start ``join_call`` in the session's own task and arm its timers."""
         self.agent = agent
+        self.reporting = True
         self.task = self._loop.create_task(
             self._join(join_call, pass_session), name=f"agentplane-session-{self.session_id}"
         )
         self._arm_timers()
 
     async def _join(self, join_call: JoinCall, pass_session: bool) -> None:
-        context = SessionContext(self)
-        bind_current(context)
+        bind_current(self.context)
         record = self.record
         try:
             if pass_session:
-                await join_call(self.agent, record.call_type, record.call_id, session=context)
+                await join_call(self.agent, record.call_type, record.call_id, session=self.context)
             else:
                 await join_call(self.agent, record.call_type, record.call_id)
         except asyncio.CancelledError:
@@ -235,7 +240,14 @@ class LiveSession:
 
     # ------------------------------------------- reports (from SessionContext)
 
+    @property
+    def accepts_reports(self) -> bool:
+        """True from join_call's start until the session begins to end."""
+        return self.reporting and not self.ending
+
     def participant_joined(self, participant_id: str) -> None:
+        if not self.accepts_reports:
+            return
         if self.participants is None:
             self.participants = set()
         self.participants.add(participant_id)
@@ -243,6 +255,8 @@ class LiveSession:
         self._presence_changed()
 
     def participant_left(self, participant_id: str) -> None:
+        if not self.accepts_reports:
+            return
         if self.participants is not None:
             self.participants.discard(participant_id)
         if not self.participants and self.alone_since is None:
@@ -262,19 +276,19 @@ class LiveSession:
             self.idle_timer = self._loop.call_later(max(remaining, 0.0), self._check_presence)
 
     def observe(self, name: str, value: float) -> None:
-        if self.ending:
+        if not self.accepts_reports:
             return
         self.metrics.observe(name, value)
         self._metrics_changed()
 
     def add(self, name: str, amount: float) -> None:
-        if self.ending:
+        if not self.accepts_reports:
             return
         self.metrics.add(name, amount)
         self._metrics_changed()
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
-        if self.ending:
+        if not self.accepts_reports:
             return
         record = self.record
         self._events.publish(

@@ -7,6 +7,7 @@ import math
 import re
 from typing import Any
 
+from .agent import Keywords
 from .errors import FieldViolation, InvalidArgument
 
 CALL_ID_MAX = 128
@@ -49,9 +50,17 @@ def _non_finite(value: Any, depth: int = 0) -> float | None:
 
 
 def validate_start(
-    call_id: str, call_type: str, metadata: dict[str, Any], idempotency_key: str
+    call_id: str,
+    call_type: str,
+    metadata: dict[str, Any],
+    idempotency_key: str,
+    keywords: Keywords | None = None,
 ) -> None:
-    """Raise InvalidArgument naming every bad field of a Start request."""
+    """Raise InvalidArgument naming every bad field of a Start request.
+
+    ``keywords``: what ``create_agent`` takes; metadata it would not take (an
+    unknown key, a required one missing) is a bad field, not a failed start.
+    """
     violations = [
         v
         for v in (
@@ -90,6 +99,8 @@ def validate_start(
                 violations.append(
                     FieldViolation(f"metadata.{key}", f"numbers must be finite, got {bad!r}")
                 )
+    if keywords is not None:
+        violations.extend(_keyword_violations(metadata, keywords))
     size = len(json.dumps(metadata, separators=(",", ":"), default=str, skipkeys=True).encode())
     if size > METADATA_MAX_BYTES:
         violations.append(
@@ -97,6 +108,36 @@ def validate_start(
         )
     if violations:
         raise InvalidArgument(violations)
+
+
+def _keyword_violations(metadata: dict[str, Any], keywords: Keywords) -> list[FieldViolation]:
+    # Keys that are no identifier have their violation already.
+    keys = [
+        key
+        for key in metadata
+        if isinstance(key, str) and len(key) <= METADATA_KEY_MAX and _METADATA_KEY.fullmatch(key)
+    ]
+    unknown = keywords.unknown(keys)
+    violations: list[FieldViolation] = []
+    if unknown:
+        takes = sorted(keywords.names or ())
+        accepted = f"it takes {', '.join(takes)}" if takes else "it takes no keyword arguments"
+        violations.extend(
+            FieldViolation(
+                f"metadata.{key}",
+                f"create_agent takes no keyword argument {key!r} ({accepted}; metadata keys "
+                "become its keyword arguments)",
+            )
+            for key in unknown
+        )
+    violations.extend(
+        FieldViolation(
+            f"metadata.{name}",
+            f"required: create_agent has a keyword argument {name!r} without a default",
+        )
+        for name in keywords.missing(keys)
+    )
+    return violations
 
 
 def validate_session_id(session_id: str) -> None:

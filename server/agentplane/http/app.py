@@ -43,7 +43,10 @@ def session_service() -> ServiceDescriptor:
 
 
 def beacon_rpcs() -> list[str]:
-    """Close takes what ``navigator.sendBeacon`` sends (text, forms); the rest JSON only."""
+    """Close takes what ``navigator.sendBeacon`` sends (any body; an unreadable one is empty).
+
+    The rest take JSON only.
+    """
     return [f"/{session_service().full_name}/Close"]
 
 

@@ -110,12 +110,17 @@ class GuardedProtocol(HttpToolsProtocol):
     limits = HttpLimits()
     cap = 0
     bad_log = BadRequestLog(logging.getLogger("uvicorn.error"))
+    # uvicorn logs each request to "uvicorn.access" only when this is set.
+    log_access = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # uvicorn warns once per malformed request ("Invalid HTTP request
         # received."): a cheap flood. Its warnings go out once per interval.
         self.logger = _QuietWarnings(self.logger, self.bad_log)  # type: ignore[assignment]
+        # uvicorn turns its access log on when that logger has a handler; the
+        # server decides instead (``HttpServer(access_log=...)``).
+        self.access_log = self.log_access
         self._head_bytes = 0
         self._url_bytes = 0
         self._header_count = 0
@@ -243,8 +248,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self._refuse(408, 4, message)
 
 
-def guarded_protocol(limits: HttpLimits) -> type[GuardedProtocol]:
-    """A protocol class for ``uvicorn.Config(http=...)`` enforcing ``limits``."""
+def guarded_protocol(limits: HttpLimits, *, access_log: bool = False) -> type[GuardedProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` enforcing ``limits``.
+
+    ``access_log``: log each request to uvicorn's ``uvicorn.access`` logger.
+    """
     return type(
         "GuardedProtocol",
         (GuardedProtocol,),
@@ -252,6 +260,7 @@ def guarded_protocol(limits: HttpLimits) -> type[GuardedProtocol]:
             "limits": limits,
             "cap": limits.connection_cap(),
             "bad_log": BadRequestLog(logging.getLogger("uvicorn.error")),
+            "log_access": access_log,
         },
     )
 

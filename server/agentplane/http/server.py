@@ -32,7 +32,9 @@ class HttpServer:
     ``limits`` bound each connection's head (size, time) and the number of
     connections (``limits.py``); ``allowed_hosts`` are the Host names served
     (None: the loopback names for a loopback bind, any Host otherwise; ``*``:
-    any).
+    any). ``access_log`` logs each request to uvicorn's ``uvicorn.access``
+    logger (None: when that logger is enabled for INFO, as ``agentplane serve
+    --http-log-level INFO`` sets it; nothing is formatted otherwise).
     """
 
     def __init__(
@@ -43,8 +45,11 @@ class HttpServer:
         *,
         limits: HttpLimits | None = None,
         allowed_hosts: Sequence[str] | None = None,
+        access_log: bool | None = None,
     ) -> None:
         limits = limits or HttpLimits()
+        if access_log is None:
+            access_log = logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
         hosts = allowed_hosts if allowed_hosts is not None else default_allowed_hosts(host)
         if hosts is not None:
             app = AllowedHosts(app, hosts)
@@ -57,11 +62,13 @@ class HttpServer:
             app,
             host=host,
             port=port,
-            http=guarded_protocol(limits),
+            http=guarded_protocol(limits, access_log=access_log),
             timeout_keep_alive=math.ceil(limits.keep_alive_timeout),  # whole seconds in uvicorn
             lifespan="off",
             log_config=None,
-            access_log=False,
+            # Left on: False would strip the "uvicorn.access" logger's handlers
+            # process-wide; the protocol class decides whether to log.
+            access_log=True,
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

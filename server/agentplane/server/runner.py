@@ -23,6 +23,7 @@ from typing import Any
 
 from agentplane.compat import vision_agents
 from agentplane.core import AgentLauncher, EventKind
+from agentplane.core import agent as agent_contract
 from agentplane.gateway import CorsOptions
 from agentplane.http.app import gateway_app
 from agentplane.http.embedded import InProcessBackend
@@ -198,17 +199,32 @@ class Runner:
 
     # ------------------------------------------------------------- console
 
-    async def run_console(self, call_type: str, call_id: str) -> int:
+    async def run_console(
+        self,
+        call_type: str,
+        call_id: str,
+        *,
+        video_track_override: str | None = None,
+        open_demo: bool = True,
+    ) -> int:
         """Run one agent in ``call_id`` until it ends or Ctrl-C; print its events.
 
+        As Vision Agents' ``run``: ``video_track_override`` goes to the agent
+        before it joins, and with ``open_demo`` the agent's demo UI opens
+        (``agent.edge.open_demo_for_agent``, where the agent has one).
         Returns a process exit code: 0 unless the agent failed.
         """
         self._stop = asyncio.Event()
         self._install_signal_handlers()
         try:
             await self.launcher.start()
-            record = await self.launcher.start_session(call_id, call_type)
+            record = await self.launcher.start_session(
+                call_id, call_type, video_track_override_path=video_track_override
+            )
             print(f"session {record.session_id} started in call {call_id} ({call_type})")
+            agent = self.launcher.agent_of(record.session_id)
+            if open_demo and await agent_contract.open_demo(agent, call_type, call_id):
+                logger.info("opened the agent's demo UI")
             watcher = asyncio.create_task(self._print_events(record.session_id))
             stopper = asyncio.create_task(self._stop.wait())
             await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
