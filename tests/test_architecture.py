@@ -21,9 +21,10 @@ ALLOWED: dict[str, set[str]] = {
     "service": {"core", "clients"},
     "rpc": {"core", "service", "net", "clients"},
     "http": {"core", "service", "gateway", "net", "clients"},
+    "compat": {"core", "service"},
     "ops": {"core"},
     "demo": {"core"},
-    "server": {"core", "service", "rpc", "http", "ops", "demo", "gateway", "clients"},
+    "server": {"core", "service", "rpc", "http", "ops", "demo", "gateway", "clients", "compat"},
     "testing": {"server", "core", "clients"},
 }
 
