@@ -15,11 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import grpc
 import pytest
 from fastapi import Depends, Header, HTTPException, Request
 
+from agentplane.clients.grpcio import session_service_pb2 as pb
+from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
 from agentplane.server import RequestContext, ServeOptions, SessionRecord, get_session
-from tests.support import GatewayAgents
+from tests.support import GatewayAgents, serving
 
 from .support import Answer, connect
 
@@ -368,3 +371,37 @@ async def test_native_and_fastapi_callbacks_mix(agents: GatewayAgents, transport
         refused: Answer = await client.get(sid, user("ben"))
         assert (refused.code, refused.message) == ("PERMISSION_DENIED", "ben may not view this")
         assert (await client.close(sid, user("ann"))).code == "OK"
+
+
+async def test_the_feed_of_all_sessions_shows_a_user_only_their_own(
+    agents: GatewayAgents, users: ServeOptions
+) -> None:
+    # can_view_session's HTTPException(403) filters the feed, as a native PermissionDenied does.
+    async with (
+        serving(agents.launcher(), users, http=False) as served,
+        grpc.aio.insecure_channel(f"127.0.0.1:{served.grpc_port}") as channel,
+    ):
+        stub = pb_grpc.SessionServiceStub(channel)
+        ids = {}
+        for name in ("alice", "bob"):
+            reply = await stub.Start(
+                pb.StartRequest(call_id=f"{name}-call"), metadata=tuple(as_user(name).items())
+            )
+            ids[name] = reply.session_id
+        for name in ("alice", "bob"):
+            await stub.Close(
+                pb.CloseRequest(session_id=ids[name]), metadata=tuple(as_user(name).items())
+            )
+        feed = stub.StreamEvents(
+            pb.StreamEventsRequest(after_cursor=0),
+            metadata=tuple(as_user("bob").items()),
+            timeout=10,
+        )
+        seen = []
+        async for event in feed:
+            seen.append((event.session_id, event.WhichOneof("event")))
+            if seen[-1] == (ids["bob"], "ended"):
+                break
+        feed.cancel()
+    assert {sid for sid, _ in seen} == {ids["bob"]}
+    assert seen[0] == (ids["bob"], "started")
