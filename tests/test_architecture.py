@@ -21,10 +21,10 @@ ALLOWED: dict[str, set[str]] = {
     "service": {"core", "clients"},
     "rpc": {"core", "service", "net", "clients"},
     "http": {"core", "service", "gateway", "net", "clients"},
+    "compat": {"core", "service"},
     "ops": {"core"},
     "cluster": {"core"},
     "demo": {"core"},
-    "compat": {"core"},
     "server": {
         "core",
         "service",

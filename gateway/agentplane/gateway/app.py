@@ -89,6 +89,7 @@ def create_app(
     realm: str | None = None,
     beacon_rpcs: Sequence[str] = (),
     sse_resume: SseResume = CURSOR_RESUME,
+    application: Callable[..., Starlette] = Starlette,
 ) -> Starlette:
     """The gateway for the ``google.api.http`` bindings of ``services`` over ``backend``.
 
@@ -105,8 +106,13 @@ def create_app(
     every other RPC JSON only;
     state-changing requests from an origin neither same nor allowed by
     ``cors`` are refused (``RpcRoutes``). ``sse_resume`` says which fields
-    make a Server-Sent Event's id and which a ``Last-Event-ID`` fills. Bad HttpRules, or a ``success_status`` naming no
-    served RPC or no 2xx status, raise ``BindingError`` here.
+    make a Server-Sent Event's id and which a ``Last-Event-ID`` fills.
+    ``application`` builds the app from ``routes``, ``middleware`` and
+    ``exception_handlers`` keyword arguments: ``Starlette``, or a subclass
+    such as FastAPI (whose own documents must then be switched off, as the
+    gateway serves ``/openapi.json`` and ``/docs``). Bad HttpRules, or a
+    ``success_status`` naming no served RPC or no 2xx status, raise
+    ``BindingError`` here.
     """
     bindings = service_bindings(services)
     statuses = _success_statuses(bindings, success_status or {})
@@ -190,7 +196,7 @@ def create_app(
         # begun) and raises the exception on, for the server to log.
         return internal_error().response(realm=realm)
 
-    app = Starlette(
+    app = application(
         routes=routes,
         middleware=middleware,
         exception_handlers={HTTPException: http_exception, Exception: unexpected},

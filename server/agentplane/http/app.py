@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.resources
+import importlib.util
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 from starlette.applications import Starlette
@@ -80,8 +82,12 @@ def gateway_app(
     extra_routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     heartbeat: float = DEFAULT_HEARTBEAT,
+    application: Callable[..., Starlette] = Starlette,
 ) -> Starlette:
-    """agentplane's gateway app over ``backend``; the other arguments are ``create_app``'s."""
+    """agentplane's gateway app over ``backend``; the other arguments are ``create_app``'s.
+
+    ``application``: ``Starlette``, or ``fastapi_application()`` for a FastAPI app.
+    """
     return create_app(
         backend,
         services=[session_service()],
@@ -97,7 +103,24 @@ def gateway_app(
         realm=REALM,
         beacon_rpcs=beacon_rpcs(),
         sse_resume=EVENT_RESUME,
+        application=application,
     )
+
+
+def fastapi_application() -> Callable[..., Starlette] | None:
+    """What builds the gateway as a FastAPI app, or None when FastAPI is not installed.
+
+    FastAPI's own ``/openapi.json``, ``/docs`` and ``/redoc`` are off: the
+    gateway serves the contract's documents at the first two. Imports FastAPI.
+    """
+    if importlib.util.find_spec("fastapi") is None:
+        return None
+    from fastapi import FastAPI
+
+    def build(**app: Any) -> Starlette:
+        return FastAPI(openapi_url=None, docs_url=None, redoc_url=None, **app)
+
+    return build
 
 
 def session_upstream(

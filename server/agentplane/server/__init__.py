@@ -16,6 +16,7 @@ Example (``my_agent.py``)::
 
 import importlib.metadata
 
+from agentplane.compat.dependencies import get_session
 from agentplane.core import (
     AgentLauncher,
     EndReason,
@@ -49,4 +50,5 @@ __all__ = [
     "Unauthenticated",
     "__version__",
     "current_session",
+    "get_session",
 ]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentplane.compat.callbacks import native_hooks
 from agentplane.http.limits import HttpLimits
 from agentplane.rpc.transport import GrpcLimits
-from agentplane.service.auth import AuthPolicy, GetCurrentUser, SessionCheck, StartCheck
+from agentplane.service.auth import AuthPolicy
 
 API_TOKEN_ENV = "AGENTPLANE_API_TOKEN"
 CLOSE_TOKEN_SECRET_ENV = "AGENTPLANE_CLOSE_TOKEN_SECRET"
@@ -35,9 +36,16 @@ def _env_secret() -> bytes:
 class ServeOptions:
     """Server options.
 
-    Auth hooks are async callables given a ``RequestContext`` (and, for the
-    session checks, the ``SessionRecord`` or None); they deny by raising
-    ``Unauthenticated`` / ``PermissionDenied``. ``api_token`` (default: the
+    Auth callbacks (``get_current_user``, ``can_*``) come in two shapes, told
+    apart by their signature (``agentplane.compat.callbacks``): a native hook
+    takes the ``RequestContext`` first (annotated so, or not annotated), is
+    async, gets the ``SessionRecord`` or None second in the session checks,
+    and denies by raising ``Unauthenticated`` / ``PermissionDenied``; anything
+    else is a FastAPI dependency as the Vision Agents docs write them
+    (``x_api_key: str = Header(...)``, ``Depends(get_session)``, raising
+    ``HTTPException``), resolved with FastAPI (``agentplane[fastapi]``) from
+    the call's headers, ids and session. A ``can_*`` callback that returns
+    ``False`` denies too. ``api_token`` (default: the
     ``AGENTPLANE_API_TOKEN`` environment variable) turns on a built-in bearer
     token check for every call; unset, the server is open.
 
@@ -61,11 +69,12 @@ class ServeOptions:
     grpc_port: int = 50051
     api_token: str | None = field(default_factory=_env_token)
     close_token_secret: bytes = field(default_factory=_env_secret, repr=False)
-    get_current_user: GetCurrentUser | None = None
-    can_start_session: StartCheck | None = None
-    can_close_session: SessionCheck | None = None
-    can_view_session: SessionCheck | None = None
-    can_view_metrics: SessionCheck | None = None
+    # Native hooks (GetCurrentUser, StartCheck, SessionCheck) or FastAPI dependencies.
+    get_current_user: Callable[..., Any] | None = None
+    can_start_session: Callable[..., Any] | None = None
+    can_close_session: Callable[..., Any] | None = None
+    can_view_session: Callable[..., Any] | None = None
+    can_view_metrics: Callable[..., Any] | None = None
     cors_allow_origins: Sequence[str] = ()
     cors_allow_methods: Sequence[str] = ("*",)
     cors_allow_headers: Sequence[str] = ("*",)
@@ -94,12 +103,20 @@ class ServeOptions:
             raise ValueError("close_token_secret must be at least 16 bytes")
 
     def auth_policy(self) -> AuthPolicy:
-        return AuthPolicy(
-            api_token=self.api_token,
+        """The policy of these options, FastAPI-style callbacks adapted (FastAPI loaded only then)."""
+        hooks = native_hooks(
             get_current_user=self.get_current_user,
             can_start_session=self.can_start_session,
             can_close_session=self.can_close_session,
             can_view_session=self.can_view_session,
             can_view_metrics=self.can_view_metrics,
+        )
+        return AuthPolicy(
+            api_token=self.api_token,
+            get_current_user=hooks["get_current_user"],
+            can_start_session=hooks["can_start_session"],
+            can_close_session=hooks["can_close_session"],
+            can_view_session=hooks["can_view_session"],
+            can_view_metrics=hooks["can_view_metrics"],
             close_token_secret=self.close_token_secret,
         )

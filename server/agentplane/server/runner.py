@@ -21,11 +21,13 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from starlette.applications import Starlette
+
 from agentplane.compat import vision_agents
 from agentplane.core import AgentLauncher, EventKind
 from agentplane.core import agent as agent_contract
 from agentplane.gateway import CorsOptions
-from agentplane.http.app import gateway_app
+from agentplane.http.app import fastapi_application, gateway_app
 from agentplane.http.embedded import InProcessBackend
 from agentplane.http.server import HttpServer
 from agentplane.ops.gc_policy import HeldHeapGc
@@ -58,12 +60,30 @@ class Runner:
         self.grpc: GrpcServer | None = None
         self.http_port: int | None = None
         self.operator_metrics = OperatorMetrics(launcher)
-        # The HTTP app exists from the start so it can be customized before
-        # serve() (routes, middleware), like the reference's runner.fast_api.
+        # The HTTP app is built when first used: by the user customizing
+        # runner.fast_api before serve() (a FastAPI app, as the reference's),
+        # or by serve() itself (a Starlette app: FastAPI is never imported
+        # for a runner nobody customizes). Same routes either way.
         self._demo_routes: list[Any] = []
-        self.fast_api: Any = self.serve_options.fast_api or self._gateway_app()
+        self._app: Any = self.serve_options.fast_api
         self._signals = 0
         self._stop: asyncio.Event | None = None
+
+    @property
+    def fast_api(self) -> Any:
+        """The HTTP app ``serve()`` serves; customize it before serving.
+
+        A FastAPI app when FastAPI is installed (``pip install
+        'agentplane[fastapi]'``): ``@runner.fast_api.get("/custom")``,
+        ``add_middleware``, ``include_router`` work as on the reference's.
+        Without FastAPI, a Starlette app (``add_route``, ``add_middleware``,
+        ``mount``). Either has the session routes, ``/health``, ``/ready``,
+        ``/metrics``, ``/openapi.json`` and ``/docs``. ``ServeOptions(fast_api=app)``:
+        that app, served as it is. Built on first use (decision 25).
+        """
+        if self._app is None:
+            self._app = self._gateway_app(fastapi_application())
+        return self._app
 
     def cli(self, args: list[str] | None = None) -> None:
         """Run the ``serve`` / ``run`` command line for this runner."""
@@ -89,6 +109,8 @@ class Runner:
         options = self.serve_options
         host = host or options.host
         self._stop = asyncio.Event()
+        if http_port is not None and self._app is None:
+            self._app = self._gateway_app(None)  # nobody customized it: no FastAPI
         self._apply_demo_page()
         self.grpc = GrpcServer(self.launcher, self.api, options.grpc_limits)
         await self.grpc.start(host, options.grpc_port if grpc_port is None else grpc_port)
@@ -101,7 +123,7 @@ class Runner:
         try:
             if http_port is not None:
                 http = HttpServer(
-                    self.fast_api,
+                    self._app,
                     host,
                     http_port,
                     limits=options.http_limits,
@@ -140,7 +162,7 @@ class Runner:
                 await loop_monitor.aclose()
             logger.info("agentplane stopped")
 
-    def _gateway_app(self) -> Any:
+    def _gateway_app(self, application: Callable[..., Starlette] | None) -> Any:
         options = self.serve_options
         from agentplane.demo.page import demo_routes
 
@@ -155,6 +177,7 @@ class Runner:
                 allow_credentials=options.cors_allow_credentials,
             ),
             extra_routes=self._demo_routes,
+            application=application or Starlette,
         )
 
     def _apply_demo_page(self) -> None:
@@ -162,7 +185,9 @@ class Runner:
         # routes of our own app follow it. A user's own app is left as it is.
         if self.serve_options.fast_api is not None or self.serve_options.demo_page:
             return
-        routes = self.fast_api.router.routes
+        if self._app is None:
+            return  # no HTTP port
+        routes = self._app.router.routes
         routes[:] = [r for r in routes if all(r is not d for d in self._demo_routes)]
 
     def stop(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.core import AgentLauncher, SessionNotFound, SessionRecord
@@ -18,6 +19,11 @@ from agentplane.core.validation import validate_session_id
 
 from .auth import AuthPolicy, PermissionDenied, RequestContext, user_id
 from .convert import event_message, session_message, struct_to_dict, timestamp
+
+
+def _naming(ctx: RequestContext, **fields: str) -> RequestContext:
+    """``ctx`` with the request's ``call_id`` / ``session_id`` (those it has) as path fields."""
+    return replace(ctx, path_fields={name: value for name, value in fields.items() if value})
 
 
 class SessionAPI:
@@ -38,7 +44,7 @@ class SessionAPI:
     async def start(
         self, request: api_pb.StartRequest, ctx: RequestContext
     ) -> api_pb.StartResponse:
-        ctx = await self.auth.authenticate(ctx)
+        ctx = await self.auth.authenticate(_naming(ctx, call_id=request.call_id))
         await self.auth.check_start(ctx)
         record = await self.launcher.start_session(
             request.call_id,
@@ -67,6 +73,7 @@ class SessionAPI:
                 raise PermissionDenied("close_token does not match this session")
             await self._session(request.session_id, request.call_id)
         else:
+            ctx = _naming(ctx, session_id=request.session_id, call_id=request.call_id)
             ctx = await self.auth.authenticate(ctx)
             record = await self._session(request.session_id, request.call_id)
             await self.auth.check_close(ctx, record)
@@ -74,6 +81,7 @@ class SessionAPI:
         return api_pb.CloseResponse(session=session_message(final))
 
     async def get(self, request: api_pb.GetRequest, ctx: RequestContext) -> api_pb.GetResponse:
+        ctx = _naming(ctx, session_id=request.session_id, call_id=request.call_id)
         ctx = await self.auth.authenticate(ctx)
         record = await self._session(request.session_id, request.call_id)
         await self.auth.check_view(ctx, record)
@@ -82,6 +90,7 @@ class SessionAPI:
     async def metrics(
         self, request: api_pb.MetricsRequest, ctx: RequestContext
     ) -> api_pb.MetricsResponse:
+        ctx = _naming(ctx, session_id=request.session_id, call_id=request.call_id)
         ctx = await self.auth.authenticate(ctx)
         record = await self._session(request.session_id, request.call_id)
         await self.auth.check_view_metrics(ctx, record)
@@ -103,7 +112,7 @@ class SessionAPI:
         checks happen before the stream is returned, so a refused watcher gets
         its error before any response headers.
         """
-        ctx = await self.auth.authenticate(ctx)
+        ctx = await self.auth.authenticate(_naming(ctx, session_id=request.session_id))
         after = request.after_cursor if request.HasField("after_cursor") else None
         if request.session_id:
             record = await self._session(request.session_id, "")

@@ -44,18 +44,39 @@ class PermissionDenied(LauncherError):
     reason = "PERMISSION_DENIED"
 
 
+class Refused(LauncherError):
+    """A hook refused with a status of its own choosing.
+
+    ``code`` is the gRPC status code (``google.rpc.Code``), ``reason`` the
+    ``ErrorInfo`` reason; ``retry_after`` (seconds) becomes ``RetryInfo``. What
+    a FastAPI-style callback's ``HTTPException`` becomes when its status is
+    neither 401 nor 403 (429: RESOURCE_EXHAUSTED, say).
+    """
+
+    def __init__(
+        self, code: int, reason: str, message: str, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     """What the server knows about the caller of one RPC.
 
     ``metadata`` has lower-case keys (gRPC metadata, or HTTP headers as the
-    gateway forwards them); ``user`` is what ``get_current_user`` returned.
+    gateway forwards them); ``user`` is what ``get_current_user`` returned;
+    ``path_fields`` the request's ``call_id`` and ``session_id`` where the RPC
+    names them (what the HTTP routes carry in their path), set by ``SessionAPI``.
     """
 
     method: str
     metadata: Mapping[str, str] = field(default_factory=dict)
     peer: str | None = None
     user: Any = None
+    path_fields: Mapping[str, str] = field(default_factory=dict)
 
     def bearer_token(self) -> str | None:
         """The token of an ``authorization: Bearer <token>`` entry, if any."""

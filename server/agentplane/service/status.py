@@ -34,7 +34,7 @@ from agentplane.core.errors import (
     Unavailable,
 )
 
-from .auth import PermissionDenied, Unauthenticated
+from .auth import PermissionDenied, Refused, Unauthenticated
 
 logger = logging.getLogger("agentplane.service")
 
@@ -71,7 +71,10 @@ def error_status(error: Exception, rpc: str = "") -> ErrorStatus:
         logger.error("unexpected error in %s", rpc or "an RPC", exc_info=error)
         info = error_details_pb2.ErrorInfo(reason=LauncherError.reason, domain=ERROR_DOMAIN)
         return ErrorStatus(code_pb2.INTERNAL, INTERNAL_MESSAGE, (info,))
-    code = next((code for cls, code in _CODES if isinstance(error, cls)), code_pb2.INTERNAL)
+    if isinstance(error, Refused):
+        code = error.code
+    else:
+        code = next((code for cls, code in _CODES if isinstance(error, cls)), code_pb2.INTERNAL)
     details: list[Message] = [error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)]
     if isinstance(error, InvalidArgument):
         details.append(
@@ -84,7 +87,7 @@ def error_status(error: Exception, rpc: str = "") -> ErrorStatus:
                 ]
             )
         )
-    if isinstance(error, AdmissionRejected) and error.retry_after is not None:
+    if isinstance(error, AdmissionRejected | Refused) and error.retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after * 1e9))
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
