@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "http": {"core", "service", "gateway", "net", "clients"},
     "compat": {"core", "service"},
     "ops": {"core"},
-    "cluster": {"core"},
+    "cluster": {"core", "net"},
     "demo": {"core"},
     "server": {
         "core",

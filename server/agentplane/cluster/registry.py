@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentplane.core.errors import AdmissionRejected
+from agentplane.core.errors import AdmissionRejected, Unavailable
 from agentplane.core.models import SessionRecord
 from agentplane.core.registry import Limits
 
@@ -26,8 +26,17 @@ from .records import record_from_json, record_to_json
 from .scripts import lua
 
 
-class Fenced(RuntimeError):
-    """This node was declared dead (its lease lapsed): it may not admit anything."""
+class Fenced(Unavailable):
+    """This node holds no live lease (declared dead, or not yet joined): it admits nothing."""
+
+    REASON = "NODE_FENCED"
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(
+            self.REASON,
+            f"this node ({node_id}) holds no live lease in the cluster and takes no new "
+            "sessions; retry on another node",
+        )
 
 
 class RedisSessionRegistry:
@@ -86,7 +95,7 @@ class RedisSessionRegistry:
                 "IDEMPOTENCY_KEY_EXPIRED", "the session of this idempotency key has expired"
             )
         if verdict == "fenced":
-            raise Fenced(f"node {self.node_id} holds no live lease in the cluster")
+            raise Fenced(self.node_id)
         value = int(float(_text(answer[1])))
         if verdict == "full":
             cap = limits.max_concurrent_sessions

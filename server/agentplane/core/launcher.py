@@ -154,6 +154,7 @@ class AgentLauncher:
         self._observers = Observers(tuple(hooks))
         self._counters = LauncherCounters()
         self.events = EventLog(buffer_size=event_buffer_size, retained_bytes=retained_event_bytes)
+        self._retention_seconds = session_retention_seconds
         self._retention = ExpiryQueue(
             session_retention_seconds, max_retained_sessions, self._forget
         )
@@ -198,6 +199,24 @@ class AgentLauncher:
             raise RuntimeError("the agent adapter must be set before the launcher starts")
         self._adapter = adapter
         self._ready = self._warmup is None and adapter is None
+
+    @property
+    def retention_seconds(self) -> float:
+        """How long an ended session stays readable."""
+        return self._retention_seconds
+
+    @property
+    def registry(self) -> SessionRegistry:
+        """Where records, idempotency keys and admission slots live."""
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: SessionRegistry) -> None:
+        # A cluster (agentplane.cluster) shares one registry among its nodes.
+        if self._started:
+            raise RuntimeError("the registry must be set before the launcher starts")
+        launcher_args.check_registry(registry)
+        self._registry = registry
 
     # ------------------------------------------------------------ lifecycle
 

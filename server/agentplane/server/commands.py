@@ -136,6 +136,17 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         "[default: the loopback names on a loopback --host, else any]",
     )
     @click.option(
+        "--redis-url",
+        default=None,
+        help="Join the cluster of the nodes sharing this Redis (needs agentplane[redis]).  "
+        "[env: AGENTPLANE_REDIS_URL; default: one node, no Redis]",
+    )
+    @click.option(
+        "--advertise-address",
+        default=None,
+        help="HOST:PORT other nodes reach this node's gRPC port at.  [default: as bound]",
+    )
+    @click.option(
         "--agents-log-level",
         default="INFO",
         show_default=True,
@@ -158,6 +169,8 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         grpc_port: int | None,
         demo_page: bool | None,
         allowed_hosts: tuple[str, ...],
+        redis_url: str | None,
+        advertise_address: str | None,
         agents_log_level: str,
         http_log_level: str,
         debug: bool,
@@ -167,7 +180,14 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         configure_logging(agents_log_level, http_log_level, debug=debug)
         runner = get_runner(agent_spec)
         set_agent_log_level(runner, agents_log_level, agent_spec)
-        given = {"host": host, "port": port, "grpc_port": grpc_port, "demo_page": demo_page}
+        given = {
+            "host": host,
+            "port": port,
+            "grpc_port": grpc_port,
+            "demo_page": demo_page,
+            "redis_url": redis_url,
+            "advertise_address": advertise_address,
+        }
         overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if allowed_hosts:
             overrides["allowed_hosts"] = allowed_hosts

@@ -19,10 +19,15 @@ from agentplane.service.auth import AuthPolicy
 
 API_TOKEN_ENV = "AGENTPLANE_API_TOKEN"
 CLOSE_TOKEN_SECRET_ENV = "AGENTPLANE_CLOSE_TOKEN_SECRET"
+REDIS_URL_ENV = "AGENTPLANE_REDIS_URL"
 
 
 def _env_token() -> str | None:
     return os.environ.get(API_TOKEN_ENV) or None
+
+
+def _env_redis_url() -> str | None:
+    return os.environ.get(REDIS_URL_ENV) or None
 
 
 def _env_secret() -> bytes:
@@ -88,6 +93,13 @@ class ServeOptions:
     # full collection) out of CPython's full passes, so held sessions cause
     # no long event-loop pauses (gc_tuning.py). False: CPython's own policy.
     gc_freeze: bool = True
+    # A cluster (agentplane.cluster, issue 14; needs agentplane[redis]): the
+    # nodes sharing this Redis admit against one set of limits. None: one node.
+    redis_url: str | None = field(default_factory=_env_redis_url)
+    # The gRPC address other nodes reach this one at (behind NAT, in a pod);
+    # None: host:grpc_port as bound.
+    advertise_address: str | None = None
+    cluster_heartbeat: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port"):
@@ -99,6 +111,8 @@ class ServeOptions:
                 "cors_allow_credentials=True needs explicit cors_allow_origins: browsers "
                 "refuse credentials with a wildcard origin"
             )
+        if self.cluster_heartbeat <= 0:
+            raise ValueError("cluster_heartbeat must be positive")
         if len(self.close_token_secret) < 16:
             raise ValueError("close_token_secret must be at least 16 bytes")
 

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
@@ -38,6 +38,9 @@ from agentplane.service.api import SessionAPI
 
 from .commands import runner_cli
 from .options import ServeOptions
+
+if TYPE_CHECKING:
+    from agentplane.cluster.member import ClusterMember
 
 logger = logging.getLogger("agentplane.runner")
 
@@ -68,6 +71,7 @@ class Runner:
         self._app: Any = self.serve_options.fast_api
         self._signals = 0
         self._stop: asyncio.Event | None = None
+        self.cluster: ClusterMember | None = None
 
     @property
     def fast_api(self) -> Any:
@@ -119,6 +123,7 @@ class Runner:
         http: HttpServer | None = None
         held_heap_gc: HeldHeapGc | None = None
         loop_monitor: LoopMonitor | None = None
+        member: ClusterMember | None = None
         self.operator_metrics.gc_pauses.install()
         try:
             if http_port is not None:
@@ -134,6 +139,8 @@ class Runner:
                 logger.info("agentplane HTTP listening on %s:%s", host, http.port)
             loop_monitor = self.operator_metrics.loop_monitor()
             loop_monitor.start()
+            if options.redis_url:
+                member = await self._join_cluster(host)
             # Readiness stays NOT_SERVING until warmup() finished.
             await self.launcher.start()
             if options.gc_freeze:
@@ -147,6 +154,8 @@ class Runner:
             await self.launcher.drain()
         finally:
             await self.launcher.shutdown()
+            if member is not None:
+                await member.leave()
             if http is not None:
                 await http.stop(SERVER_CLOSE_TIMEOUT)
             self.grpc.close()
@@ -266,6 +275,26 @@ class Runner:
         finally:
             await self.launcher.shutdown()
             self._remove_signal_handlers()
+
+    async def _join_cluster(self, host: str) -> ClusterMember:
+        """This node in the cluster of ``redis_url`` (the launcher gets its registry)."""
+        from agentplane.cluster.member import ClusterMember  # only a cluster needs redis-py
+
+        options = self.serve_options
+        assert options.redis_url is not None and self.grpc is not None
+        member = ClusterMember(
+            options.redis_url,
+            advertise_address=options.advertise_address or f"{host}:{self.grpc.port}",
+            heartbeat=options.cluster_heartbeat,
+            retention_seconds=self.launcher.retention_seconds,
+        )
+        try:
+            await member.join(self.launcher)
+        except BaseException:
+            await member.leave()
+            raise
+        self.cluster = member
+        return member
 
     async def _print_events(self, session_id: str) -> None:
         async for event in self.launcher.events.watch(session_id, 0):

@@ -1,0 +1,94 @@
+"""Three ``agentplane serve`` processes on one redis-server act as one admission domain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from agentplane.clients.grpcio import session_service_pb2 as pb
+from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
+from tests.server.support import Proc, console_script
+
+PORTS = ("--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--no-demo-page")
+
+
+@pytest.fixture
+def nodes(redis_url: str, keys: object) -> Iterator[list[Proc]]:
+    started = [
+        Proc(
+            [
+                console_script("agentplane"),
+                "serve",
+                "--agent",
+                "tests.cluster.cluster_agent:make_launcher",
+                *PORTS,
+                "--redis-url",
+                redis_url,
+                "--http-log-level",
+                "WARNING",
+            ]
+        )
+        for _ in range(3)
+    ]
+    try:
+        for proc in started:
+            proc.wait_for("agentplane ready", timeout=30)
+        yield started
+    finally:
+        for proc in started:
+            with contextlib.suppress(Exception):
+                proc.send(signal.SIGTERM)
+        for proc in started:
+            with contextlib.suppress(Exception):
+                proc.wait(20)
+            proc.kill()
+
+
+async def _start(stub: pb_grpc.SessionServiceStub, call_id: str) -> str:
+    try:
+        await stub.Start(pb.StartRequest(call_id=call_id), timeout=30)
+    except grpc.aio.AioRpcError as error:
+        return error.code().name
+    return "OK"
+
+
+async def test_three_nodes_admit_exactly_the_cluster_limit(nodes: list[Proc]) -> None:
+    ports = [proc.grpc_port() for proc in nodes]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
+    try:
+        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+        # 100 concurrent Starts at each node against a cluster-wide limit of 50.
+        outcomes = await asyncio.gather(*(_start(stubs[n % 3], f"call-{n}") for n in range(300)))
+        assert outcomes.count("OK") == 50, outcomes
+        assert outcomes.count("RESOURCE_EXHAUSTED") == 250
+        # One session per call across the cluster: the same call on another node is refused.
+        more = await asyncio.gather(*(_start(stubs[n], "shared") for n in range(3)))
+        assert sorted(more) == ["RESOURCE_EXHAUSTED"] * 3  # the cluster is full
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def test_any_node_answers_get_for_any_session(nodes: list[Proc]) -> None:
+    ports = [proc.grpc_port() for proc in nodes]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
+    try:
+        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+        started = await stubs[0].Start(pb.StartRequest(call_id="seen-everywhere"), timeout=30)
+        sid = started.session_id
+        for stub in stubs:
+            got = await stub.Get(pb.GetRequest(session_id=sid), timeout=10)
+            assert got.session.session_id == sid and got.session.call_id == "seen-everywhere"
+        # The per-call limit is the cluster's: node 2 refuses a second session in the call.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stubs[2].Start(pb.StartRequest(call_id="seen-everywhere"), timeout=30)
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "in the cluster" in (refused.value.details() or "")
+    finally:
+        for channel in channels:
+            await channel.close()
