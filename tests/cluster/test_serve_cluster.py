@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
 
+from agentplane.clients.grpcio import session_pb2
 from agentplane.clients.grpcio import session_service_pb2 as pb
 from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
 from tests.server.support import Proc, console_script
+from tests.support import wait_until
 
 PORTS = ("--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--no-demo-page")
 
@@ -91,4 +94,42 @@ async def test_any_node_answers_get_for_any_session(nodes: list[Proc]) -> None:
         assert "in the cluster" in (refused.value.details() or "")
     finally:
         for channel in channels:
+            await channel.close()
+
+
+async def test_a_killed_nodes_sessions_end_node_lost_and_free_their_slots(
+    nodes: list[Proc],
+) -> None:
+    ports = [proc.grpc_port() for proc in nodes]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports[:2]]
+    victim = grpc.aio.insecure_channel(f"127.0.0.1:{ports[2]}")
+    try:
+        survivor = pb_grpc.SessionServiceStub(channels[0])
+        doomed = pb_grpc.SessionServiceStub(victim)
+        ids = [
+            (await doomed.Start(pb.StartRequest(call_id=f"lost-{n}"), timeout=30)).session_id
+            for n in range(3)
+        ]
+        nodes[2].popen.kill()  # kill -9: no drain, no goodbye
+        began = time.monotonic()
+
+        async def all_lost() -> bool:
+            for sid in ids:
+                got = await survivor.Get(pb.GetRequest(session_id=sid), timeout=10)
+                if got.session.end_reason != session_pb2.END_REASON_NODE_LOST:
+                    return False
+            return True
+
+        # Three heartbeats (1 s each) make a node dead; the next sweep ends its sessions.
+        await wait_until(all_lost, timeout=15, interval=0.1)
+        took = time.monotonic() - began
+        assert took < 8, f"NODE_LOST after {took:.1f} s"
+        got = await survivor.Get(pb.GetRequest(session_id=ids[0]), timeout=10)
+        assert got.session.state == session_pb2.SESSION_STATE_ENDED
+        # Their slots are free: each call takes a new session (one per call) at once.
+        for n in range(3):
+            await survivor.Start(pb.StartRequest(call_id=f"lost-{n}"), timeout=30)
+        assert "node_lost" in nodes[0].text() + nodes[1].text()
+    finally:
+        for channel in (*channels, victim):
             await channel.close()

@@ -5,9 +5,15 @@ renews it (with what the node advertises: its gRPC address, capacity, load,
 draining), and gives the launcher the cluster's registry. ``Runner`` joins
 before the launcher starts and leaves after it shut down.
 
+Every heartbeat also looks for nodes whose lease lapsed (three heartbeats
+missed): the one node that claims a dead node ends its sessions NODE_LOST
+and frees their slots. A node that finds itself declared dead (it was
+paused, or cut off from Redis, for three heartbeats) ends what it still runs
+(NODE_LOST, without writing over what the cluster recorded) and rejoins
+under a new id: nothing is resurrected or run twice.
+
 Heartbeat failures (Redis unreachable) are logged once per interval and
-retried every heartbeat; a node whose lease lapsed is fenced by Redis (its
-Starts are refused with UNAVAILABLE) until it rejoins.
+retried every heartbeat.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import logging
 from typing import Any
 
 from agentplane.core.launcher import AgentLauncher
+from agentplane.core.models import EndReason
 from agentplane.net import RateLimitedLog
 
 from .keys import ClusterKeys
-from .node import NodeLease
+from .node import NodeLease, new_node_id
 from .registry import RedisSessionRegistry
 
 logger = logging.getLogger("agentplane.cluster")
@@ -50,7 +57,7 @@ class ClusterMember:
         self.registry = RedisSessionRegistry(
             self.redis, self.lease.node_id, keys=self.keys, retention_seconds=retention_seconds
         )
-        self.fenced = False
+        self.rejoined = 0
         self._launcher: AgentLauncher | None = None
         self._beat_task: asyncio.Task[None] | None = None
         self._failures = RateLimitedLog(logger, 10.0)
@@ -101,13 +108,46 @@ class ClusterMember:
                 renewed = await asyncio.wait_for(
                     self.lease.renew(**self._advertised()), self.lease.heartbeat
                 )
+                if not renewed:
+                    await self._rejoin()
+                await self._sweep()
             except Exception as error:  # Redis unreachable or slow: retry next beat
                 self._failures.warning("cluster heartbeat failed: %r", error)
-                continue
-            if not renewed and not self.fenced:
-                self.fenced = True
-                logger.error(
-                    "node %s was declared dead by the cluster (its lease lapsed): it takes "
-                    "no new sessions",
-                    self.node_id,
-                )
+
+    async def _sweep(self) -> None:
+        """Claim nodes whose lease lapsed; end the sessions of those this node won."""
+        launcher = self._launcher
+        assert launcher is not None
+        for node_id in await self.lease.lapsed():
+            if not await self.lease.claim(node_id):
+                continue  # another node cleans up after it
+            lost = await self.lease.owned_by(node_id)
+            logger.warning(
+                "node %s missed its heartbeats: ending its %d sessions (node_lost)",
+                node_id,
+                len(lost),
+            )
+            for session_id in lost:
+                await launcher.end_lost_session(session_id)
+            await self.redis.delete(self.keys.owned(node_id))
+            await self.redis.hdel(self.keys.counts, node_id)
+
+    async def _rejoin(self) -> None:
+        """Declared dead: end what still runs here, then join again under a new id."""
+        launcher = self._launcher
+        assert launcher is not None
+        old = self.node_id
+        logger.error(
+            "node %s was declared dead by the cluster (its lease lapsed): ending its "
+            "sessions and rejoining under a new id",
+            old,
+        )
+        self.registry.fenced = True
+        await launcher.end_local_sessions(
+            EndReason.NODE_LOST, "this node was declared dead by the cluster"
+        )
+        self.lease.node_id = self.registry.node_id = new_node_id()
+        self.registry.fenced = False
+        self.rejoined += 1
+        if await self.lease.renew(**self._advertised()):
+            logger.info("rejoined the cluster as node %s (was %s)", self.node_id, old)

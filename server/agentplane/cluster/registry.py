@@ -54,6 +54,9 @@ class RedisSessionRegistry:
         self.node_id = node_id
         self.keys = keys or ClusterKeys()
         self.retention_ms = max(1, int(retention_seconds * 1000))
+        # Set while this node is fenced: its writes would overwrite what the
+        # cluster decided (its sessions ended NODE_LOST), so none are made.
+        self.fenced: bool = False
         self._admit = redis.register_script(lua("admit"))
         self._release = redis.register_script(lua("release"))
         self._forget = redis.register_script(lua("forget"))
@@ -118,6 +121,8 @@ class RedisSessionRegistry:
         )
 
     async def update(self, record: SessionRecord) -> None:
+        if self.fenced:
+            return
         key = self.keys.record(record.session_id)
         if not record.ended:
             await self.redis.set(key, record_to_json(record), xx=True)
@@ -131,6 +136,8 @@ class RedisSessionRegistry:
             await pipe.execute()
 
     async def release(self, record: SessionRecord) -> None:
+        if self.fenced:
+            return
         keys = self.keys
         await self._release(
             keys=[keys.counts, keys.call(record.call_id), keys.owned_prefix],
@@ -138,6 +145,8 @@ class RedisSessionRegistry:
         )
 
     async def forget(self, session_id: str) -> None:
+        if self.fenced:
+            return
         record = await self.get(session_id)
         if record is None:
             return

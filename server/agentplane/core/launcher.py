@@ -324,6 +324,54 @@ class AgentLauncher:
         # (grpclib does not end open streams when its server closes).
         self.events.close()
 
+    async def end_local_sessions(self, reason: EndReason, message: str) -> None:
+        """End every session this launcher runs with ``reason``, and wait for their ends.
+
+        A cluster node that was declared dead calls it (NODE_LOST): the
+        cluster has already ended those sessions, so they must not run on.
+        """
+        for live in list(self._live.values()):
+            if live.started is not None and not live.started.done():
+                continue  # still in create_agent: its Start fails and undoes itself
+            live.end(reason, message)
+        await self._enders.wait_all()
+
+    async def end_lost_session(self, session_id: str) -> SessionRecord | None:
+        """Record that a session of a lost node ended: NODE_LOST, its slot freed.
+
+        Nothing of the session runs here: its record is in the shared registry
+        (``agentplane.cluster``). Watchers of this node get its ENDED event and
+        it is retained as any ended session. Returns the ended record, or None
+        when it is unknown or ended already (its slot is freed either way).
+        """
+        record = await self._registry.get(session_id)
+        if record is None:
+            return None
+        if record.ended:
+            await self._registry.release(record)
+            return None
+        previous = record.state
+        record.state = SessionState.ENDED
+        record.end_reason = EndReason.NODE_LOST
+        record.ended_at = time.time()
+        record.error_message = "the node running this session was lost"
+        record.final_metrics = dict(record.final_metrics or {})
+        await self._registry.release(record)
+        await self._registry.update(record)
+        self._counters.ended(record)
+        self._observers.call("session_ended", record)
+        self._publish_state(record, previous, SessionState.ENDED)
+        self.events.publish(
+            record.session_id,
+            record.call_id,
+            EventKind.ENDED,
+            {"session": record.snapshot(), "metrics": dict(record.final_metrics)},
+        )
+        self._retention.add(record.session_id)
+        self._accepting_may_have_changed()
+        logger.warning("session %s ended: node_lost (its node was declared dead)", session_id)
+        return record.snapshot()
+
     # ---------------------------------------------------------------- start
 
     async def start_session(

@@ -1,0 +1,64 @@
+"""A node declared dead ends what it runs and rejoins under a new id; nothing is resurrected."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agentplane.cluster import ClusterKeys
+from agentplane.cluster.member import ClusterMember
+from agentplane.core import AgentLauncher, EndReason, SessionState
+from tests.support import wait_until
+
+
+async def _agent(**_: Any) -> dict[str, str]:
+    return {}
+
+
+async def _join(agent: dict[str, str], call_type: str, call_id: str) -> None:
+    await asyncio.Event().wait()
+
+
+async def test_a_paused_node_is_declared_dead_then_rejoins_without_resurrecting(
+    redis_url: str, keys: ClusterKeys
+) -> None:
+    launchers = [AgentLauncher(create_agent=_agent, join_call=_join) for _ in range(2)]
+    members = [
+        ClusterMember(redis_url, advertise_address=f"n{i}", heartbeat=0.1, keys=keys)
+        for i in range(2)
+    ]
+    try:
+        for member, launcher in zip(members, launchers, strict=True):
+            await member.join(launcher)
+            await launcher.start()
+        sleeper, watcher = members
+        record = await launchers[0].start_session("call-1")
+        old_id = sleeper.node_id
+        # The node stops heartbeating (a long GC pause, a frozen VM): it misses three.
+        assert sleeper._beat_task is not None
+        sleeper._beat_task.cancel()
+        lost = await wait_until(
+            lambda: _ended(launchers[1], record.session_id), timeout=10, interval=0.05
+        )
+        assert lost.end_reason is EndReason.NODE_LOST
+        # It wakes up: fenced, it ends its own copy and rejoins under a new id.
+        sleeper._beat_task = asyncio.get_running_loop().create_task(sleeper._beat())
+        await wait_until(lambda: sleeper.rejoined == 1, timeout=10)
+        assert sleeper.node_id != old_id
+        assert launchers[0].stats().in_flight == 0  # the agent no longer runs
+        # What the cluster recorded stands: NODE_LOST, not overwritten by the old node.
+        shared = await launchers[1].get_session(record.session_id)
+        assert shared.state is SessionState.ENDED and shared.end_reason is EndReason.NODE_LOST
+        # And the node takes new sessions again under its new id.
+        again = await launchers[0].start_session("call-2")
+        assert (await launchers[1].get_session(again.session_id)).call_id == "call-2"
+    finally:
+        for launcher in launchers:
+            await launcher.shutdown()
+        for member in members:
+            await member.leave()
+
+
+async def _ended(launcher: AgentLauncher, session_id: str) -> Any:
+    record = await launcher.get_session(session_id)
+    return record if record.state is SessionState.ENDED else None
