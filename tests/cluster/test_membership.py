@@ -31,7 +31,7 @@ async def test_a_paused_node_is_declared_dead_then_rejoins_without_resurrecting(
         for member, launcher in zip(members, launchers, strict=True):
             await member.join(launcher)
             await launcher.start()
-        sleeper, watcher = members
+        sleeper = members[0]
         record = await launchers[0].start_session("call-1")
         old_id = sleeper.node_id
         # The node stops heartbeating (a long GC pause, a frozen VM): it misses three.
