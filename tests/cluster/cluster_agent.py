@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentplane.server import AgentLauncher
+from agentplane.server import AgentLauncher, current_session
 
 
 async def create_agent(**_: Any) -> dict[str, str]:
@@ -13,6 +13,9 @@ async def create_agent(**_: Any) -> dict[str, str]:
 
 
 async def join_call(agent: dict[str, str], call_type: str, call_id: str) -> None:
+    session = current_session()
+    assert session is not None
+    session.add("frames", 7)  # a live metric only this node has
     await asyncio.Event().wait()  # until the session is closed
 
 

@@ -193,3 +193,20 @@ async def test_records_round_trip_and_ended_ones_expire_with_retention(
 
 async def _gone(node: Node, session_id: str) -> bool:
     return await node.registry.get(session_id) is None
+
+
+async def test_starts_are_unavailable_while_redis_cannot_be_reached(keys: ClusterKeys) -> None:
+    """Cluster limits cannot be checked without Redis: a Start is refused, UNAVAILABLE."""
+    from agentplane.cluster.registry import RedisUnavailable
+    from agentplane.core.errors import Unavailable
+
+    unreachable = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    try:
+        registry = RedisSessionRegistry(unreachable, "n1", keys=keys)
+        with pytest.raises(RedisUnavailable) as refused:
+            await registry.admit(record(1), Limits(), 0.0)
+        assert isinstance(refused.value, Unavailable)
+        assert refused.value.reason == "CLUSTER_UNAVAILABLE"
+        assert "retry shortly" in str(refused.value)
+    finally:
+        await unreachable.aclose()

@@ -14,6 +14,7 @@ import pytest
 from agentplane.clients.grpcio import session_pb2
 from agentplane.clients.grpcio import session_service_pb2 as pb
 from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
+from agentplane.cluster import ClusterKeys
 from tests.server.support import Proc, console_script
 from tests.support import wait_until
 
@@ -21,7 +22,7 @@ PORTS = ("--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--no-demo-pa
 
 
 @pytest.fixture
-def nodes(redis_url: str, keys: object) -> Iterator[list[Proc]]:
+def nodes(redis_url: str, keys: ClusterKeys) -> Iterator[list[Proc]]:
     started = [
         Proc(
             [
@@ -32,6 +33,8 @@ def nodes(redis_url: str, keys: object) -> Iterator[list[Proc]]:
                 *PORTS,
                 "--redis-url",
                 redis_url,
+                "--redis-prefix",
+                keys.prefix,  # each test its own cluster
                 "--http-log-level",
                 "WARNING",
             ]
@@ -68,7 +71,7 @@ async def test_three_nodes_admit_exactly_the_cluster_limit(nodes: list[Proc]) ->
         # 100 concurrent Starts at each node against a cluster-wide limit of 50.
         outcomes = await asyncio.gather(*(_start(stubs[n % 3], f"call-{n}") for n in range(300)))
         assert outcomes.count("OK") == 50, outcomes
-        assert outcomes.count("RESOURCE_EXHAUSTED") == 250
+        assert outcomes.count("RESOURCE_EXHAUSTED") == 250, [p.text()[-3000:] for p in nodes]
         # One session per call across the cluster: the same call on another node is refused.
         more = await asyncio.gather(*(_start(stubs[n], "shared") for n in range(3)))
         assert sorted(more) == ["RESOURCE_EXHAUSTED"] * 3  # the cluster is full
@@ -132,4 +135,38 @@ async def test_a_killed_nodes_sessions_end_node_lost_and_free_their_slots(
         assert "node_lost" in nodes[0].text() + nodes[1].text()
     finally:
         for channel in (*channels, victim):
+            await channel.close()
+
+
+async def test_close_and_metrics_through_any_node_reach_the_owner_at_once(
+    nodes: list[Proc],
+) -> None:
+    ports = [proc.grpc_port() for proc in nodes]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
+    try:
+        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+        latencies = []
+        for n in range(5):
+            sid = (await stubs[2].Start(pb.StartRequest(call_id=f"far-{n}"), timeout=30)).session_id
+
+            # Live metrics of a session running on node 2, read through node 0.
+            async def counted(sid: str = sid) -> bool:
+                got = await stubs[0].Metrics(pb.MetricsRequest(session_id=sid), timeout=10)
+                return got.metrics.get("frames__total") == 7
+
+            await wait_until(counted, timeout=10)
+            began = time.monotonic()
+            closed = await stubs[1].Close(pb.CloseRequest(session_id=sid), timeout=30)
+            latencies.append(time.monotonic() - began)
+            assert closed.session.state == session_pb2.SESSION_STATE_ENDED
+            assert closed.session.end_reason == session_pb2.END_REASON_CLOSED_BY_REQUEST
+        # The owner ended them (no poll: well under Vision Agents' 5 s).
+        nodes[2].wait_for(r"session \S+ ended: closed_by_request")
+        assert max(latencies) < 2, latencies
+        # Closing an unknown session anywhere is NOT_FOUND, as on one node.
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stubs[0].Close(pb.CloseRequest(session_id="no-such-session"), timeout=10)
+        assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+    finally:
+        for channel in channels:
             await channel.close()

@@ -57,6 +57,10 @@ class ClusterKeys:
         """SET the session ids a node holds (admitted, not yet released)."""
         return f"{self.owned_prefix}{node_id}"
 
+    def commands(self, node_id: str) -> str:
+        """Pub/sub channel of the commands a node runs (``commands.py``)."""
+        return f"{self.prefix}cmd:{node_id}"
+
     def call(self, call_id: str) -> str:
         """HASH session id -> node id: the sessions of one call."""
         return f"{self.prefix}call:{call_id}"

@@ -27,6 +27,7 @@ from agentplane.core.launcher import AgentLauncher
 from agentplane.core.models import EndReason
 from agentplane.net import RateLimitedLog
 
+from .commands import NodeCommands
 from .keys import ClusterKeys
 from .node import NodeLease, new_node_id
 from .registry import RedisSessionRegistry
@@ -34,6 +35,10 @@ from .registry import RedisSessionRegistry
 logger = logging.getLogger("agentplane.cluster")
 
 DEFAULT_HEARTBEAT = 1.0
+# Redis connections of one node: Starts, reads, the heartbeat, the command
+# channel and cross-node replies share them.
+MAX_CONNECTIONS = 64
+CONNECT_WAIT_SECONDS = 10.0
 
 
 class ClusterMember:
@@ -52,12 +57,18 @@ class ClusterMember:
 
         self.advertise_address = advertise_address
         self.keys = keys or ClusterKeys()
-        self.redis: Any = aioredis.Redis.from_url(redis_url)
+        # A bounded pool that makes callers wait for a connection (a burst of
+        # Starts queues here) instead of failing past the limit.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=MAX_CONNECTIONS, timeout=CONNECT_WAIT_SECONDS
+        )
+        self.redis: Any = aioredis.Redis(connection_pool=pool)
         self.lease = NodeLease(self.redis, heartbeat=heartbeat, keys=self.keys)
         self.registry = RedisSessionRegistry(
             self.redis, self.lease.node_id, keys=self.keys, retention_seconds=retention_seconds
         )
         self.rejoined = 0
+        self.commands: NodeCommands | None = None
         self._launcher: AgentLauncher | None = None
         self._beat_task: asyncio.Task[None] | None = None
         self._failures = RateLimitedLog(logger, 10.0)
@@ -70,8 +81,11 @@ class ClusterMember:
         """Take the lease (Redis must answer) and hand the launcher the cluster's registry."""
         self._launcher = launcher
         launcher.registry = self.registry
+        self.commands = NodeCommands(self.redis, launcher, self.node_id, keys=self.keys)
+        launcher.remote = self.commands
         if not await self.lease.renew(**self._advertised()):
             raise RuntimeError(f"node id {self.node_id} is fenced already")
+        await self.commands.start()
         self._beat_task = asyncio.get_running_loop().create_task(
             self._beat(), name=f"agentplane-cluster-heartbeat-{self.node_id}"
         )
@@ -86,6 +100,8 @@ class ClusterMember:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beat_task
             self._beat_task = None
+        if self.commands is not None:
+            await self.commands.stop()
         with contextlib.suppress(Exception):  # Redis may be gone: the lease lapses by itself
             await asyncio.wait_for(self.lease.leave(), self.lease.heartbeat)
         await self.redis.aclose()
@@ -148,6 +164,8 @@ class ClusterMember:
         )
         self.lease.node_id = self.registry.node_id = new_node_id()
         self.registry.fenced = False
-        self.rejoined += 1
         if await self.lease.renew(**self._advertised()):
+            if self.commands is not None:
+                await self.commands.rename(self.node_id)
             logger.info("rejoined the cluster as node %s (was %s)", self.node_id, old)
+        self.rejoined += 1

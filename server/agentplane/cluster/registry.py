@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from agentplane.core.errors import AdmissionRejected, Unavailable
 from agentplane.core.models import SessionRecord
 from agentplane.core.registry import Limits
@@ -36,6 +38,19 @@ class Fenced(Unavailable):
             self.REASON,
             f"this node ({node_id}) holds no live lease in the cluster and takes no new "
             "sessions; retry on another node",
+        )
+
+
+class RedisUnavailable(Unavailable):
+    """Redis did not answer: cluster limits cannot be checked, so nothing is admitted."""
+
+    REASON = "CLUSTER_UNAVAILABLE"
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(
+            self.REASON,
+            f"the cluster's Redis cannot be reached ({type(error).__name__}): no session can "
+            "be admitted against the cluster's limits; retry shortly",
         )
 
 
@@ -67,7 +82,17 @@ class RedisSessionRegistry:
         keys = self.keys
         has_key = bool(record.idempotency_key)
         idem = keys.idempotency(record.created_by, record.idempotency_key) if has_key else ""
-        answer = await self._admit(
+        try:
+            answer = await self._call_admit(record, limits, idem, has_key)
+        except RedisError as error:
+            raise RedisUnavailable(error) from error
+        return await self._verdict(answer, record, limits)
+
+    async def _call_admit(
+        self, record: SessionRecord, limits: Limits, idem: str, has_key: bool
+    ) -> Any:
+        keys = self.keys
+        return await self._admit(
             keys=[
                 keys.nodes,
                 keys.counts,
@@ -87,6 +112,10 @@ class RedisSessionRegistry:
                 "1" if has_key else "0",
             ],
         )
+
+    async def _verdict(
+        self, answer: Any, record: SessionRecord, limits: Limits
+    ) -> SessionRecord | None:
         verdict = _text(answer[0])
         if verdict == "ok":
             return None

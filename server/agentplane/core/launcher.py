@@ -35,7 +35,7 @@ from .events import DEFAULT_BUFFER, DEFAULT_RETAINED_BYTES, EventLog
 from .expiry import ExpiryQueue
 from .models import EndReason, EventKind, LauncherStats, SessionRecord, SessionState
 from .observers import LauncherHooks, Observers
-from .registry import InMemorySessionRegistry, Limits, SessionRegistry
+from .registry import InMemorySessionRegistry, Limits, RemoteSessions, SessionRegistry
 from .session import LiveSession, SessionPolicy
 from .stats import LauncherCounters
 from .tasks import AbandonedTasks, OwnedTasks
@@ -155,6 +155,7 @@ class AgentLauncher:
         self._counters = LauncherCounters()
         self.events = EventLog(buffer_size=event_buffer_size, retained_bytes=retained_event_bytes)
         self._retention_seconds = session_retention_seconds
+        self._remote: RemoteSessions | None = None
         self._retention = ExpiryQueue(
             session_retention_seconds, max_retained_sessions, self._forget
         )
@@ -217,6 +218,17 @@ class AgentLauncher:
             raise RuntimeError("the registry must be set before the launcher starts")
         launcher_args.check_registry(registry)
         self._registry = registry
+
+    @property
+    def remote(self) -> RemoteSessions | None:
+        """Sessions of other nodes (a cluster): Close and Metrics reach their node."""
+        return self._remote
+
+    @remote.setter
+    def remote(self, remote: RemoteSessions | None) -> None:
+        if self._started:
+            raise RuntimeError("remote sessions must be set before the launcher starts")
+        self._remote = remote
 
     # ------------------------------------------------------------ lifecycle
 
@@ -724,6 +736,8 @@ class AgentLauncher:
         live = self._live.get(session_id)
         if live is not None:
             return record, live.current_metrics()
+        if not record.ended and self._remote is not None:
+            return record, await self._remote.metrics(record)  # it runs on another node
         return record, dict(record.final_metrics or {})
 
     async def close_session(self, session_id: str) -> SessionRecord:
@@ -734,7 +748,10 @@ class AgentLauncher:
         validate_session_id(session_id)
         live = self._live.get(session_id)
         if live is None:
-            return await self.get_session(session_id)
+            record = await self.get_session(session_id)
+            if not record.ended and self._remote is not None:
+                return await self._remote.close(record)  # it runs on another node
+            return record
         if live.started is not None and not live.started.done():
             # Still being created: let Start finish (or fail) first.
             try:

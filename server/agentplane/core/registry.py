@@ -64,6 +64,23 @@ class SessionRegistry(Protocol):
         ...
 
 
+class RemoteSessions(Protocol):
+    """Sessions that run on other nodes of a cluster (``agentplane.cluster``).
+
+    The launcher asks it for what only the running session's node knows:
+    closing it, and its live metrics. Both raise ``Unavailable`` when the
+    owner cannot be reached in time.
+    """
+
+    async def close(self, record: SessionRecord) -> SessionRecord:
+        """Close the session on its node; its final record."""
+        ...
+
+    async def metrics(self, record: SessionRecord) -> dict[str, float]:
+        """The session's live metrics, from its node."""
+        ...
+
+
 def _scoped_key(record: SessionRecord) -> str:
     # Keys are per user: one user's key never answers another user's session.
     return f"{record.created_by}\x00{record.idempotency_key}"

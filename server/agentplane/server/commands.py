@@ -142,6 +142,12 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         "[env: AGENTPLANE_REDIS_URL; default: one node, no Redis]",
     )
     @click.option(
+        "--redis-prefix",
+        default=None,
+        help="Prefix of every Redis key of this cluster (clusters may share a Redis).  "
+        "[default: agentplane:]",
+    )
+    @click.option(
         "--advertise-address",
         default=None,
         help="HOST:PORT other nodes reach this node's gRPC port at.  [default: as bound]",
@@ -170,6 +176,7 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         demo_page: bool | None,
         allowed_hosts: tuple[str, ...],
         redis_url: str | None,
+        redis_prefix: str | None,
         advertise_address: str | None,
         agents_log_level: str,
         http_log_level: str,
@@ -186,6 +193,7 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
             "grpc_port": grpc_port,
             "demo_page": demo_page,
             "redis_url": redis_url,
+            "redis_prefix": redis_prefix,
             "advertise_address": advertise_address,
         }
         overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}

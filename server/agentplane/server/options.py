@@ -99,6 +99,8 @@ class ServeOptions:
     # The gRPC address other nodes reach this one at (behind NAT, in a pod);
     # None: host:grpc_port as bound.
     advertise_address: str | None = None
+    # Every key of the cluster starts with it: clusters can share one Redis.
+    redis_prefix: str = "agentplane:"
     cluster_heartbeat: float = 1.0
 
     def __post_init__(self) -> None:

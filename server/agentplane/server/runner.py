@@ -278,7 +278,8 @@ class Runner:
 
     async def _join_cluster(self, host: str) -> ClusterMember:
         """This node in the cluster of ``redis_url`` (the launcher gets its registry)."""
-        from agentplane.cluster.member import ClusterMember  # only a cluster needs redis-py
+        from agentplane.cluster.keys import ClusterKeys  # only a cluster needs redis-py
+        from agentplane.cluster.member import ClusterMember
 
         options = self.serve_options
         assert options.redis_url is not None and self.grpc is not None
@@ -286,6 +287,7 @@ class Runner:
             options.redis_url,
             advertise_address=options.advertise_address or f"{host}:{self.grpc.port}",
             heartbeat=options.cluster_heartbeat,
+            keys=ClusterKeys(options.redis_prefix),
             retention_seconds=self.launcher.retention_seconds,
         )
         try:
