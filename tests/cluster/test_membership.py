@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agentplane.cluster import ClusterKeys
 from agentplane.cluster.member import ClusterMember
 from agentplane.core import AgentLauncher, EndReason, SessionState
+from agentplane.core.errors import Unavailable
 from tests.support import wait_until
+
+from .conftest import free_port, start_redis
 
 
 async def _agent(**_: Any) -> dict[str, str]:
@@ -62,3 +68,36 @@ async def test_a_paused_node_is_declared_dead_then_rejoins_without_resurrecting(
 async def _ended(launcher: AgentLauncher, session_id: str) -> Any:
     record = await launcher.get_session(session_id)
     return record if record.state is SessionState.ENDED else None
+
+
+async def test_while_redis_is_down_the_node_admits_nothing_and_says_so(
+    tmp_path: Path, keys: ClusterKeys
+) -> None:
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    launcher = AgentLauncher(create_agent=_agent, join_call=_join)
+    member = ClusterMember(
+        f"redis://127.0.0.1:{port}/0", advertise_address="n", heartbeat=0.1, keys=keys
+    )
+    try:
+        await member.join(launcher)
+        await launcher.start()
+        running = await launcher.start_session("before")
+        assert launcher.accepting
+        redis.kill()  # an outage
+        redis.wait(10)
+        await wait_until(lambda: not launcher.accepting, timeout=10)
+        with pytest.raises(Unavailable) as refused:
+            await launcher.start_session("during")
+        assert refused.value.reason == "CLUSTER_UNAVAILABLE"
+        # The running session runs on, readable on its node.
+        assert launcher.agent_of(running.session_id) is not None
+        # Redis is back (empty: no persistence): the node admits again.
+        redis = start_redis(port, tmp_path)
+        await wait_until(lambda: launcher.accepting, timeout=10)
+        await launcher.start_session("after")
+    finally:
+        await launcher.shutdown()
+        await member.leave()
+        redis.kill()
+        redis.wait(10)

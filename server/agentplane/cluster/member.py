@@ -29,7 +29,7 @@ from agentplane.net import RateLimitedLog
 
 from .commands import NodeCommands
 from .keys import ClusterKeys
-from .node import NodeLease, new_node_id
+from .node import LEASE_HEARTBEATS, NodeLease, new_node_id
 from .registry import RedisSessionRegistry
 
 logger = logging.getLogger("agentplane.cluster")
@@ -118,17 +118,37 @@ class ClusterMember:
         }
 
     async def _beat(self) -> None:
+        launcher = self._launcher
+        assert launcher is not None
+        failed = 0
         while True:
             await asyncio.sleep(self.lease.heartbeat)
             try:
                 renewed = await asyncio.wait_for(
                     self.lease.renew(**self._advertised()), self.lease.heartbeat
                 )
+            except Exception as error:  # Redis unreachable or slow: retry next beat
+                self._failures.warning("cluster heartbeat failed: %r", error)
+                failed += 1
+                if failed == LEASE_HEARTBEATS:
+                    # As long as a lease: the cluster's limits cannot be checked.
+                    logger.error("the cluster's Redis is unreachable: admitting no sessions")
+                    launcher.hold_admission(
+                        "CLUSTER_UNAVAILABLE",
+                        "the cluster's Redis cannot be reached: no session can be admitted "
+                        "against the cluster's limits; retry shortly",
+                    )
+                continue
+            if failed >= LEASE_HEARTBEATS:
+                logger.info("the cluster's Redis answers again: admitting sessions")
+                launcher.hold_admission(None)
+            failed = 0
+            try:
                 if not renewed:
                     await self._rejoin()
                 await self._sweep()
-            except Exception as error:  # Redis unreachable or slow: retry next beat
-                self._failures.warning("cluster heartbeat failed: %r", error)
+            except Exception as error:
+                self._failures.warning("cluster upkeep failed: %r", error)
 
     async def _sweep(self) -> None:
         """Claim nodes whose lease lapsed; end the sessions of those this node won."""

@@ -30,6 +30,7 @@ from .errors import (
     IdempotencyConflict,
     NotReady,
     SessionNotFound,
+    Unavailable,
 )
 from .events import DEFAULT_BUFFER, DEFAULT_RETAINED_BYTES, EventLog
 from .expiry import ExpiryQueue
@@ -156,6 +157,7 @@ class AgentLauncher:
         self.events = EventLog(buffer_size=event_buffer_size, retained_bytes=retained_event_bytes)
         self._retention_seconds = session_retention_seconds
         self._remote: RemoteSessions | None = None
+        self._held: tuple[str, str] | None = None
         self._retention = ExpiryQueue(
             session_retention_seconds, max_retained_sessions, self._forget
         )
@@ -230,6 +232,17 @@ class AgentLauncher:
             raise RuntimeError("remote sessions must be set before the launcher starts")
         self._remote = remote
 
+    def hold_admission(self, reason: str | None, message: str = "") -> None:
+        """Refuse new sessions for a reason outside the launcher; None lifts it.
+
+        A cluster node whose Redis cannot be reached holds admission
+        (``CLUSTER_UNAVAILABLE``): ``accepting``, ``/ready`` and gRPC health
+        say so, and Starts are UNAVAILABLE with ``message``. Running sessions
+        are untouched.
+        """
+        self._held = None if reason is None else (reason, message)
+        self._accepting_may_have_changed()
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -294,7 +307,7 @@ class AgentLauncher:
         Abandoned tasks (agents that ignored cancellation) still count.
         """
         cap = self.limits.max_concurrent_sessions
-        if not self._ready or self._draining:
+        if not self._ready or self._draining or self._held is not None:
             return False
         return cap is None or len(self._live) + len(self._abandoned) < cap
 
@@ -459,10 +472,12 @@ class AgentLauncher:
                 raise Draining()
             if not self._ready:
                 raise NotReady()
+            if self._held is not None:
+                raise Unavailable(*self._held)
             # The rate window is a duration: the loop's clock measures it.
             now = asyncio.get_running_loop().time()
             return await self._registry.admit(record, self.limits, now)
-        except (Draining, NotReady, AdmissionRejected) as exc:
+        except (Unavailable, AdmissionRejected) as exc:  # Draining, NotReady included
             reason = exc.reason
             self._counters.rejected(reason)
             self._observers.call("admission_rejected", reason)
