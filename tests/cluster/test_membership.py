@@ -11,7 +11,7 @@ import pytest
 from agentplane.cluster import ClusterKeys
 from agentplane.cluster.member import ClusterMember
 from agentplane.core import AgentLauncher, EndReason, SessionState
-from agentplane.core.errors import Unavailable
+from agentplane.core.errors import AdmissionRejected, Unavailable
 from tests.support import wait_until
 
 from .conftest import free_port, start_redis
@@ -70,32 +70,44 @@ async def _ended(launcher: AgentLauncher, session_id: str) -> Any:
     return record if record.state is SessionState.ENDED else None
 
 
-async def test_while_redis_is_down_the_node_admits_nothing_and_says_so(
+async def test_while_redis_is_down_the_node_admits_nothing_and_then_loses_nothing(
     tmp_path: Path, keys: ClusterKeys
 ) -> None:
     port = free_port()
     redis = start_redis(port, tmp_path)
-    launcher = AgentLauncher(create_agent=_agent, join_call=_join)
+    launcher = AgentLauncher(create_agent=_agent, join_call=_join, max_concurrent_sessions=2)
     member = ClusterMember(
         f"redis://127.0.0.1:{port}/0", advertise_address="n", heartbeat=0.1, keys=keys
     )
     try:
         await member.join(launcher)
         await launcher.start()
-        running = await launcher.start_session("before")
-        assert launcher.accepting
-        redis.kill()  # an outage
+        running = await launcher.start_session("runs-through")
+        closing = await launcher.start_session("ends-during")
+        redis.kill()  # an outage, and Redis comes back empty (no persistence)
         redis.wait(10)
-        await wait_until(lambda: not launcher.accepting, timeout=10)
+        await wait_until(lambda: launcher.admission_held == "CLUSTER_UNAVAILABLE", timeout=10)
+        assert not launcher.accepting  # /ready and gRPC health say so
         with pytest.raises(Unavailable) as refused:
             await launcher.start_session("during")
         assert refused.value.reason == "CLUSTER_UNAVAILABLE"
-        # The running session runs on, readable on its node.
+        # Sessions run on; one ends meanwhile (Redis cannot hear of it yet).
         assert launcher.agent_of(running.session_id) is not None
-        # Redis is back (empty: no persistence): the node admits again.
+        ended = await launcher.close_session(closing.session_id)
+        assert ended.end_reason is EndReason.CLOSED_BY_REQUEST
         redis = start_redis(port, tmp_path)
-        await wait_until(lambda: launcher.accepting, timeout=10)
-        await launcher.start_session("after")
+        await wait_until(lambda: launcher.admission_held is None, timeout=10)
+        assert launcher.accepting
+        # Nothing is lost from view: the running session is registered again, with its
+        # slot, and the end that happened during the outage is recorded.
+        shared = member.registry
+        again = await shared.get(running.session_id)
+        assert again is not None and again.state is SessionState.RUNNING
+        gone = await shared.get(closing.session_id)
+        assert gone is not None and gone.end_reason is EndReason.CLOSED_BY_REQUEST
+        await launcher.start_session("after")  # the second slot
+        with pytest.raises(AdmissionRejected):  # the running session holds the other
+            await launcher.start_session("one-too-many")
     finally:
         await launcher.shutdown()
         await member.leave()

@@ -5,9 +5,11 @@
 -- KEYS[3] dead   ZSET node id -> when it was declared dead (ms)
 -- ARGV: node_id, lease_ms, then field, value pairs for info
 --
--- Returns "ok", or "fenced": the node was declared dead (its sessions were
--- ended NODE_LOST by another node) and must stop everything it runs and
--- come back under a new id, never resurrect them.
+-- Returns "ok"; "new" when the node held no lease before (Redis lost its
+-- data, or this is the first beat): it must register what it runs; or
+-- "fenced": the node was declared dead (its sessions were ended NODE_LOST
+-- by another node) and must stop everything it runs and come back under a
+-- new id, never resurrect them.
 -- Redis's own clock, so nodes whose clocks disagree still agree on leases.
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -16,9 +18,12 @@ local lease_ms = tonumber(ARGV[2])
 if redis.call("ZSCORE", KEYS[3], node) then
   return "fenced"
 end
-redis.call("ZADD", KEYS[1], now + lease_ms, node)
+local added = redis.call("ZADD", KEYS[1], now + lease_ms, node)
 if #ARGV > 2 then
   redis.call("HSET", KEYS[2], unpack(ARGV, 3))
 end
 redis.call("PEXPIRE", KEYS[2], lease_ms * 3)
+if added == 1 then
+  return "new"
+end
 return "ok"

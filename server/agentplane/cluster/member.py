@@ -39,6 +39,8 @@ DEFAULT_HEARTBEAT = 1.0
 # channel and cross-node replies share them.
 MAX_CONNECTIONS = 64
 CONNECT_WAIT_SECONDS = 10.0
+# An unreachable Redis host fails a call in this long, not in TCP's minutes.
+CONNECT_TIMEOUT_SECONDS = 2.0
 
 
 class ClusterMember:
@@ -60,7 +62,10 @@ class ClusterMember:
         # A bounded pool that makes callers wait for a connection (a burst of
         # Starts queues here) instead of failing past the limit.
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=MAX_CONNECTIONS, timeout=CONNECT_WAIT_SECONDS
+            redis_url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=CONNECT_WAIT_SECONDS,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         )
         self.redis: Any = aioredis.Redis(connection_pool=pool)
         self.lease = NodeLease(self.redis, heartbeat=heartbeat, keys=self.keys)
@@ -139,13 +144,21 @@ class ClusterMember:
                         "against the cluster's limits; retry shortly",
                     )
                 continue
-            if failed >= LEASE_HEARTBEATS:
-                logger.info("the cluster's Redis answers again: admitting sessions")
-                launcher.hold_admission(None)
-            failed = 0
             try:
                 if not renewed:
                     await self._rejoin()
+                elif self.lease.was_new or failed:
+                    # Redis answers again; if it lost its data (it knew this
+                    # node no more), the sessions running here take their slots again.
+                    added = await self.registry.resync(reregister=self.lease.was_new)
+                    if added:
+                        logger.warning(
+                            "re-registered %d running sessions into the cluster's Redis", added
+                        )
+                if failed >= LEASE_HEARTBEATS:
+                    logger.info("the cluster's Redis answers again: admitting sessions")
+                    launcher.hold_admission(None)
+                failed = 0
                 await self._sweep()
             except Exception as error:
                 self._failures.warning("cluster upkeep failed: %r", error)

@@ -54,6 +54,7 @@ class NodeLease:
         self.node_id = node_id or new_node_id()
         self.heartbeat = heartbeat
         self.keys = keys or ClusterKeys()
+        self.was_new = False
         self._beat = redis.register_script(lua("heartbeat"))
         self._claim = redis.register_script(lua("claim_dead"))
 
@@ -62,7 +63,12 @@ class NodeLease:
         return int(self.heartbeat * LEASE_HEARTBEATS * 1000)
 
     async def renew(self, **advertised: str | int | float | bool) -> bool:
-        """Renew the lease; False when this node was declared dead (fenced)."""
+        """Renew the lease; False when this node was declared dead (fenced).
+
+        ``was_new`` tells afterwards whether the node held no lease before
+        (its first beat, or a Redis that lost its data): it must then
+        register what it runs.
+        """
         pairs: list[str] = []
         for name, value in advertised.items():
             pairs += [name, _field(value)]
@@ -71,7 +77,9 @@ class NodeLease:
             keys=[keys.nodes, keys.node_info(self.node_id), keys.dead],
             args=[self.node_id, self.lease_ms, *pairs],
         )
-        return _text(answer) == "ok"
+        status = _text(answer)
+        self.was_new = status == "new"
+        return status != "fenced"
 
     async def leave(self) -> None:
         """Give the lease up (a clean stop): no one will claim this node."""

@@ -11,10 +11,17 @@ top (its in-process limits).
 
 Records are JSON strings; an ended record and its idempotency key expire
 after ``retention_seconds``, the single-node retention rule.
+
+Redis may be unreachable for a while, or come back empty (no persistence).
+The registry keeps what only this node knows: the records of the sessions it
+runs, and the ends and slot releases it could not write. ``resync`` writes
+them once Redis answers, registering the running sessions again (slots
+included) when Redis lost them, so no session is lost from view.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -22,10 +29,13 @@ from redis.exceptions import RedisError
 from agentplane.core.errors import AdmissionRejected, Unavailable
 from agentplane.core.models import SessionRecord
 from agentplane.core.registry import Limits
+from agentplane.net import RateLimitedLog
 
 from .keys import ClusterKeys
 from .records import record_from_json, record_to_json
 from .scripts import lua
+
+logger = logging.getLogger("agentplane.cluster")
 
 
 class Fenced(Unavailable):
@@ -72,6 +82,13 @@ class RedisSessionRegistry:
         # Set while this node is fenced: its writes would overwrite what the
         # cluster decided (its sessions ended NODE_LOST), so none are made.
         self.fenced: bool = False
+        # Sessions this node runs, by id (the launcher's records, kept current).
+        self._owned: dict[str, SessionRecord] = {}
+        # Ends and slot releases Redis did not take (it was unreachable).
+        self._unwritten: dict[str, SessionRecord] = {}
+        self._unreleased: dict[str, SessionRecord] = {}
+        self._failures = RateLimitedLog(logger, 10.0)
+        self._register = redis.register_script(lua("register"))
         self._admit = redis.register_script(lua("admit"))
         self._release = redis.register_script(lua("release"))
         self._forget = redis.register_script(lua("forget"))
@@ -118,6 +135,7 @@ class RedisSessionRegistry:
     ) -> SessionRecord | None:
         verdict = _text(answer[0])
         if verdict == "ok":
+            self._owned[record.session_id] = record
             return None
         if verdict == "dup":
             existing = await self.get(_text(answer[1]))
@@ -152,13 +170,32 @@ class RedisSessionRegistry:
     async def update(self, record: SessionRecord) -> None:
         if self.fenced:
             return
-        key = self.keys.record(record.session_id)
         if not record.ended:
-            await self.redis.set(key, record_to_json(record), xx=True)
+            if record.session_id in self._owned:
+                self._owned[record.session_id] = record
+            try:
+                await self.redis.set(
+                    self.keys.record(record.session_id), record_to_json(record), xx=True
+                )
+            except RedisError as error:  # resync writes it (from _owned)
+                self._failures.warning("cluster registry: a session update waits: %r", error)
             return
-        # Ended: the record and its idempotency key live for the retention window.
+        self._owned.pop(record.session_id, None)
+        try:
+            await self._write_ended(record, only_existing=True)
+        except RedisError as error:
+            self._unwritten[record.session_id] = record
+            self._failures.warning("cluster registry: a session end waits: %r", error)
+
+    async def _write_ended(self, record: SessionRecord, *, only_existing: bool) -> None:
+        """The ended record and its idempotency key, for the retention window."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, record_to_json(record), px=self.retention_ms, xx=True)
+            pipe.set(
+                self.keys.record(record.session_id),
+                record_to_json(record),
+                px=self.retention_ms,
+                xx=only_existing,
+            )
             if record.idempotency_key:
                 idem = self.keys.idempotency(record.created_by, record.idempotency_key)
                 pipe.pexpire(idem, self.retention_ms)
@@ -167,11 +204,53 @@ class RedisSessionRegistry:
     async def release(self, record: SessionRecord) -> None:
         if self.fenced:
             return
+        self._owned.pop(record.session_id, None)
+        try:
+            await self._release_slot(record)
+        except RedisError as error:
+            self._unreleased[record.session_id] = record
+            self._failures.warning("cluster registry: a slot release waits: %r", error)
+
+    async def _release_slot(self, record: SessionRecord) -> None:
         keys = self.keys
         await self._release(
             keys=[keys.counts, keys.call(record.call_id), keys.owned_prefix],
             args=[record.session_id],
         )
+
+    async def resync(self, *, reregister: bool) -> int:
+        """Write what Redis missed; with ``reregister``, the running sessions too.
+
+        Returns how many running sessions took a slot again (Redis had lost them).
+        """
+        added = 0
+        if reregister and self._owned:
+            args: list[str] = [self.node_id]
+            for record in self._owned.values():
+                idem = (
+                    self.keys.idempotency(record.created_by, record.idempotency_key)
+                    if record.idempotency_key
+                    else ""
+                )
+                args += [
+                    record.session_id,
+                    self.keys.call(record.call_id),
+                    self.keys.record(record.session_id),
+                    record_to_json(record),
+                    idem,
+                ]
+            added = int(
+                await self._register(
+                    keys=[self.keys.counts, self.keys.owned(self.node_id)], args=args
+                )
+            )
+        for session_id, record in list(self._unreleased.items()):
+            await self._release_slot(record)
+            del self._unreleased[session_id]
+        for session_id, record in list(self._unwritten.items()):
+            await self._write_ended(record, only_existing=False)
+            del self._unwritten[session_id]
+        return added
 
     async def forget(self, session_id: str) -> None:
         if self.fenced:

@@ -232,6 +232,11 @@ class AgentLauncher:
             raise RuntimeError("remote sessions must be set before the launcher starts")
         self._remote = remote
 
+    @property
+    def admission_held(self) -> str | None:
+        """Why admission is held from outside (``hold_admission``), or None."""
+        return None if self._held is None else self._held[0]
+
     def hold_admission(self, reason: str | None, message: str = "") -> None:
         """Refuse new sessions for a reason outside the launcher; None lifts it.
 
