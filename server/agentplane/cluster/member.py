@@ -41,6 +41,7 @@ MAX_CONNECTIONS = 64
 CONNECT_WAIT_SECONDS = 10.0
 # An unreachable Redis host fails a call in this long, not in TCP's minutes.
 CONNECT_TIMEOUT_SECONDS = 2.0
+RETRIES = 2
 
 
 class ClusterMember:
@@ -55,7 +56,11 @@ class ClusterMember:
         keys: ClusterKeys | None = None,
         retention_seconds: float = 300.0,
     ) -> None:
-        import redis.asyncio as aioredis  # the optional extra: only a cluster needs it
+        # The optional extra: only a cluster needs redis-py.
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
         self.advertise_address = advertise_address
         self.keys = keys or ClusterKeys()
@@ -66,6 +71,14 @@ class ClusterMember:
             max_connections=MAX_CONNECTIONS,
             timeout=CONNECT_WAIT_SECONDS,
             socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            # A pooled connection to a Redis that restarted fails on first use:
+            # try again on a fresh one. Only connection errors (the command did
+            # not run), never timeouts (it may have run: admission is no replay).
+            retry=Retry(
+                ExponentialBackoff(cap=0.5, base=0.02),
+                RETRIES,
+                supported_errors=(RedisConnectionError,),
+            ),
         )
         self.redis: Any = aioredis.Redis(connection_pool=pool)
         self.lease = NodeLease(self.redis, heartbeat=heartbeat, keys=self.keys)
