@@ -313,8 +313,9 @@ class StreamEdge(LocalEdge):
     Once the agent joined, alice and bob join and both speak at once (so the
     multi-speaker filter decides who is heard). Then, by the call id: ``leave-...``:
     both leave (the agent is alone on the call); ``hangup-...``: once the agent
-    heard them and answered, the call ends (``CallEndedEvent``, everyone hung
-    up); any other id: they stay, silent, until the session ends.
+    heard them (and said its answer, if its LLM was asked something), the call
+    ends (``CallEndedEvent``, everyone hung up); any other id: they stay,
+    silent, until the session ends.
     """
 
     def __init__(self) -> None:
@@ -349,11 +350,10 @@ class StreamEdge(LocalEdge):
             self.leave("alice")
             self.leave("bob")
         elif call_id.startswith("hangup-"):
-            stt = agent.stt
-            if isinstance(stt, DeepgramSTT):
-                await stt.heard_someone.wait()
-            if self.track is not None:
-                await self.track.spoke.wait()
+            if isinstance(agent.stt, DeepgramSTT):
+                await agent.stt.heard_someone.wait()
+            if isinstance(agent.llm, GeminiLLM) and agent.llm.asked and self.track is not None:
+                await self.track.spoke.wait()  # the agent was asked something: its answer
             self.end_call()
 
 
@@ -369,6 +369,7 @@ class GeminiLLM(LocalLLM):
     def __init__(self, model: str = "gemini-2.5-flash") -> None:
         super().__init__()
         self.model = model
+        self.asked = False
 
     async def on_warmup(self) -> str:
         resource = await super().on_warmup()
@@ -378,6 +379,7 @@ class GeminiLLM(LocalLLM):
     async def simple_response(  # type: ignore[override]
         self, text: str, participant: Participant | None = None
     ) -> AsyncIterator[LLMResponseDelta | LLMResponseFinal]:
+        self.asked = True
         results = []
         for name in list(self.function_registry.functions):
             call = {"id": name, "name": name, "arguments_json": {"location": "Boulder"}}

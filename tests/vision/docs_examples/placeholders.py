@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 from fastapi import HTTPException
 
-SECRET = "docs-examples-only"
+SECRET = "the docs examples sign their test tokens with this"
 
 
 async def get_weather_by_location(location: str) -> dict[str, Any]:
