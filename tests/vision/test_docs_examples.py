@@ -267,6 +267,9 @@ class TestAgentServerExample:
         server.proc.send(signal.SIGTERM)
         assert server.proc.wait(30) == 0, server.log()
         assert re.search(rf"session {sid} ended: shutdown", server.log())
+        # Each session's agent was warmed from the start-up's cache: nothing loaded twice.
+        for part in ("gemini", "elevenlabs", "deepgram"):
+            assert server.log().count(f"{part} stand-in: loaded") == 1, part
         # After sessions ran, closed, completed and were shut down: a clean log.
         server.assert_clean_log()
 
