@@ -14,8 +14,10 @@ Every wait is for a line the process writes or a condition, with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -78,7 +80,12 @@ class Example:
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def close(self) -> None:
+        """Stop the process if it still runs: SIGTERM (its stand-ins clean up), else SIGKILL."""
         self.http.close()
+        if self.proc.popen.poll() is None:
+            self.proc.send(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
         self.proc.kill()
 
     def log(self) -> str:
