@@ -27,11 +27,20 @@ from typing import Any
 
 import httpx
 import pytest
+from google.rpc.code_pb2 import (
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED,
+    UNAVAILABLE,
+)
 
 from tests.server.support import Proc
 from tests.support import wait_until_sync
 
 from .docs_examples.placeholders import make_jwt
+from .standins import VA_KEYS
 
 EXAMPLES = Path(__file__).parent / "docs_examples"
 HTTP_LISTENING = r"agentplane HTTP listening on 127\.0\.0\.1:(\d+)"
@@ -40,25 +49,11 @@ READY = "agentplane ready"
 START_TIMEOUT = 90.0
 # What a clean log never has: no error, no traceback, no task destroyed pending.
 UNCLEAN = re.compile(r"\bERROR\b|\bCRITICAL\b|Traceback|Task was destroyed")
-# The 25 keys of vision-agents' AgentMetrics, every one reported.
-VA_KEYS = {
-    "stt_latency_ms__avg", "stt_audio_duration_ms__total", "tts_latency_ms__avg",
-    "tts_audio_duration_ms__total", "tts_characters__total", "llm_latency_ms__avg",
-    "llm_time_to_first_token_ms__avg", "llm_input_tokens__total", "llm_output_tokens__total",
-    "llm_tool_calls__total", "llm_tool_latency_ms__avg", "turn_duration_ms__avg",
-    "turn_trailing_silence_ms__avg", "realtime_audio_input_bytes__total",
-    "realtime_audio_output_bytes__total", "realtime_audio_input_duration_ms__total",
-    "realtime_audio_output_duration_ms__total", "realtime_user_transcriptions__total",
-    "realtime_agent_transcriptions__total", "vlm_inference_latency_ms__avg",
-    "vlm_inferences__total", "vlm_input_tokens__total", "vlm_output_tokens__total",
-    "video_frames_processed__total", "video_processing_latency_ms__avg",
-}  # fmt: skip
 # The stand-in callers: 10 chunks of 40 ms each; the filter lets one of them through.
 ONE_CALLER_MS = 400.0
 WEATHER = "{'location': 'Boulder', 'forecast': 'sunny', 'temperature_f': 72}"
 RUNNING = "SESSION_STATE_RUNNING"
 ENDED = "SESSION_STATE_ENDED"
-UNAVAILABLE, NOT_FOUND, RESOURCE_EXHAUSTED = 14, 5, 8
 
 
 class Example:
@@ -335,7 +330,9 @@ class TestApiKey:
             server.http.get(f"/sessions/{sid}/metrics", headers=wrong),
             server.http.delete(f"/sessions/{sid}", headers=wrong),
         ):
-            assert error(response) == (401, 16, "Invalid API key"), response.request.url
+            assert error(response) == (401, UNAUTHENTICATED, "Invalid API key"), (
+                response.request.url
+            )
             assert "www-authenticate" in response.headers
         assert server.session(sid, **RIGHT_KEY)["state"] == RUNNING
         server.http.delete(f"/sessions/{sid}", headers=RIGHT_KEY)
@@ -344,7 +341,7 @@ class TestApiKey:
         # FastAPI's 422 for a missing Header(...): INVALID_ARGUMENT, HTTP 400.
         missing = api_key_server.http.post("/sessions", json={"call_id": "key-call-4"})
         status, code, message = error(missing)
-        assert (status, code) == (400, 3)
+        assert (status, code) == (400, INVALID_ARGUMENT)
         assert "header.x-api-key: Field required" in message
 
     def test_the_log_is_clean(self, api_key_server: Example) -> None:
@@ -447,20 +444,31 @@ class TestJwtUsers:
             return jwt_server.http.post("/sessions", json={"call_id": "jwt-2"}, headers=headers)
 
         assert error(start({"authorization": "Token abc"})) == (
-            401, 16, "Invalid authorization header",
+            401, UNAUTHENTICATED, "Invalid authorization header",
         )  # fmt: skip
-        assert error(start({"authorization": "Bearer not-a-jwt"})) == (401, 16, "Invalid token")
-        assert error(start(bearer("u-nobody"))) == (401, 16, "User not found")
-        assert error(start(bearer("u-mallory"))) == (403, 7, "Insufficient permissions")
+        assert error(start({"authorization": "Bearer not-a-jwt"})) == (
+            401,
+            UNAUTHENTICATED,
+            "Invalid token",
+        )
+        assert error(start(bearer("u-nobody"))) == (401, UNAUTHENTICATED, "User not found")
+        assert error(start(bearer("u-mallory"))) == (
+            403,
+            PERMISSION_DENIED,
+            "Insufficient permissions",
+        )
         quota = error(start(bearer("u-carol")))
         assert quota == (429, RESOURCE_EXHAUSTED, "Session quota exceeded")
         status, code, message = error(start({}))  # Header(...): required
-        assert (status, code) == (400, 3) and "header.authorization: Field required" in message
+        assert (status, code) == (
+            400,
+            INVALID_ARGUMENT,
+        ) and "header.authorization: Field required" in message
 
     def test_only_the_creator_closes(self, jwt_server: Example) -> None:
         sid = jwt_server.start("jwt-3", **bearer("u-alice"))["session_id"]
         bob = jwt_server.http.delete(f"/sessions/{sid}", headers=bearer("u-bob"))
-        assert error(bob) == (403, 7, "Cannot close another user's session")
+        assert error(bob) == (403, PERMISSION_DENIED, "Cannot close another user's session")
         assert jwt_server.session(sid, **bearer("u-bob"))["state"] == RUNNING  # viewing: open
         alice = jwt_server.http.delete(f"/sessions/{sid}", headers=bearer("u-alice"))
         assert (alice.status_code, alice.json()["state"]) == (200, ENDED)
@@ -486,18 +494,18 @@ class TestRunnerUsers:
         def start(headers: dict[str, str]) -> httpx.Response:
             return users_server.http.post("/sessions", json={"call_id": "u-1"}, headers=headers)
 
-        assert error(start({})) == (401, 16, "Authorization required")
-        assert error(start(token("eve"))) == (401, 16, "Invalid token")
-        assert error(start(token("mallory"))) == (403, 7, "Permission denied")
+        assert error(start({})) == (401, UNAUTHENTICATED, "Authorization required")
+        assert error(start(token("eve"))) == (401, UNAUTHENTICATED, "Invalid token")
+        assert error(start(token("mallory"))) == (403, PERMISSION_DENIED, "Permission denied")
 
     def test_users_see_and_close_their_own_sessions(self, users_server: Example) -> None:
         started = users_server.start("u-2", **token("alice"))
         sid = started["session_id"]
         assert users_server.session(sid, **token("alice"))["created_by"] == "u-alice"
         bob_views = users_server.http.get(f"/sessions/{sid}", headers=token("bob"))
-        assert error(bob_views) == (403, 7, "Not your session")
+        assert error(bob_views) == (403, PERMISSION_DENIED, "Not your session")
         bob_closes = users_server.http.delete(f"/sessions/{sid}", headers=token("bob"))
-        assert error(bob_closes) == (403, 7, "Cannot close another user's session")
+        assert error(bob_closes) == (403, PERMISSION_DENIED, "Cannot close another user's session")
         # No can_view_metrics in the docs: allow all (who is signed in).
         assert users_server.http.get(f"/sessions/{sid}/metrics", headers=token("bob")).is_success
         assert users_server.session(sid, **token("alice"))["state"] == RUNNING
@@ -510,7 +518,7 @@ class TestRunnerUsers:
         url = f"/sessions/{sid}/close"
         # A beacon carries no credentials: "bye" alone is refused, the close token closes.
         bye = users_server.http.post(url, content=b"bye", headers={"content-type": "text/plain"})
-        assert error(bye)[:2] == (401, 16)
+        assert error(bye)[:2] == (401, UNAUTHENTICATED)
         assert users_server.session(sid, **token("alice"))["state"] == RUNNING
         beacon = users_server.http.post(url, data={"close_token": started["close_token"]})
         assert beacon.status_code == 200, beacon.text
