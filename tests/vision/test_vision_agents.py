@@ -26,37 +26,9 @@ from agentplane.compat.vision_agents import VisionAgentsAdapter
 from agentplane.server import AgentLauncher
 from tests.support import FakeAgents, Served, Servers, wait_ended, wait_until
 
-from .standins import HANDED, LOADS, Agents, LocalLLM, edge_of, join_call, pcm, stt_of
+from .standins import HANDED, LOADS, VA_KEYS, Agents, LocalLLM, edge_of, join_call, pcm, stt_of
 
 SERVICE = "agentplane.v1.SessionService"
-# The 25 keys of vision-agents' AgentMetrics, as the reference agent server reports them.
-VA_KEYS = {
-    "stt_latency_ms__avg",
-    "stt_audio_duration_ms__total",
-    "tts_latency_ms__avg",
-    "tts_audio_duration_ms__total",
-    "tts_characters__total",
-    "llm_latency_ms__avg",
-    "llm_time_to_first_token_ms__avg",
-    "llm_input_tokens__total",
-    "llm_output_tokens__total",
-    "llm_tool_calls__total",
-    "llm_tool_latency_ms__avg",
-    "turn_duration_ms__avg",
-    "turn_trailing_silence_ms__avg",
-    "realtime_audio_input_bytes__total",
-    "realtime_audio_output_bytes__total",
-    "realtime_audio_input_duration_ms__total",
-    "realtime_audio_output_duration_ms__total",
-    "realtime_user_transcriptions__total",
-    "realtime_agent_transcriptions__total",
-    "vlm_inference_latency_ms__avg",
-    "vlm_inferences__total",
-    "vlm_input_tokens__total",
-    "vlm_output_tokens__total",
-    "video_frames_processed__total",
-    "video_processing_latency_ms__avg",
-}
 
 
 def launcher_of(agents: Agents, **options: Any) -> AgentLauncher:
