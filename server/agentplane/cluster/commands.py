@@ -129,7 +129,7 @@ class NodeCommands:
         except LauncherError as error:
             answer = {"error": "failed", "message": str(error)}
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(reply, json.dumps(answer, allow_nan=False))
+            pipe.lpush(reply, json.dumps(answer))
             pipe.expire(reply, REPLY_TTL_SECONDS)
             await pipe.execute()
 

@@ -53,6 +53,15 @@ class RedisEventStream:
         )
         return _text(epoch), int(first)
 
+    async def join(self) -> tuple[str, int]:
+        """The stream's epoch (made now if it has none) and its last cursor."""
+        keys = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(keys.events_meta, "e", secrets.token_hex(8))
+            pipe.hmget(keys.events_meta, "e", "s")
+            _, (epoch, last) = await pipe.execute()
+        return _text(epoch), int(last or 0)
+
     async def epoch(self) -> str | None:
         value = await self.redis.hget(self.keys.events_meta, "e")
         return None if value is None else _text(value)

@@ -2,7 +2,8 @@
 
 It owns the node's Redis client, its lease and the heartbeat task that
 renews it (with what the node advertises: its gRPC address, capacity, load,
-draining), and gives the launcher the cluster's registry. ``Runner`` joins
+draining), and gives the launcher the cluster's registry, the command channel
+to other nodes and the relay that makes its event log the cluster's. ``Runner`` joins
 before the launcher starts and leaves after it shut down.
 
 Every heartbeat also looks for nodes whose lease lapsed (three heartbeats
@@ -28,9 +29,11 @@ from agentplane.core.models import EndReason
 from agentplane.net import RateLimitedLog
 
 from .commands import NodeCommands
+from .events import RedisEventStream
 from .keys import ClusterKeys
 from .node import LEASE_HEARTBEATS, NodeLease, new_node_id
 from .registry import RedisSessionRegistry
+from .relay import EventRelay
 
 logger = logging.getLogger("agentplane.cluster")
 
@@ -85,8 +88,10 @@ class ClusterMember:
         self.registry = RedisSessionRegistry(
             self.redis, self.lease.node_id, keys=self.keys, retention_seconds=retention_seconds
         )
+        self.retention_seconds = retention_seconds
         self.rejoined = 0
         self.commands: NodeCommands | None = None
+        self.events: EventRelay | None = None
         self._launcher: AgentLauncher | None = None
         self._beat_task: asyncio.Task[None] | None = None
         self._failures = RateLimitedLog(logger, 10.0)
@@ -103,6 +108,12 @@ class ClusterMember:
         launcher.remote = self.commands
         if not await self.lease.renew(**self._advertised()):
             raise RuntimeError(f"node id {self.node_id} is fenced already")
+        self.events = EventRelay(
+            RedisEventStream(self.redis, keys=self.keys),
+            launcher.events,
+            retention_seconds=self.retention_seconds,
+        )
+        await self.events.start()
         await self.commands.start()
         self._beat_task = asyncio.get_running_loop().create_task(
             self._beat(), name=f"agentplane-cluster-heartbeat-{self.node_id}"
@@ -120,6 +131,8 @@ class ClusterMember:
             self._beat_task = None
         if self.commands is not None:
             await self.commands.stop()
+        if self.events is not None:
+            await self.events.stop()
         with contextlib.suppress(Exception):  # Redis may be gone: the lease lapses by itself
             await asyncio.wait_for(self.lease.leave(), self.lease.heartbeat)
         await self.redis.aclose()

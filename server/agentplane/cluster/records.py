@@ -1,4 +1,9 @@
-"""Session records and events <-> JSON, as stored in Redis."""
+"""Session records and events <-> JSON, as stored in Redis.
+
+Metrics may be NaN (a figure with no value yet): the JSON keeps it as
+Python's ``NaN`` literal, which only agentplane reads back (no Lua script
+parses these documents).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ def record_to_json(record: SessionRecord) -> str:
         "error_message": record.error_message,
         "final_metrics": record.final_metrics,
     }
-    return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return json.dumps(data, separators=(",", ":"))
 
 
 def record_from_json(text: str | bytes) -> SessionRecord:
@@ -60,7 +65,6 @@ def event_to_json(
     return json.dumps(
         {"s": session_id, "c": call_id, "t": time, "k": kind.value, "p": data},
         separators=(",", ":"),
-        allow_nan=False,
     )
 
 

@@ -17,6 +17,14 @@ An ended session keeps its list for the retention window, within one byte
 budget for all of them (``retained_bytes``): past it, the oldest ended
 sessions lose every event but their last (ENDED), and a watcher resuming into
 what was dropped gets the usual GAP.
+
+In a cluster the log is a replica of one shared log kept elsewhere
+(``relay_to``): ``publish`` hands the event to the relay, which gives it its
+cursor there, and every node's log takes the shared log's events back with
+their cursors (``ingest``), the node's own included. Watchers read the
+replica exactly as they read a local log, so cursors and epochs mean the same
+on every node. A hole in what arrives (the shared log was trimmed past this
+node, or it restarted empty: ``reset``) is a GAP for whoever it skips.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import json
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from .models import EventKind, SessionEvent
@@ -51,6 +59,10 @@ def approx_bytes(event: SessionEvent) -> int:
     if event.kind is EventKind.METRICS_UPDATED:
         return EVENT_OVERHEAD_BYTES + 64 * len(event.payload.get("metrics", ()))
     return EVENT_OVERHEAD_BYTES
+
+
+# Where a relayed log sends what is published: (session_id, call_id, time, kind, payload).
+Relay = Callable[[str, str, float, EventKind, dict[str, Any]], None]
 
 
 class _SessionLog:
@@ -103,10 +115,21 @@ class EventLog:
         # Open watches per watched key (None: the feed of all sessions).
         self._watching: dict[str | None, int] = {}
         self._closed = False
+        # Relayed (a cluster): where publish() sends events; None: this log gives cursors.
+        self._relay: Relay | None = None
+        # Cursors below this were never held here (a hole, a reset).
+        self._floor = 1
+        # Bumped by reset(): a watcher from an older generation is told of the gap.
+        self._generation = 0
 
     @property
     def last_cursor(self) -> int:
         return self._last_cursor
+
+    @property
+    def buffer_size(self) -> int:
+        """How many events of all sessions the ring holds."""
+        return self._size
 
     @property
     def retained_bytes(self) -> int:
@@ -114,8 +137,62 @@ class EventLog:
         return self._retained_total
 
     def watched(self, session_id: str) -> bool:
-        """Whether anyone watches ``session_id``'s events (or the feed of all sessions)."""
+        """Whether anyone watches ``session_id``'s events (or the feed of all sessions).
+
+        Relayed, watchers on other nodes count too and cannot be seen from
+        here: always True.
+        """
+        if self._relay is not None:
+            return True
         return bool(self._watching.get(session_id) or self._watching.get(None))
+
+    @property
+    def relayed(self) -> bool:
+        return self._relay is not None
+
+    def holds(self, session_id: str) -> bool:
+        """Whether this log keeps a list for ``session_id``."""
+        return session_id in self._sessions
+
+    def relay_to(self, relay: Relay) -> None:
+        """Make this log a replica: ``publish`` goes to ``relay``, events come back by ``ingest``."""
+        self._relay = relay
+
+    def reset(self, epoch: str, last_cursor: int = 0) -> None:
+        """Become the replica of the shared log ``epoch``, positioned after ``last_cursor``.
+
+        Everything held is dropped (its cursors belong to the old log); open
+        watchers get a GAP and continue in the new log.
+        """
+        self.epoch = epoch
+        self._generation += 1
+        self._ring = [None] * self._size
+        self._last_cursor = last_cursor
+        self._floor = last_cursor + 1
+        self._retained.clear()
+        self._retained_total = 0
+        for log in self._sessions.values():
+            log.events.clear()
+            log.evicted_upto = last_cursor
+        for key in list(self._wakeups):
+            self._wake(key)
+
+    def ingest(self, events: Sequence[SessionEvent]) -> None:
+        """Take events of the shared log, in cursor order, with the cursors it gave."""
+        for event in events:
+            if event.cursor <= self._last_cursor:
+                continue  # already held (a re-read)
+            if event.cursor > self._last_cursor + 1:
+                self._hole(event.cursor)
+            self._place(event)
+
+    def _hole(self, next_cursor: int) -> None:
+        """Cursors before ``next_cursor`` never arrived: whoever waits on them gets a GAP."""
+        self._floor = next_cursor
+        for log in self._sessions.values():
+            if not log.ended:
+                log.evicted_upto = max(log.evicted_upto, next_cursor - 1)
+        self._last_cursor = next_cursor - 1
 
     def close(self) -> None:
         """End every watch once it has caught up (the launcher shut down)."""
@@ -152,11 +229,29 @@ class EventLog:
     def publish(
         self, session_id: str, call_id: str, kind: EventKind, payload: dict[str, Any]
     ) -> SessionEvent:
-        """Append an event and wake its watchers; never blocks."""
-        self._last_cursor += 1
-        event = SessionEvent(self._last_cursor, session_id, call_id, time.time(), kind, payload)
+        """Append an event and wake its watchers; never blocks.
+
+        Relayed, the event goes to the relay and comes back by ``ingest``;
+        the event returned then has no cursor yet (0).
+        """
+        now = time.time()
+        if self._relay is not None:
+            self._relay(session_id, call_id, now, kind, payload)
+            return SessionEvent(0, session_id, call_id, now, kind, payload)
+        event = SessionEvent(self._last_cursor + 1, session_id, call_id, now, kind, payload)
+        self._place(event)
+        return event
+
+    def _place(self, event: SessionEvent) -> None:
+        self._last_cursor = event.cursor
         self._ring[event.cursor % self._size] = event
+        session_id, kind = event.session_id, event.kind
         log = self._sessions.get(session_id)
+        if log is None and self._relay is not None and session_id:
+            # Another node's session: keep its list as its owner does. Every
+            # event since the floor came here, so none of its was missed since.
+            log = self._sessions[session_id] = _SessionLog()
+            log.evicted_upto = self._floor - 1
         if log is not None:
             log.events.append(event)
             if len(log.events) > self._session_size:
@@ -169,7 +264,6 @@ class EventLog:
                 self._retain(session_id, log)
             self._wake(session_id)
         self._wake(None)
-        return event
 
     def _wake(self, key: str | None) -> None:
         for waiter in self._wakeups.pop(key, ()):
@@ -233,23 +327,32 @@ class EventLog:
         # No epoch (an older client): a cursor this log never issued still tells.
         return after_cursor > self._last_cursor
 
+    def _oldest(self) -> int:
+        """The oldest cursor the ring can still hold."""
+        return max(self._floor, self._last_cursor - self._size + 1, 1)
+
     async def _watch_all(
         self, after_cursor: int | None, foreign: bool
     ) -> AsyncIterator[SessionEvent]:
+        generation = self._generation
         if after_cursor is None:
             position = self._last_cursor
         elif foreign:
             # Another log's cursor (a restart, another node): say so, then
             # replay everything still held.
-            oldest = max(1, self._last_cursor - self._size + 1)
+            oldest = self._oldest()
             yield self._gap(after_cursor, oldest)
             position = oldest - 1
         else:
             position = max(after_cursor, 0)
         while True:
-            oldest = max(1, self._last_cursor - self._size + 1)
+            if generation != self._generation:
+                # The shared log restarted: this position means nothing in it.
+                generation = self._generation
+                position = -1
+            oldest = self._oldest()
             if position < oldest - 1:
-                yield self._gap(position, oldest)
+                yield self._gap(max(position, 0), oldest)
                 position = oldest - 1
             if position < self._last_cursor:
                 event = self._ring[(position + 1) % self._size]
@@ -265,9 +368,14 @@ class EventLog:
     async def _watch_session(
         self, session_id: str, after_cursor: int | None, foreign: bool
     ) -> AsyncIterator[SessionEvent]:
+        generation = self._generation
         log = self._sessions.get(session_id)
         if log is None:
-            return
+            if self._relay is None:
+                return
+            # Another node's session with no event here since the floor: wait for its next.
+            log = self._sessions[session_id] = _SessionLog()
+            log.evicted_upto = self._floor - 1
         if after_cursor is None:
             ended = [e for e in log.events if e.kind is EventKind.ENDED]
             if ended:
@@ -283,9 +391,15 @@ class EventLog:
         else:
             position = max(after_cursor, 0)
         while True:
+            if generation != self._generation:
+                generation = self._generation
+                position = -1
             if position < log.evicted_upto:
-                first = log.events[0].cursor if log.events else log.evicted_upto + 1
-                yield self._gap(position, first)
+                index = bisect.bisect_right(log.events, log.evicted_upto, key=_cursor_of)
+                first = (
+                    log.events[index].cursor if index < len(log.events) else log.evicted_upto + 1
+                )
+                yield self._gap(max(position, 0), first)
                 position = first - 1
             index = bisect.bisect_right(log.events, position, key=_cursor_of)
             if index < len(log.events):

@@ -117,6 +117,10 @@ class SessionAPI:
         if request.session_id:
             record = await self._session(request.session_id, "")
             await self.auth.check_view(ctx, record)
+            if record.ended and not self.launcher.events.holds(record.session_id):
+                # Its events are no longer held here (another node's session
+                # that ended before this node joined): nothing will come.
+                return _no_events()
             return self._session_events(request.session_id, after, request.epoch)
         return self._all_events(ctx, after, request.epoch)
 
@@ -159,3 +163,8 @@ class SessionAPI:
             # The session's last event: its verdict is no longer needed.
             del allowed[event.session_id]
         return verdict
+
+
+async def _no_events() -> AsyncIterator[api_pb.StreamEventsResponse]:
+    return
+    yield  # an async generator that yields nothing
