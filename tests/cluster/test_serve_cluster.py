@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import grpc
+import httpx
 import pytest
 
 from agentplane.clients.grpcio import session_pb2
@@ -167,6 +168,58 @@ async def test_close_and_metrics_through_any_node_reach_the_owner_at_once(
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stubs[0].Close(pb.CloseRequest(session_id="no-such-session"), timeout=10)
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def _kind(event: pb.StreamEventsResponse) -> str:
+    return str(event.WhichOneof("event"))
+
+
+async def test_a_watcher_sees_every_nodes_events_and_moves_between_nodes_with_its_cursor(
+    nodes: list[Proc],
+) -> None:
+    ports = [proc.grpc_port() for proc in nodes]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
+    try:
+        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+        # A watcher of every session, on node 0, from its first event on.
+        watch = stubs[0].StreamEvents(pb.StreamEventsRequest(after_cursor=0), timeout=60)
+        sid = (await stubs[1].Start(pb.StartRequest(call_id="watched"), timeout=30)).session_id
+        seen = []
+        async for event in watch:
+            seen.append(event)
+            if _kind(event) == "started" and event.session_id == sid:
+                break
+        watch.cancel()  # its connection to node 0 drops
+        assert all(_kind(e) != "gap" for e in seen)
+        last = seen[-1]
+        # Meanwhile the session is closed through node 2 ...
+        await stubs[2].Close(pb.CloseRequest(session_id=sid), timeout=30)
+        # ... and the watcher resumes on node 2 with its cursor and epoch: no gap, no duplicate.
+        resumed = stubs[2].StreamEvents(
+            pb.StreamEventsRequest(session_id=sid, after_cursor=last.cursor, epoch=last.epoch),
+            timeout=30,
+        )
+        rest = [event async for event in resumed]
+        assert [_kind(e) for e in rest] == ["state_changed", "state_changed", "ended"]
+        assert rest[0].cursor > last.cursor and {e.epoch for e in rest} == {last.epoch}
+        assert rest[-1].ended.session.end_reason == session_pb2.END_REASON_CLOSED_BY_REQUEST
+        # The same events, under the same cursors, through the HTTP port of node 0.
+        http_port = int(nodes[0].wait_for(r"agentplane HTTP listening on \S+:(\d+)").group(1))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            async with http.stream(
+                "GET",
+                f"/sessions/{sid}/events",
+                headers={
+                    "accept": "text/event-stream",
+                    "last-event-id": f"{last.epoch}:{last.cursor}",
+                },
+            ) as response:
+                assert response.status_code == 200
+                ids = [line[4:] async for line in response.aiter_lines() if line.startswith("id: ")]
+        assert ids == [f"{e.epoch}:{e.cursor}" for e in rest]
     finally:
         for channel in channels:
             await channel.close()
