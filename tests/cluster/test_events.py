@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import time
 
+import pytest
 import redis.asyncio as aioredis
 
 from agentplane.cluster import ClusterKeys
 from agentplane.cluster.events import RedisEventStream
-from agentplane.cluster.records import event_from_json, event_to_json
+from agentplane.cluster.records import (
+    error_from_dict,
+    error_to_dict,
+    event_from_json,
+    event_to_json,
+    record_from_json,
+    record_to_json,
+)
+from agentplane.core.errors import (
+    AdmissionRejected,
+    AgentStartFailed,
+    Draining,
+    FieldViolation,
+    IdempotencyConflict,
+    InvalidArgument,
+    LauncherError,
+    NotReady,
+    SessionNotFound,
+    Unavailable,
+)
 from agentplane.core.models import EndReason, EventKind, SessionRecord, SessionState
 
 
@@ -129,3 +151,41 @@ def test_every_kind_of_event_round_trips() -> None:
             kind,
         )
         assert event.payload == payload
+
+
+def test_records_and_events_keep_nan_metrics() -> None:
+    """Vision Agents' figures with no value yet are NaN; the cluster's JSON keeps them."""
+    record = SessionRecord(
+        session_id="s",
+        call_id="c",
+        call_type="default",
+        started_at=1.0,
+        final_metrics={"x": float("nan")},
+    )
+    again = record_from_json(record_to_json(record))
+    assert again.final_metrics is not None and math.isnan(again.final_metrics["x"])
+    event = event_from_json(
+        3, event_to_json("s", "c", 1.0, EventKind.METRICS_UPDATED, {"metrics": {"x": float("nan")}})
+    )
+    assert math.isnan(event.payload["metrics"]["x"])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AdmissionRejected("MAX_SESSIONS_PER_CALL", "full", 2.5),
+        InvalidArgument([FieldViolation("call_id", "must not be empty")]),
+        SessionNotFound("s1"),
+        Draining(),
+        NotReady(),
+        AgentStartFailed("create_agent raised"),
+        IdempotencyConflict("key reused"),
+        Unavailable("CLUSTER_UNAVAILABLE", "no redis"),
+    ],
+)
+def test_launcher_errors_cross_nodes_as_they_were_raised(error: LauncherError) -> None:
+    again = error_from_dict(json.loads(json.dumps(error_to_dict(error))))
+    assert type(again) is type(error)
+    assert (again.reason, again.message) == (error.reason, error.message)
+    assert getattr(again, "retry_after", None) == getattr(error, "retry_after", None)
+    assert getattr(again, "violations", None) == getattr(error, "violations", None)

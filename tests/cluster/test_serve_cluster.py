@@ -51,6 +51,11 @@ def nodes(redis_url: str, keys: ClusterKeys) -> Iterator[list[Proc]]:
             with contextlib.suppress(Exception):
                 proc.send(signal.SIGTERM)
         for proc in started:
+            # The second signal ends what still runs at once (no 30 s drain).
+            with contextlib.suppress(Exception):
+                proc.wait_for("draining", timeout=5)
+                proc.send(signal.SIGTERM)
+        for proc in started:
             with contextlib.suppress(Exception):
                 proc.wait(20)
             proc.kill()
@@ -208,18 +213,48 @@ async def test_a_watcher_sees_every_nodes_events_and_moves_between_nodes_with_it
         assert rest[-1].ended.session.end_reason == session_pb2.END_REASON_CLOSED_BY_REQUEST
         # The same events, under the same cursors, through the HTTP port of node 0.
         http_port = int(nodes[0].wait_for(r"agentplane HTTP listening on \S+:(\d+)").group(1))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
-            async with http.stream(
-                "GET",
-                f"/sessions/{sid}/events",
-                headers={
-                    "accept": "text/event-stream",
-                    "last-event-id": f"{last.epoch}:{last.cursor}",
-                },
-            ) as response:
-                assert response.status_code == 200
-                ids = [line[4:] async for line in response.aiter_lines() if line.startswith("id: ")]
+        resume = {"accept": "text/event-stream", "last-event-id": f"{last.epoch}:{last.cursor}"}
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http,
+            http.stream("GET", f"/sessions/{sid}/events", headers=resume) as response,
+        ):
+            assert response.status_code == 200
+            ids = [line[4:] async for line in response.aiter_lines() if line.startswith("id: ")]
         assert ids == [f"{e.epoch}:{e.cursor}" for e in rest]
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def test_a_draining_node_places_new_starts_and_its_sessions_stay_visible(
+    nodes: list[Proc],
+) -> None:
+    ports = [proc.grpc_port() for proc in nodes]
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
+    try:
+        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+        held = (await stubs[0].Start(pb.StartRequest(call_id="held"), timeout=30)).session_id
+        http_port = int(nodes[0].wait_for(r"agentplane HTTP listening on \S+:(\d+)").group(1))
+        nodes[0].send(signal.SIGTERM)  # drains: its session keeps running
+        nodes[0].wait_for("draining")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            assert (await http.get("/ready")).status_code == 400
+            # A Start that reaches the draining node runs on another one.
+            placed = await http.post("/sessions", json={"call_id": "during-drain"})
+            assert placed.status_code == 201, placed.text
+        placed_id = placed.json()["session_id"]
+        line = f"session {placed_id} started"
+        await wait_until(lambda: any(line in proc.text() for proc in nodes), timeout=10)
+        assert [line in proc.text() for proc in nodes].count(True) == 1
+        assert line not in nodes[0].text()
+        # The draining node's session is visible from the others until it ends ...
+        got = await stubs[1].Get(pb.GetRequest(session_id=held), timeout=10)
+        assert got.session.state == session_pb2.SESSION_STATE_RUNNING
+        # ... and closing it through another node lets the drain finish.
+        await stubs[2].Close(pb.CloseRequest(session_id=held), timeout=30)
+        assert nodes[0].wait(30) == 0
+        got = await stubs[1].Get(pb.GetRequest(session_id=held), timeout=10)
+        assert got.session.end_reason == session_pb2.END_REASON_CLOSED_BY_REQUEST
     finally:
         for channel in channels:
             await channel.close()

@@ -9,10 +9,10 @@
 -- KEYS[7] owned   SET the session ids this node holds
 -- ARGV: node_id, session_id, max_concurrent (0: off),
 --       max_per_call (0: off), permits_per_minute (0: off), record_json,
---       has_idem (0/1)
+--       has_idem (0/1), max_per_node (0: off)
 --
--- Returns {"ok"} | {"dup", session_id} | {"fenced"} | {"full", count}
---       | {"call_full", count} | {"rate", retry_after_ms}
+-- Returns {"ok"} | {"dup", session_id} | {"fenced"} | {"node_full", count}
+--       | {"full", count} | {"call_full", count} | {"rate", retry_after_ms}
 --
 -- A node's slots count while its lease is live: a dead node's sessions stop
 -- counting when its lease lapses, with no one's help. Nothing here scans
@@ -35,6 +35,14 @@ if ARGV[7] == "1" then
   local existing = redis.call("GET", KEYS[5])
   if existing then
     return {"dup", existing}
+  end
+end
+
+local max_per_node = tonumber(ARGV[8])
+if max_per_node > 0 then
+  local mine = tonumber(redis.call("HGET", KEYS[2], node)) or 0
+  if mine >= max_per_node then
+    return {"node_full", tostring(mine)}
   end
 end
 

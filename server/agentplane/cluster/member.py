@@ -104,7 +104,9 @@ class ClusterMember:
         """Take the lease (Redis must answer) and hand the launcher the cluster's registry."""
         self._launcher = launcher
         launcher.registry = self.registry
-        self.commands = NodeCommands(self.redis, launcher, self.node_id, keys=self.keys)
+        self.commands = NodeCommands(
+            self.redis, launcher, self.node_id, keys=self.keys, live_nodes=self.lease.live_nodes
+        )
         launcher.remote = self.commands
         if not await self.lease.renew(**self._advertised()):
             raise RuntimeError(f"node id {self.node_id} is fenced already")
@@ -114,7 +116,7 @@ class ClusterMember:
             retention_seconds=self.retention_seconds,
         )
         await self.events.start()
-        await self.commands.start()
+        await self.commands.listen()
         self._beat_task = asyncio.get_running_loop().create_task(
             self._beat(), name=f"agentplane-cluster-heartbeat-{self.node_id}"
         )
@@ -143,7 +145,8 @@ class ClusterMember:
         stats = launcher.stats()
         return {
             "address": self.advertise_address,
-            "capacity": stats.capacity or 0,
+            # This node's own cap (0: none); the cluster's limits live in Redis.
+            "capacity": launcher.max_sessions_per_node or 0,
             "load": stats.in_flight,
             "draining": stats.draining,
         }

@@ -1,4 +1,4 @@
-"""Session records and events <-> JSON, as stored in Redis.
+"""Session records, events and launcher errors <-> JSON, as stored in Redis.
 
 Metrics may be NaN (a figure with no value yet): the JSON keeps it as
 Python's ``NaN`` literal, which only agentplane reads back (no Lua script
@@ -10,6 +10,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agentplane.core.errors import (
+    AdmissionRejected,
+    AgentStartFailed,
+    Draining,
+    FieldViolation,
+    IdempotencyConflict,
+    InvalidArgument,
+    LauncherError,
+    NotReady,
+    SessionNotFound,
+    Unavailable,
+)
 from agentplane.core.models import EndReason, EventKind, SessionEvent, SessionRecord, SessionState
 
 
@@ -81,3 +93,39 @@ def event_from_json(cursor: int, text: str | bytes) -> SessionEvent:
     return SessionEvent(
         cursor, data["s"], data["c"], float(data["t"]), EventKind(data["k"]), payload
     )
+
+
+def error_to_dict(error: LauncherError) -> dict[str, Any]:
+    """A launcher error as another node re-raises it (``error_from_dict``)."""
+    data: dict[str, Any] = {
+        "type": type(error).__name__,
+        "reason": error.reason,
+        "message": error.message,
+    }
+    if isinstance(error, AdmissionRejected):
+        data["retry_after"] = error.retry_after
+    if isinstance(error, InvalidArgument):
+        data["violations"] = [[v.field, v.description] for v in error.violations]
+    if isinstance(error, SessionNotFound):
+        data["session_id"] = error.session_id
+    return data
+
+
+def error_from_dict(data: dict[str, Any]) -> LauncherError:
+    kind, reason, message = data.get("type"), str(data["reason"]), str(data["message"])
+    if kind == "InvalidArgument":
+        return InvalidArgument([FieldViolation(f, d) for f, d in data.get("violations", ())])
+    if kind == "SessionNotFound":
+        return SessionNotFound(str(data.get("session_id", "")))
+    if kind == "AdmissionRejected":
+        return AdmissionRejected(reason, message, data.get("retry_after"))
+    if kind == "Draining":
+        return Draining()
+    if kind == "NotReady":
+        return NotReady()
+    if kind == "AgentStartFailed":
+        return AgentStartFailed(message)
+    if kind == "IdempotencyConflict":
+        return IdempotencyConflict(message)
+    # Unavailable and anything newer: the reason and message travel as they are.
+    return Unavailable(reason, message)

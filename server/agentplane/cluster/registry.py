@@ -127,6 +127,7 @@ class RedisSessionRegistry:
                 limits.permits_per_minute or 0,
                 record_to_json(record),
                 "1" if has_key else "0",
+                limits.max_sessions_per_node or 0,
             ],
         )
 
@@ -147,6 +148,14 @@ class RedisSessionRegistry:
         if verdict == "fenced":
             raise Fenced(self.node_id)
         value = int(float(_text(answer[1])))
+        if verdict == "node_full":
+            raise AdmissionRejected(
+                "MAX_SESSIONS_PER_NODE",
+                f"this node runs its maximum of {limits.max_sessions_per_node} sessions and "
+                "no other node had room",
+                # A heartbeat from now, the nodes' room is known anew.
+                retry_after=1.0,
+            )
         if verdict == "full":
             cap = limits.max_concurrent_sessions
             raise AdmissionRejected(

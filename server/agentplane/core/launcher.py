@@ -103,6 +103,7 @@ class AgentLauncher:
         hooks: Sequence[LauncherHooks] = (),
         agent_adapter: AgentAdapter | None = None,
         adapter_startup_timeout: float = 300.0,
+        max_sessions_per_node: int | None = None,
     ) -> None:
         launcher_args.check_unused_intervals(maintenance_interval, cleanup_interval)
         launcher_args.check_registry(registry)
@@ -132,7 +133,13 @@ class AgentLauncher:
         self._join_call = join_call
         self._join_takes_session = agent_contract.takes_session(join_call)
         self._create_keywords = agent_contract.Keywords.of(create_agent)
-        self.limits = Limits(max_concurrent_sessions, max_sessions_per_call, permits_per_minute)
+        # In a cluster, all but max_sessions_per_node are the cluster's.
+        self.limits = Limits(
+            max_concurrent_sessions,
+            max_sessions_per_call,
+            permits_per_minute,
+            max_sessions_per_node,
+        )
         self.max_session_duration = max_session_duration_seconds or None
         self.idle_timeout = agent_idle_timeout or None
         self.drain_timeout = drain_timeout
@@ -185,6 +192,11 @@ class AgentLauncher:
     def create_agent(self) -> CreateAgent:
         """The user's ``create_agent``, as given."""
         return self._create_agent
+
+    @property
+    def create_agent_timeout(self) -> float:
+        """How long ``create_agent`` may take before the Start fails."""
+        return self._create_timeout
 
     @property
     def started(self) -> bool:
@@ -314,7 +326,23 @@ class AgentLauncher:
         cap = self.limits.max_concurrent_sessions
         if not self._ready or self._draining or self._held is not None:
             return False
+        if self._remote is not None:
+            # A cluster node: a full node places Starts on others, and the
+            # cluster's limit is the cluster's to check.
+            return True
+        if self._node_full():
+            return False
         return cap is None or len(self._live) + len(self._abandoned) < cap
+
+    @property
+    def max_sessions_per_node(self) -> int | None:
+        """Sessions this node itself may hold (None: no cap of its own)."""
+        return self.limits.max_sessions_per_node
+
+    def _node_full(self) -> bool:
+        # A hint for placement and readiness; the registry admits atomically.
+        cap = self.limits.max_sessions_per_node
+        return cap is not None and len(self._live) + len(self._abandoned) >= cap
 
     # ``timeout`` is the grace period of the sessions, not a cancel scope of
     # this call (which then ends them and returns): ASYNC109 does not apply.
@@ -413,12 +441,20 @@ class AgentLauncher:
         idempotency_key: str = "",
         created_by: str = "",
         video_track_override_path: str | None = None,
+        place_elsewhere: bool = True,
     ) -> SessionRecord:
         """Admit a session, create its agent and start ``join_call``.
 
         ``video_track_override_path`` goes to the agent's
         ``set_video_track_override_path()`` before ``join_call``, as Vision
         Agents' ``start_session`` does (``run --video-track-override``).
+
+        In a cluster, a node that is draining or runs ``max_sessions_per_node``
+        hands the Start to the least loaded node with room (``remote``), and
+        answers what that node answers; when none takes it, a full node
+        admits it itself if it can (an idempotent retry of a session it has),
+        else refuses. ``place_elsewhere=False`` (a Start handed over already)
+        never hands it on.
 
         Raises InvalidArgument (metadata ``create_agent`` does not take
         included), Draining, NotReady, AdmissionRejected, IdempotencyConflict
@@ -436,6 +472,10 @@ class AgentLauncher:
             metadata=metadata,
             idempotency_key=idempotency_key,
         )
+        if place_elsewhere and self._remote is not None and (self._draining or self._node_full()):
+            placed = await self._remote.start(record, video_track_override_path)
+            if placed is not None:
+                return placed
         existing = await self._admit(record)
         if existing is not None:
             try:

@@ -24,9 +24,16 @@ class Limits:
     max_concurrent_sessions: int | None = None
     max_sessions_per_call: int | None = None
     permits_per_minute: int | None = None
+    # Sessions the admitting node itself may hold (in a cluster, on top of the cluster's).
+    max_sessions_per_node: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrent_sessions", "max_sessions_per_call", "permits_per_minute"):
+        for name in (
+            "max_concurrent_sessions",
+            "max_sessions_per_call",
+            "permits_per_minute",
+            "max_sessions_per_node",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 or None, got {value}")
@@ -68,8 +75,8 @@ class RemoteSessions(Protocol):
     """Sessions that run on other nodes of a cluster (``agentplane.cluster``).
 
     The launcher asks it for what only the running session's node knows:
-    closing it, and its live metrics. Both raise ``Unavailable`` when the
-    owner cannot be reached in time.
+    closing it, and its live metrics (both raise ``Unavailable`` when the
+    owner cannot be reached in time), and to place a Start it cannot take.
     """
 
     async def close(self, record: SessionRecord) -> SessionRecord:
@@ -78,6 +85,16 @@ class RemoteSessions(Protocol):
 
     async def metrics(self, record: SessionRecord) -> dict[str, float]:
         """The session's live metrics, from its node."""
+        ...
+
+    async def start(
+        self, record: SessionRecord, video_track_override_path: str | None
+    ) -> SessionRecord | None:
+        """Start ``record``'s session on another node with room (placement).
+
+        Answers that node's record, raises what that node raised, or returns
+        None when no node could take it.
+        """
         ...
 
 
@@ -118,6 +135,11 @@ class InMemorySessionRegistry:
         return None
 
     def _check_limits(self, call_id: str, limits: Limits, now: float) -> None:
+        node_cap = limits.max_sessions_per_node
+        if node_cap is not None and len(self._admitted) >= node_cap:
+            raise AdmissionRejected(
+                "MAX_SESSIONS_PER_NODE", f"this node runs its maximum of {node_cap} sessions"
+            )
         cap = limits.max_concurrent_sessions
         if cap is not None and len(self._admitted) >= cap:
             raise AdmissionRejected(
