@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from agentplane.cluster import ClusterKeys
 from agentplane.cluster.member import ClusterMember
@@ -91,10 +94,17 @@ async def test_while_redis_is_down_the_node_admits_nothing_and_then_loses_nothin
         with pytest.raises(Unavailable) as refused:
             await launcher.start_session("during")
         assert refused.value.reason == "CLUSTER_UNAVAILABLE"
-        # Sessions run on; one ends meanwhile (Redis cannot hear of it yet).
+        # Sessions run on and stay readable here; one ends meanwhile (Redis cannot hear of it yet).
         assert launcher.agent_of(running.session_id) is not None
+        assert (await launcher.get_session(running.session_id)).state is SessionState.RUNNING
         ended = await launcher.close_session(closing.session_id)
         assert ended.end_reason is EndReason.CLOSED_BY_REQUEST
+        assert (await launcher.get_session(closing.session_id)).state is SessionState.ENDED
+        # Another node's session cannot be read now: UNAVAILABLE, not a server error.
+        with pytest.raises(Unavailable) as unreadable:
+            await launcher.get_session("0f0e0d0c-0000-4000-8000-000000000000")
+        assert unreadable.value.reason == "CLUSTER_UNAVAILABLE"
+        assert "does not run on this node" in unreadable.value.message
         redis = start_redis(port, tmp_path)
         await wait_until(lambda: launcher.admission_held is None, timeout=10)
         assert launcher.accepting
@@ -113,3 +123,64 @@ async def test_while_redis_is_down_the_node_admits_nothing_and_then_loses_nothin
         await member.leave()
         redis.kill()
         redis.wait(10)
+
+
+async def test_a_redis_outage_with_its_data_kept_ends_no_healthy_nodes_sessions(
+    tmp_path: Path, keys: ClusterKeys
+) -> None:
+    """Every lease lapses while Redis is down; when it comes back with its data, no
+    node may declare the others dead for heartbeats that nobody could send."""
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    launchers = [AgentLauncher(create_agent=_agent, join_call=_join) for _ in range(3)]
+    members = [
+        ClusterMember(url, advertise_address=f"n{i}", heartbeat=0.1, keys=keys) for i in range(3)
+    ]
+    try:
+        for member, launcher in zip(members, launchers, strict=True):
+            await member.join(launcher)
+            await launcher.start()
+        sessions = [
+            await launcher.start_session(f"call-{i}") for i, launcher in enumerate(launchers)
+        ]
+        admin = aioredis.Redis.from_url(url)
+        with contextlib.suppress(Exception):  # the server closes the connection
+            await admin.execute_command("SHUTDOWN", "SAVE")
+        await admin.aclose()
+        redis.wait(10)
+        # Down for longer than a lease (three heartbeats): every node notices.
+        for launcher in launchers:
+            await wait_until(
+                lambda node=launcher: node.admission_held == "CLUSTER_UNAVAILABLE", timeout=10
+            )
+        redis = start_redis(port, tmp_path)  # back, with what it saved
+        for launcher in launchers:
+            await wait_until(lambda node=launcher: node.admission_held is None, timeout=10)
+        # A few more heartbeats and sweeps: still nobody declared dead.
+        beats = [m.lease.renewals for m in members]
+        await wait_until(
+            lambda: all(m.lease.renewals >= b + 5 for m, b in zip(members, beats, strict=True)),
+            timeout=10,
+        )
+        assert [m.rejoined for m in members] == [0, 0, 0]
+        for launcher, session in zip(launchers, sessions, strict=True):
+            assert launcher.agent_of(session.session_id) is not None
+            record = await members[0].registry.get(session.session_id)
+            assert record is not None and record.state is SessionState.RUNNING
+    finally:
+        for launcher in launchers:
+            await launcher.shutdown()
+        for member in members:
+            await member.leave()
+        redis.kill()
+        redis.wait(10)
+
+
+def test_a_wildcard_bind_advertises_the_host_name() -> None:
+    """0.0.0.0 names no address another machine could use; the host name does."""
+    from agentplane.server.runner import _reachable
+
+    assert _reachable("0.0.0.0", 50051) == f"{socket.gethostname()}:50051"
+    assert _reachable("::", 7) == f"{socket.gethostname()}:7"
+    assert _reachable("10.0.0.5", 50051) == "10.0.0.5:50051"

@@ -3,6 +3,7 @@
 -- KEYS[1] nodes  ZSET node id -> lease expiry (ms)
 -- KEYS[2] info   HASH what the node advertises (address, capacity, load, draining)
 -- KEYS[3] dead   ZSET node id -> when it was declared dead (ms)
+-- KEYS[4] beat   STRING when any node last renewed (ms)
 -- ARGV: node_id, lease_ms, then field, value pairs for info
 --
 -- Returns "ok"; "new" when the node held no lease before (Redis lost its
@@ -10,6 +11,11 @@
 -- "fenced": the node was declared dead (its sessions were ended NODE_LOST
 -- by another node) and must stop everything it runs and come back under a
 -- new id, never resurrect them.
+--
+-- When no node at all renewed for longer than a lease, Redis was away (down,
+-- or restarted from a snapshot) or every node was: nobody could beat, so
+-- every lease is moved on by that silence. Otherwise the first node back
+-- would declare all the others dead for heartbeats they could not send.
 -- Redis's own clock, so nodes whose clocks disagree still agree on leases.
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -18,6 +24,15 @@ local lease_ms = tonumber(ARGV[2])
 if redis.call("ZSCORE", KEYS[3], node) then
   return "fenced"
 end
+local last = tonumber(redis.call("GET", KEYS[4]))
+if last and now - last > lease_ms then
+  local silence = now - last
+  local leases = redis.call("ZRANGE", KEYS[1], 0, -1, "WITHSCORES")
+  for i = 1, #leases, 2 do
+    redis.call("ZADD", KEYS[1], tonumber(leases[i + 1]) + silence, leases[i])
+  end
+end
+redis.call("SET", KEYS[4], now)
 local added = redis.call("ZADD", KEYS[1], now + lease_ms, node)
 if #ARGV > 2 then
   redis.call("HSET", KEYS[2], unpack(ARGV, 3))

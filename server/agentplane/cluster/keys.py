@@ -26,6 +26,11 @@ class ClusterKeys:
         return f"{self.prefix}dead"
 
     @property
+    def beat(self) -> str:
+        """STRING when any node last renewed its lease (ms, Redis's clock)."""
+        return f"{self.prefix}beat"
+
+    @property
     def counts(self) -> str:
         """HASH node id -> admitted sessions the node holds."""
         return f"{self.prefix}counts"

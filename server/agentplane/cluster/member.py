@@ -33,6 +33,7 @@ from .events import RedisEventStream
 from .keys import ClusterKeys
 from .node import LEASE_HEARTBEATS, NodeLease, new_node_id
 from .registry import RedisSessionRegistry
+from .relay import BLOCK_MS as FOLLOW_BLOCK_MS
 from .relay import EventRelay
 
 logger = logging.getLogger("agentplane.cluster")
@@ -84,6 +85,15 @@ class ClusterMember:
             ),
         )
         self.redis: Any = aioredis.Redis(connection_pool=pool)
+        # The event follower's own connection: its blocking read must never
+        # hold a pooled one, and a socket timeout (not a cancellation, which
+        # redis-py does not always carry through a blocking read) bounds it.
+        self.follower_redis: Any = aioredis.Redis.from_url(
+            redis_url,
+            max_connections=1,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=FOLLOW_BLOCK_MS / 1000 + CONNECT_TIMEOUT_SECONDS,
+        )
         self.lease = NodeLease(self.redis, heartbeat=heartbeat, keys=self.keys)
         self.registry = RedisSessionRegistry(
             self.redis, self.lease.node_id, keys=self.keys, retention_seconds=retention_seconds
@@ -114,6 +124,7 @@ class ClusterMember:
             RedisEventStream(self.redis, keys=self.keys),
             launcher.events,
             retention_seconds=self.retention_seconds,
+            reader=RedisEventStream(self.follower_redis, keys=self.keys),
         )
         await self.events.start()
         await self.commands.listen()
@@ -138,6 +149,7 @@ class ClusterMember:
         with contextlib.suppress(Exception):  # Redis may be gone: the lease lapses by itself
             await asyncio.wait_for(self.lease.leave(), self.lease.heartbeat)
         await self.redis.aclose()
+        await self.follower_redis.aclose()
 
     def _advertised(self) -> dict[str, str | int | float | bool]:
         launcher = self._launcher

@@ -7,7 +7,9 @@ missing three in a row is dead. Any node may then *claim* it
 (``claim_dead.lua``; exactly one claimer wins), end its sessions NODE_LOST
 and free their slots. The dead node is fenced: if it comes back, its next
 heartbeat answers ``fenced`` and it must stop what it runs and rejoin under a
-new id, never resurrect the sessions the cluster already ended.
+new id, never resurrect the sessions the cluster already ended. A silence
+of every node (Redis was away, or restarted from a snapshot) moves every
+lease on by its length: nobody is declared dead for beats nobody could send.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class NodeLease:
         self.heartbeat = heartbeat
         self.keys = keys or ClusterKeys()
         self.was_new = False
+        # Heartbeats Redis answered (operators and tests watch it advance).
+        self.renewals = 0
         self._beat = redis.register_script(lua("heartbeat"))
         self._claim = redis.register_script(lua("claim_dead"))
 
@@ -74,11 +78,12 @@ class NodeLease:
             pairs += [name, _field(value)]
         keys = self.keys
         answer = await self._beat(
-            keys=[keys.nodes, keys.node_info(self.node_id), keys.dead],
+            keys=[keys.nodes, keys.node_info(self.node_id), keys.dead, keys.beat],
             args=[self.node_id, self.lease_ms, *pairs],
         )
         status = _text(answer)
         self.was_new = status == "new"
+        self.renewals += 1
         return status != "fenced"
 
     async def leave(self) -> None:

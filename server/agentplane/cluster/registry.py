@@ -16,7 +16,9 @@ Redis may be unreachable for a while, or come back empty (no persistence).
 The registry keeps what only this node knows: the records of the sessions it
 runs, and the ends and slot releases it could not write. ``resync`` writes
 them once Redis answers, registering the running sessions again (slots
-included) when Redis lost them, so no session is lost from view.
+included) when Redis lost them, so no session is lost from view. Meanwhile
+``get`` answers this node's sessions from what it keeps, and UNAVAILABLE for
+the others.
 """
 
 from __future__ import annotations
@@ -276,7 +278,18 @@ class RedisSessionRegistry:
         await self._forget(keys=[self.keys.record(session_id), idem], args=[session_id])
 
     async def get(self, session_id: str) -> SessionRecord | None:
-        text = await self.redis.get(self.keys.record(session_id))
+        try:
+            text = await self.redis.get(self.keys.record(session_id))
+        except RedisError as error:
+            # Redis is away: this node still knows what it runs and what ended here.
+            known = self._owned.get(session_id) or self._unwritten.get(session_id)
+            if known is not None:
+                return known
+            raise Unavailable(
+                RedisUnavailable.REASON,
+                f"the cluster's Redis cannot be reached ({type(error).__name__}) and session "
+                f"{session_id} does not run on this node; retry shortly",
+            ) from error
         return None if text is None else record_from_json(text)
 
 

@@ -64,8 +64,11 @@ class EventRelay:
         retention_seconds: float,
         outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
         backfill: int | None = None,
+        reader: RedisEventStream | None = None,
     ) -> None:
         self.stream = stream
+        # What the follower reads through: best a client of its own (ClusterMember's).
+        self.reader = reader or stream
         self.log = log
         self.outbox_limit = outbox_limit
         # How much history a joining node reads in: as much as its ring holds.
@@ -104,7 +107,7 @@ class EventRelay:
         ]
 
     async def stop(self) -> None:
-        """Append what is waiting (bounded), then stop both tasks."""
+        """Append what is waiting (bounded), then stop both tasks (bounded too)."""
         if self._outbox and self._tasks:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._drained(), FLUSH_SECONDS)
@@ -112,12 +115,15 @@ class EventRelay:
                 logger.warning(
                     "%d events were not appended to the cluster's stream", len(self._outbox)
                 )
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=FLUSH_SECONDS)
+            if stuck:
+                # A Redis command that did not take the cancellation: it ends
+                # when its client is closed (the owner of the client does that).
+                logger.warning("the event relay did not stop within %.0f s", FLUSH_SECONDS)
         await self._forgetting.aclose()
 
     async def _drained(self) -> None:
@@ -173,7 +179,7 @@ class EventRelay:
     async def _catch_up(self) -> None:
         """Read everything after ``position`` that is already in the stream."""
         while True:
-            batch = await self.stream.read(self._position, count=BATCH)
+            batch = await self.reader.read(self._position, count=BATCH)
             if not self._take(batch.epoch, batch.events):
                 continue
             if len(batch.events) < BATCH:
@@ -183,11 +189,8 @@ class EventRelay:
         delay = RETRY_MIN_SECONDS
         while True:
             try:
-                batch = await asyncio.wait_for(
-                    self.stream.read(self._position, count=BATCH, block_ms=BLOCK_MS),
-                    BLOCK_MS / 1000 + 2,
-                )
-            except Exception as error:  # Redis unreachable or paused: try again
+                batch = await self.reader.read(self._position, count=BATCH, block_ms=BLOCK_MS)
+            except Exception as error:  # Redis unreachable, or paused past the socket timeout
                 self._failures.warning("reading the cluster's event stream failed: %r", error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)

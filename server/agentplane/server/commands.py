@@ -150,7 +150,8 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
     @click.option(
         "--advertise-address",
         default=None,
-        help="HOST:PORT other nodes reach this node's gRPC port at.  [default: as bound]",
+        help="HOST:PORT this node's gRPC port is reached at, as the cluster lists it.  "
+        "[default: as bound; the host name when bound to 0.0.0.0 or ::]",
     )
     @click.option(
         "--agents-log-level",

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -285,7 +286,7 @@ class Runner:
         assert options.redis_url is not None and self.grpc is not None
         member = ClusterMember(
             options.redis_url,
-            advertise_address=options.advertise_address or f"{host}:{self.grpc.port}",
+            advertise_address=options.advertise_address or _reachable(host, self.grpc.port),
             heartbeat=options.cluster_heartbeat,
             keys=ClusterKeys(options.redis_prefix),
             retention_seconds=self.launcher.retention_seconds,
@@ -304,3 +305,14 @@ class Runner:
                 print(f"  event {event.payload['name']}: {event.payload['data']}")
             elif event.kind is EventKind.STATE_CHANGED:
                 print(f"  state {event.payload['state'].name.lower()}")
+
+
+def _reachable(host: str, port: int | None) -> str:
+    """The address to advertise for a port bound on ``host``.
+
+    A wildcard bind (0.0.0.0, ::) names no address another node could use:
+    the machine's host name stands in (``--advertise-address`` says better).
+    """
+    if host in ("", "0.0.0.0", "::"):
+        return f"{socket.gethostname()}:{port}"
+    return f"{host}:{port}"
