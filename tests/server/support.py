@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,12 +140,15 @@ def subprocess_env() -> dict[str, str]:
 class Proc:
     """A server subprocess whose stdout and stderr are read as they come."""
 
-    def __init__(self, args: list[str], cwd: Path = REPO_ROOT) -> None:
+    def __init__(
+        self, args: list[str], cwd: Path = REPO_ROOT, env: Mapping[str, str] | None = None
+    ) -> None:
+        """``env``: variables set on top of ``subprocess_env()``."""
         self.args = args
         self.popen = subprocess.Popen(
             args,
             cwd=cwd,
-            env=subprocess_env(),
+            env={**subprocess_env(), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
