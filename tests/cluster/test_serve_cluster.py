@@ -258,3 +258,29 @@ async def test_a_draining_node_places_new_starts_and_its_sessions_stay_visible(
     finally:
         for channel in channels:
             await channel.close()
+
+
+async def test_the_http_routes_of_any_node_answer_for_any_session(nodes: list[Proc]) -> None:
+    ports = [proc.grpc_port() for proc in nodes]
+    http_ports = [
+        int(proc.wait_for(r"agentplane HTTP listening on \S+:(\d+)").group(1)) for proc in nodes
+    ]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{ports[2]}") as channel:
+        stub = pb_grpc.SessionServiceStub(channel)
+        sid = (await stub.Start(pb.StartRequest(call_id="over-http"), timeout=30)).session_id
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_ports[0]}") as http:
+        got = await http.get(f"/calls/over-http/sessions/{sid}")
+        assert got.status_code == 200 and got.json()["state"] == "SESSION_STATE_RUNNING"
+
+        async def counted() -> bool:
+            metrics = await http.get(f"/sessions/{sid}/metrics")
+            return bool(metrics.json()["metrics"].get("frames__total") == 7)
+
+        await wait_until(counted, timeout=10)  # live metrics from node 2
+        closed = await http.delete(f"/sessions/{sid}")
+        assert closed.status_code == 200
+        assert closed.json()["end_reason"] == "END_REASON_CLOSED_BY_REQUEST"
+        # The same errors as one node gives.
+        missing = await http.get("/sessions/6e1f1c5a-0000-4000-8000-000000000000")
+        assert missing.status_code == 404 and "not found" in missing.json()["message"]
+    nodes[2].wait_for(rf"session {sid} ended: closed_by_request")
