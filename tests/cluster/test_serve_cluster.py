@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from agentplane.clients.grpcio import session_pb2
 from agentplane.clients.grpcio import session_service_pb2 as pb
@@ -19,11 +22,14 @@ from agentplane.cluster import ClusterKeys
 from tests.server.support import Proc, console_script
 from tests.support import wait_until
 
+from .conftest import free_port, start_redis
+
 PORTS = ("--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--no-demo-page")
 
 
-@pytest.fixture
-def nodes(redis_url: str, keys: ClusterKeys) -> Iterator[list[Proc]]:
+@contextlib.contextmanager
+def serve_nodes(redis_url: str, keys: ClusterKeys, count: int = 3) -> Iterator[list[Proc]]:
+    """``count`` real ``agentplane serve`` processes in one cluster, once all are ready."""
     started = [
         Proc(
             [
@@ -40,7 +46,7 @@ def nodes(redis_url: str, keys: ClusterKeys) -> Iterator[list[Proc]]:
                 "WARNING",
             ]
         )
-        for _ in range(3)
+        for _ in range(count)
     ]
     try:
         for proc in started:
@@ -59,6 +65,12 @@ def nodes(redis_url: str, keys: ClusterKeys) -> Iterator[list[Proc]]:
             with contextlib.suppress(Exception):
                 proc.wait(20)
             proc.kill()
+
+
+@pytest.fixture
+def nodes(redis_url: str, keys: ClusterKeys) -> Iterator[list[Proc]]:
+    with serve_nodes(redis_url, keys) as started:
+        yield started
 
 
 async def _start(stub: pb_grpc.SessionServiceStub, call_id: str) -> str:
@@ -284,3 +296,99 @@ async def test_the_http_routes_of_any_node_answer_for_any_session(nodes: list[Pr
         missing = await http.get("/sessions/6e1f1c5a-0000-4000-8000-000000000000")
         assert missing.status_code == 404 and "not found" in missing.json()["message"]
     nodes[2].wait_for(rf"session {sid} ended: closed_by_request")
+
+
+@pytest.mark.parametrize("keeps_data", [True, False], ids=["snapshot", "empty"])
+async def test_a_redis_outage_under_load_loses_no_session_from_view(
+    tmp_path: Path, keys: ClusterKeys, keeps_data: bool
+) -> None:
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        with serve_nodes(url, keys) as procs:
+            channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port()}") for p in procs]
+            http_ports = [
+                int(p.wait_for(r"agentplane HTTP listening on \S+:(\d+)").group(1)) for p in procs
+            ]
+            http = httpx.AsyncClient()
+            try:
+                stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+                # Two sessions on each node (a Start runs where it lands while there is room).
+                owned = {
+                    (
+                        await stubs[n].Start(pb.StartRequest(call_id=f"c{n}-{i}"), timeout=30)
+                    ).session_id: n
+                    for n in range(3)
+                    for i in range(2)
+                }
+                codes: collections.Counter[str] = collections.Counter()
+                stop = asyncio.Event()
+
+                async def load(stub: pb_grpc.SessionServiceStub) -> None:
+                    n = 0
+                    while not stop.is_set():
+                        n += 1
+                        for call in (
+                            stub.Get(pb.GetRequest(session_id=sid), timeout=10) for sid in owned
+                        ):
+                            try:
+                                await call
+                                codes["OK"] += 1
+                            except grpc.aio.AioRpcError as error:
+                                codes[error.code().name] += 1
+                        codes[await _start(stub, f"load-{id(stub)}-{n}")] += 1
+
+                async def ready(n: int) -> int:
+                    return (await http.get(f"http://127.0.0.1:{http_ports[n]}/ready")).status_code
+
+                loaders = [asyncio.create_task(load(stub)) for stub in stubs]
+                if keeps_data:
+                    admin = aioredis.Redis.from_url(url)
+                    with contextlib.suppress(Exception):  # the server closes the connection
+                        await admin.execute_command("SHUTDOWN", "SAVE")
+                    await admin.aclose()
+                else:
+                    redis.kill()
+                redis.wait(10)
+
+                async def none_ready() -> bool:
+                    return [await ready(n) for n in range(3)] == [400, 400, 400]
+
+                await wait_until(none_ready, timeout=15)
+                # Down: each node still answers for its own sessions, and closes them.
+                for sid, n in owned.items():
+                    got = await stubs[n].Get(pb.GetRequest(session_id=sid), timeout=10)
+                    assert got.session.state == session_pb2.SESSION_STATE_RUNNING
+                closed = next(iter(owned))
+                await stubs[owned[closed]].Close(pb.CloseRequest(session_id=closed), timeout=10)
+                redis = start_redis(port, tmp_path)  # back: with its snapshot, or empty
+
+                async def all_ready() -> bool:
+                    return [await ready(n) for n in range(3)] == [200, 200, 200]
+
+                await wait_until(all_ready, timeout=15)
+                stop.set()
+                await asyncio.gather(*loaders)
+                # Nothing but answers a client can act on, throughout.
+                assert set(codes) <= {"OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED"}, codes
+                assert codes["UNAVAILABLE"] > 0 and codes["OK"] > 0
+                # No session lost from view, from any node, each as it is.
+                for stub in stubs:
+                    for sid in owned:
+                        got = await stub.Get(pb.GetRequest(session_id=sid), timeout=10)
+                        if sid == closed:
+                            assert (
+                                got.session.end_reason == session_pb2.END_REASON_CLOSED_BY_REQUEST
+                            )
+                        else:
+                            assert got.session.state == session_pb2.SESSION_STATE_RUNNING
+                assert "node_lost" not in "".join(p.text() for p in procs)
+                assert await _start(stubs[0], "after") == "OK"
+            finally:
+                await http.aclose()
+                for channel in channels:
+                    await channel.close()
+    finally:
+        redis.kill()
+        redis.wait(10)

@@ -31,6 +31,11 @@ class ClusterKeys:
         return f"{self.prefix}beat"
 
     @property
+    def since(self) -> str:
+        """STRING since when this Redis holds the cluster's sessions (ms; ``heartbeat.lua``)."""
+        return f"{self.prefix}since"
+
+    @property
     def counts(self) -> str:
         """HASH node id -> admitted sessions the node holds."""
         return f"{self.prefix}counts"

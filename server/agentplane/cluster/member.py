@@ -96,7 +96,11 @@ class ClusterMember:
         )
         self.lease = NodeLease(self.redis, heartbeat=heartbeat, keys=self.keys)
         self.registry = RedisSessionRegistry(
-            self.redis, self.lease.node_id, keys=self.keys, retention_seconds=retention_seconds
+            self.redis,
+            self.lease.node_id,
+            keys=self.keys,
+            retention_seconds=retention_seconds,
+            lease_ms=self.lease.lease_ms,
         )
         self.retention_seconds = retention_seconds
         self.rejoined = 0

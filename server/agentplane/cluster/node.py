@@ -78,8 +78,8 @@ class NodeLease:
             pairs += [name, _field(value)]
         keys = self.keys
         answer = await self._beat(
-            keys=[keys.nodes, keys.node_info(self.node_id), keys.dead, keys.beat],
-            args=[self.node_id, self.lease_ms, *pairs],
+            keys=[keys.nodes, keys.node_info(self.node_id), keys.dead, keys.beat, keys.since],
+            args=[self.node_id, self.lease_ms, "1" if self.renewals else "0", *pairs],
         )
         status = _text(answer)
         self.was_new = status == "new"

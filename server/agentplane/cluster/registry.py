@@ -76,8 +76,11 @@ class RedisSessionRegistry:
         *,
         keys: ClusterKeys | None = None,
         retention_seconds: float = 300.0,
+        lease_ms: int = 3000,
     ) -> None:
         self.redis = redis
+        # How long after Redis lost its data every live node has registered again.
+        self.lease_ms = lease_ms
         self.node_id = node_id
         self.keys = keys or ClusterKeys()
         self.retention_ms = max(1, int(retention_seconds * 1000))
@@ -266,7 +269,7 @@ class RedisSessionRegistry:
     async def forget(self, session_id: str) -> None:
         if self.fenced:
             return
-        record = await self.get(session_id)
+        record = await self._read(session_id)
         if record is None:
             return
         await self.release(record)
@@ -278,19 +281,49 @@ class RedisSessionRegistry:
         await self._forget(keys=[self.keys.record(session_id), idem], args=[session_id])
 
     async def get(self, session_id: str) -> SessionRecord | None:
+        """The session's record; None only when the cluster surely has no such session.
+
+        Moments after Redis lost its data, the nodes are still registering
+        their sessions again: a miss then is UNAVAILABLE, not "not found".
+        """
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.keys.record(session_id))
+                pipe.get(self.keys.since)
+                pipe.time()
+                text, since, (seconds, micros) = await pipe.execute()
+        except RedisError as error:
+            return self._known(session_id, error)
+        if text is not None:
+            return record_from_json(text)
+        if session_id in self._owned:
+            return self._owned[session_id]  # it runs here: Redis will have it again
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        if since is None or now_ms - int(since) < self.lease_ms:
+            raise Unavailable(
+                RedisUnavailable.REASON,
+                f"session {session_id} is not in the cluster's Redis, which lost its data moments "
+                "ago; the nodes are registering their sessions again: retry shortly",
+            )
+        return None
+
+    async def _read(self, session_id: str) -> SessionRecord | None:
         try:
             text = await self.redis.get(self.keys.record(session_id))
         except RedisError as error:
-            # Redis is away: this node still knows what it runs and what ended here.
-            known = self._owned.get(session_id) or self._unwritten.get(session_id)
-            if known is not None:
-                return known
-            raise Unavailable(
-                RedisUnavailable.REASON,
-                f"the cluster's Redis cannot be reached ({type(error).__name__}) and session "
-                f"{session_id} does not run on this node; retry shortly",
-            ) from error
+            return self._known(session_id, error)
         return None if text is None else record_from_json(text)
+
+    def _known(self, session_id: str, error: RedisError) -> SessionRecord:
+        """While Redis is away: what this node keeps of ``session_id``, or UNAVAILABLE."""
+        known = self._owned.get(session_id) or self._unwritten.get(session_id)
+        if known is not None:
+            return known
+        raise Unavailable(
+            RedisUnavailable.REASON,
+            f"the cluster's Redis cannot be reached ({type(error).__name__}) and session "
+            f"{session_id} does not run on this node; retry shortly",
+        ) from error
 
 
 def _text(value: Any) -> str:
