@@ -7,7 +7,7 @@ import collections
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -67,6 +67,17 @@ def serve_nodes(redis_url: str, keys: ClusterKeys, count: int = 3) -> Iterator[l
             proc.kill()
 
 
+@contextlib.asynccontextmanager
+async def grpc_stubs(procs: list[Proc]) -> AsyncIterator[list[pb_grpc.SessionServiceStub]]:
+    """A stub on its own channel for each node's gRPC port."""
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{proc.grpc_port()}") for proc in procs]
+    try:
+        yield [pb_grpc.SessionServiceStub(channel) for channel in channels]
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
 @pytest.fixture
 def nodes(redis_url: str, keys: ClusterKeys) -> Iterator[list[Proc]]:
     with serve_nodes(redis_url, keys) as started:
@@ -82,10 +93,7 @@ async def _start(stub: pb_grpc.SessionServiceStub, call_id: str) -> str:
 
 
 async def test_three_nodes_admit_exactly_the_cluster_limit(nodes: list[Proc]) -> None:
-    ports = [proc.grpc_port() for proc in nodes]
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
-    try:
-        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+    async with grpc_stubs(nodes) as stubs:
         # 100 concurrent Starts at each node against a cluster-wide limit of 50.
         outcomes = await asyncio.gather(*(_start(stubs[n % 3], f"call-{n}") for n in range(300)))
         assert outcomes.count("OK") == 50, outcomes
@@ -93,16 +101,10 @@ async def test_three_nodes_admit_exactly_the_cluster_limit(nodes: list[Proc]) ->
         # One session per call across the cluster: the same call on another node is refused.
         more = await asyncio.gather(*(_start(stubs[n], "shared") for n in range(3)))
         assert sorted(more) == ["RESOURCE_EXHAUSTED"] * 3  # the cluster is full
-    finally:
-        for channel in channels:
-            await channel.close()
 
 
 async def test_any_node_answers_get_for_any_session(nodes: list[Proc]) -> None:
-    ports = [proc.grpc_port() for proc in nodes]
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
-    try:
-        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+    async with grpc_stubs(nodes) as stubs:
         started = await stubs[0].Start(pb.StartRequest(call_id="seen-everywhere"), timeout=30)
         sid = started.session_id
         for stub in stubs:
@@ -113,9 +115,6 @@ async def test_any_node_answers_get_for_any_session(nodes: list[Proc]) -> None:
             await stubs[2].Start(pb.StartRequest(call_id="seen-everywhere"), timeout=30)
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "in the cluster" in (refused.value.details() or "")
-    finally:
-        for channel in channels:
-            await channel.close()
 
 
 async def test_a_killed_nodes_sessions_end_node_lost_and_free_their_slots(
@@ -159,10 +158,7 @@ async def test_a_killed_nodes_sessions_end_node_lost_and_free_their_slots(
 async def test_close_and_metrics_through_any_node_reach_the_owner_at_once(
     nodes: list[Proc],
 ) -> None:
-    ports = [proc.grpc_port() for proc in nodes]
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
-    try:
-        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+    async with grpc_stubs(nodes) as stubs:
         latencies = []
         for n in range(5):
             sid = (await stubs[2].Start(pb.StartRequest(call_id=f"far-{n}"), timeout=30)).session_id
@@ -185,9 +181,6 @@ async def test_close_and_metrics_through_any_node_reach_the_owner_at_once(
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stubs[0].Close(pb.CloseRequest(session_id="no-such-session"), timeout=10)
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
-    finally:
-        for channel in channels:
-            await channel.close()
 
 
 def _kind(event: pb.StreamEventsResponse) -> str:
@@ -197,10 +190,7 @@ def _kind(event: pb.StreamEventsResponse) -> str:
 async def test_a_watcher_sees_every_nodes_events_and_moves_between_nodes_with_its_cursor(
     nodes: list[Proc],
 ) -> None:
-    ports = [proc.grpc_port() for proc in nodes]
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
-    try:
-        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+    async with grpc_stubs(nodes) as stubs:
         # A watcher of every session, on node 0, from its first event on.
         watch = stubs[0].StreamEvents(pb.StreamEventsRequest(after_cursor=0), timeout=60)
         sid = (await stubs[1].Start(pb.StartRequest(call_id="watched"), timeout=30)).session_id
@@ -233,18 +223,12 @@ async def test_a_watcher_sees_every_nodes_events_and_moves_between_nodes_with_it
             assert response.status_code == 200
             ids = [line[4:] async for line in response.aiter_lines() if line.startswith("id: ")]
         assert ids == [f"{e.epoch}:{e.cursor}" for e in rest]
-    finally:
-        for channel in channels:
-            await channel.close()
 
 
 async def test_a_draining_node_places_new_starts_and_its_sessions_stay_visible(
     nodes: list[Proc],
 ) -> None:
-    ports = [proc.grpc_port() for proc in nodes]
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for port in ports]
-    try:
-        stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+    async with grpc_stubs(nodes) as stubs:
         held = (await stubs[0].Start(pb.StartRequest(call_id="held"), timeout=30)).session_id
         http_port = int(nodes[0].wait_for(r"agentplane HTTP listening on \S+:(\d+)").group(1))
         nodes[0].send(signal.SIGTERM)  # drains: its session keeps running
@@ -267,9 +251,6 @@ async def test_a_draining_node_places_new_starts_and_its_sessions_stay_visible(
         assert nodes[0].wait(30) == 0
         got = await stubs[1].Get(pb.GetRequest(session_id=held), timeout=10)
         assert got.session.end_reason == session_pb2.END_REASON_CLOSED_BY_REQUEST
-    finally:
-        for channel in channels:
-            await channel.close()
 
 
 async def test_the_http_routes_of_any_node_answer_for_any_session(nodes: list[Proc]) -> None:
@@ -307,13 +288,10 @@ async def test_a_redis_outage_under_load_loses_no_session_from_view(
     url = f"redis://127.0.0.1:{port}/0"
     try:
         with serve_nodes(url, keys) as procs:
-            channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p.grpc_port()}") for p in procs]
             http_ports = [
                 int(p.wait_for(r"agentplane HTTP listening on \S+:(\d+)").group(1)) for p in procs
             ]
-            http = httpx.AsyncClient()
-            try:
-                stubs = [pb_grpc.SessionServiceStub(channel) for channel in channels]
+            async with grpc_stubs(procs) as stubs, httpx.AsyncClient() as http:
                 # Two sessions on each node (a Start runs where it lands while there is room).
                 owned = {
                     (
@@ -385,10 +363,6 @@ async def test_a_redis_outage_under_load_loses_no_session_from_view(
                             assert got.session.state == session_pb2.SESSION_STATE_RUNNING
                 assert "node_lost" not in "".join(p.text() for p in procs)
                 assert await _start(stubs[0], "after") == "OK"
-            finally:
-                await http.aclose()
-                for channel in channels:
-                    await channel.close()
     finally:
         redis.kill()
         redis.wait(10)
