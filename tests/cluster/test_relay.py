@@ -65,6 +65,12 @@ async def take(watch: AsyncIterator[SessionEvent], count: int) -> list[SessionEv
     return got
 
 
+def emit(log: EventLog, numbers: range, session_id: str = "s") -> None:
+    """Publish one agent event per number, as a session's agent would."""
+    for n in numbers:
+        log.publish(session_id, "call", AGENT, {"name": "x", "data": {"n": n}})
+
+
 async def until_ended(watch: AsyncIterator[SessionEvent]) -> list[SessionEvent]:
     """Events up to the first ENDED, GAPs left out (how many depends on timing)."""
     got = []
@@ -110,13 +116,11 @@ async def test_a_watcher_moves_to_another_node_with_its_cursor_and_loses_nothing
     redis_url: str, keys: ClusterKeys
 ) -> None:
     async with nodes(redis_url, keys, 2) as (a, b):
-        for n in range(4):
-            b.log.publish("s", "call", AGENT, {"name": "x", "data": {"n": n}})
+        emit(b.log, range(4))
         on_a = a.log.watch(None, 0)
         first = await take(on_a, 2)
         await on_a.aclose()  # the connection to node A dropped
-        for n in range(4, 8):
-            a.log.publish("s", "call", AGENT, {"name": "x", "data": {"n": n}})
+        emit(a.log, range(4, 8))
         # It resumes on node B with the cursor and epoch it had.
         on_b = b.log.watch(None, first[-1].cursor, a.log.epoch)
         rest = await take(on_b, 6)
@@ -128,8 +132,7 @@ async def test_a_node_that_joins_later_holds_the_recent_history(
     redis_url: str, keys: ClusterKeys
 ) -> None:
     async with nodes(redis_url, keys, 1) as (a,):
-        for n in range(30):
-            a.log.publish("s", "call", AGENT, {"name": "x", "data": {"n": n}})
+        emit(a.log, range(30))
         await wait_until(lambda: a.log.last_cursor == 30, timeout=10)
         late = Node(redis_url, keys, buffer_size=10)
         try:
@@ -148,8 +151,7 @@ async def test_history_trimmed_from_the_stream_is_an_explicit_gap(
     redis_url: str, keys: ClusterKeys
 ) -> None:
     async with nodes(redis_url, keys, 1, max_length=100) as (a,):
-        for n in range(1000):
-            a.log.publish("s", "call", AGENT, {"name": "x", "data": {"n": n}})
+        emit(a.log, range(1000))
         await wait_until(lambda: a.log.last_cursor == 1000, timeout=10)
         # A node whose history reaches further back than the stream still holds.
         late = Node(redis_url, keys, buffer_size=1000, max_length=100)
@@ -171,8 +173,7 @@ async def test_a_stream_restarted_empty_is_a_gap_then_the_new_log(
     redis_url: str, keys: ClusterKeys
 ) -> None:
     async with nodes(redis_url, keys, 2) as (a, b):
-        for n in range(3):
-            a.log.publish("s", "call", AGENT, {"name": "x", "data": {"n": n}})
+        emit(a.log, range(3))
         watch = b.log.watch(None, 0)
         assert data(await take(watch, 3)) == [0, 1, 2]
         old = b.log.epoch
@@ -201,8 +202,7 @@ async def test_events_published_while_redis_is_down_arrive_when_it_is_back(
             assert [e.kind for e in await take(watch, 1)] == [EventKind.STARTED]
             server.kill()
             server.wait(10)
-            for n in range(5):
-                a.log.publish("s", "call", AGENT, {"name": "x", "data": {"n": n}})
+            emit(a.log, range(5))
             a.log.publish("s", "call", EventKind.ENDED, {})
             await wait_until(lambda: a.relay.pending == 6, timeout=10)
             server = start_redis(port, tmp_path)  # back, and empty
@@ -226,8 +226,7 @@ async def test_a_full_outbox_drops_metrics_and_agent_events_never_lifecycle_ones
             server.kill()
             server.wait(10)
             a.log.publish("s", "call", EventKind.STARTED, {})
-            for n in range(6):
-                a.log.publish("s", "call", AGENT, {"name": "x", "data": {"n": n}})
+            emit(a.log, range(6))
             a.log.publish("s", "call", EventKind.ENDED, {})
             assert a.relay.pending == 4 and a.relay.dropped == 4
             server = start_redis(port, tmp_path)
