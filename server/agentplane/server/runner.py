@@ -279,8 +279,15 @@ class Runner:
 
     async def _join_cluster(self, host: str) -> ClusterMember:
         """This node in the cluster of ``redis_url`` (the launcher gets its registry)."""
-        from agentplane.cluster.keys import ClusterKeys  # only a cluster needs redis-py
-        from agentplane.cluster.member import ClusterMember
+        try:  # only a cluster needs redis-py
+            from agentplane.cluster.keys import ClusterKeys
+            from agentplane.cluster.member import ClusterMember
+        except ModuleNotFoundError as missing:
+            if (missing.name or "").partition(".")[0] != "redis":
+                raise
+            raise RuntimeError(
+                "a cluster (--redis-url) needs redis-py: pip install 'agentplane[redis]'"
+            ) from missing
 
         options = self.serve_options
         assert options.redis_url is not None and self.grpc is not None
