@@ -72,23 +72,25 @@ class RedisEventStream:
         return _cursor(entries[0][0]) if entries else None
 
     async def read(self, after: int, *, count: int = 500, block_ms: int | None = None) -> Batch:
-        """Events after cursor ``after`` (at most ``count``); waits up to ``block_ms`` for one."""
+        """Events after cursor ``after`` (at most ``count``); waits up to ``block_ms`` for one.
+
+        One XREAD while events flow: each entry carries its epoch. Only a
+        read that found nothing asks for the stream's epoch (a stream that
+        restarted empty and has not reached ``after`` yet shows it there).
+        """
         keys = self.keys
-        epoch, answer = None, None
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(keys.events_meta, "e")
-            pipe.xread({keys.events: f"{after}-1"}, count=count)
-            epoch, answer = await pipe.execute()
-        if not answer and block_ms:
-            answer = await self.redis.xread(
-                {keys.events: f"{after}-1"}, count=count, block=block_ms
-            )
-            epoch = await self.redis.hget(keys.events_meta, "e")
+        answer = await self.redis.xread(
+            {keys.events: f"{after}-1"}, count=count, block=block_ms or None
+        )
         events: list[SessionEvent] = []
+        epoch: Any = None
         for _stream, entries in answer or ():
             for entry_id, fields in entries:
                 raw = fields.get(b"e", fields.get("e"))
+                epoch = fields.get(b"g", fields.get("g")) or epoch
                 events.append(event_from_json(_cursor(entry_id), raw))
+        if epoch is None:  # nothing read, or entries of an older version without it
+            epoch = await self.redis.hget(keys.events_meta, "e")
         return Batch("" if epoch is None else _text(epoch), events)
 
 

@@ -286,18 +286,19 @@ class RedisSessionRegistry:
         Moments after Redis lost its data, the nodes are still registering
         their sessions again: a miss then is UNAVAILABLE, not "not found".
         """
-        try:
+        owned = self._owned.get(session_id)
+        if owned is not None:
+            return owned  # it runs here: the launcher's own record, fresher than Redis's copy
+        found = await self._read(session_id)
+        if found is not None:
+            return found
+        try:  # a miss (rare): one more round trip to tell "none" from "not yet again"
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.get(self.keys.record(session_id))
                 pipe.get(self.keys.since)
                 pipe.time()
-                text, since, (seconds, micros) = await pipe.execute()
+                since, (seconds, micros) = await pipe.execute()
         except RedisError as error:
             return self._known(session_id, error)
-        if text is not None:
-            return record_from_json(text)
-        if session_id in self._owned:
-            return self._owned[session_id]  # it runs here: Redis will have it again
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         if since is None or now_ms - int(since) < self.lease_ms:
             raise Unavailable(
