@@ -97,7 +97,7 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [*lines, ""]
 
 
-def _verdict(stat: Stat, ok: Callable[[float], bool]) -> str:
+def verdict(stat: Stat, ok: Callable[[float], bool]) -> str:
     if not stat.ok:
         return "not measured"
     return "**met**" if ok(stat.median) else "**missed**"
@@ -107,7 +107,7 @@ def _targets(f: Figures, has_peer: bool) -> list[list[str]]:
     rows: list[list[str]] = []
 
     def add(name: str, stat: Stat, text: str, ok: Callable[[float], bool]) -> None:
-        rows.append([name, text if stat.ok else "\u2013", _verdict(stat, ok)])
+        rows.append([name, text if stat.ok else "\u2013", verdict(stat, ok)])
 
     if has_peer:
         http = f.ratio((AP, "lifecycle/http/rate"), (PEER, "lifecycle/peer/rate"))
@@ -158,7 +158,7 @@ def _targets(f: Figures, has_peer: bool) -> list[list[str]]:
                 else "\u2013",
                 "**met**"
                 if stall.ok and max(stall.values) < 10
-                else _verdict(stall, lambda v: False),
+                else verdict(stall, lambda v: False),
             ]
         )
         memory = f.stat(AP, f"held/{hi}/rss_kib_per_session")
