@@ -7,6 +7,7 @@ which ran minutes apart at most) and then summarised the same way.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,26 @@ def _header(result: dict[str, Any], f: Figures) -> list[str]:
         "concurrent clients drive the throughput scenarios. Every figure: median (min\u2013max) "
         "over the rounds; ratios are computed round by round. Latencies in ms; server CPU is the "
         "sum over every server process (nodes and Redis) from /proc, with Redis's share beside it; "
-        '"load core busy" is the load generator\'s own CPU use.',
+        '"load core busy" is the load generator\'s own CPU use.' + _foreign(f),
         "",
     ]
+
+
+def _foreign(f: Figures) -> str:
+    """Other processes' CPU on the servers' core during the timed windows."""
+    values = [
+        value
+        for samples in f.samples.values()
+        for sample in samples
+        for key, value in sample.items()
+        if key.endswith("/foreign_pct")
+    ]
+    if not values:
+        return ""
+    return (
+        f" Other processes took {statistics.median(values):.1f}% of the servers' core in the "
+        f"median timed window, {max(values):.1f}% at most (`foreign_pct` in the raw data)."
+    )
 
 
 def _limits(result: dict[str, Any], f: Figures) -> list[str]:
