@@ -10,10 +10,9 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .clients import Driver, Transport
-from .servers import ServerProcess
 
 T = TypeVar("T")
 MAX_ERRORS_LOGGED = 3
@@ -69,6 +68,13 @@ class Window:
     max_ops: int = 1_000_000
 
 
+class Measurable(Protocol):
+    """What a measurement reads of the servers under test (``ServerProcess``, or a group)."""
+
+    def cpu_parts(self) -> dict[str, float]: ...
+    def foreign_seconds(self) -> float: ...
+
+
 @dataclass
 class Measured:
     ops: int
@@ -79,6 +85,8 @@ class Measured:
     errors: int
     error_samples: list[str]
     latencies: dict[str, list[float]]
+    # Server CPU seconds by process (one entry for a single server).
+    cpu_parts: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -112,7 +120,7 @@ Body = Callable[[Driver, Recorder, int, int], Awaitable[None]]
 
 
 async def closed_loop(
-    server: ServerProcess,
+    server: Measurable,
     transport: Transport,
     concurrency: int,
     body: Body,
@@ -142,14 +150,14 @@ async def closed_loop(
         await asyncio.sleep(window.warmup)
         errors_before = rec.errors
         foreign0 = server.foreign_seconds()
-        cpu0, client0, t0 = server.cpu_seconds(), client_cpu_seconds(), time.perf_counter()
+        parts0, client0, t0 = server.cpu_parts(), client_cpu_seconds(), time.perf_counter()
         rec.recording = True
         deadline = t0 + window.seconds
         # Polling a deadline and a count: no event to wait for.
         while time.perf_counter() < deadline and rec.ops < window.max_ops:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         rec.recording = False
-        t1, cpu1, client1 = time.perf_counter(), server.cpu_seconds(), client_cpu_seconds()
+        t1, parts1, client1 = time.perf_counter(), server.cpu_parts(), client_cpu_seconds()
         foreign = server.foreign_seconds() - foreign0
         errors = rec.errors - errors_before
     finally:
@@ -162,10 +170,11 @@ async def closed_loop(
     return Measured(
         ops=rec.ops,
         seconds=t1 - t0,
-        server_cpu=cpu1 - cpu0,
+        server_cpu=sum(parts1.values()) - sum(parts0.values()),
         client_cpu=client1 - client0,
         foreign_cpu=max(foreign, 0.0),
         errors=errors,
         error_samples=rec.error_samples,
         latencies=dict(rec.latencies),
+        cpu_parts={name: parts1[name] - parts0[name] for name in parts1},
     )

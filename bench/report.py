@@ -50,7 +50,7 @@ def _num(value: float, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _finite(values: list[float | None]) -> tuple[float, ...]:
+def finite(values: list[float | None]) -> tuple[float, ...]:
     return tuple(v for v in values if v is not None and math.isfinite(v))
 
 
@@ -59,7 +59,7 @@ class Figures:
         self.samples: Samples = result["samples"]
 
     def stat(self, server: str, key: str) -> Stat:
-        return Stat(_finite([s.get(key) for s in self.samples.get(server, [])]))
+        return Stat(finite([s.get(key) for s in self.samples.get(server, [])]))
 
     def ratio(
         self,
@@ -76,7 +76,7 @@ class Figures:
             if va is None or vb is None or not vb:
                 continue
             values.append(combine(va, vb) if combine else va / vb)
-        return Stat(_finite(values))
+        return Stat(finite(values))
 
 
 def _full_gcs(f: Figures, server: str, prefix: str) -> str:
@@ -91,13 +91,13 @@ def _full_gcs(f: Figures, server: str, prefix: str) -> str:
     return ", ".join(parts)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return [*lines, ""]
 
 
-def _verdict(stat: Stat, ok: Callable[[float], bool]) -> str:
+def verdict(stat: Stat, ok: Callable[[float], bool]) -> str:
     if not stat.ok:
         return "not measured"
     return "**met**" if ok(stat.median) else "**missed**"
@@ -107,7 +107,7 @@ def _targets(f: Figures, has_peer: bool) -> list[list[str]]:
     rows: list[list[str]] = []
 
     def add(name: str, stat: Stat, text: str, ok: Callable[[float], bool]) -> None:
-        rows.append([name, text if stat.ok else "\u2013", _verdict(stat, ok)])
+        rows.append([name, text if stat.ok else "\u2013", verdict(stat, ok)])
 
     if has_peer:
         http = f.ratio((AP, "lifecycle/http/rate"), (PEER, "lifecycle/peer/rate"))
@@ -158,7 +158,7 @@ def _targets(f: Figures, has_peer: bool) -> list[list[str]]:
                 else "\u2013",
                 "**met**"
                 if stall.ok and max(stall.values) < 10
-                else _verdict(stall, lambda v: False),
+                else verdict(stall, lambda v: False),
             ]
         )
         memory = f.stat(AP, f"held/{hi}/rss_kib_per_session")
@@ -218,8 +218,8 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
         f"# agentplane vs the Vision Agents agent server ({result['started_at'][:10]})",
         "",
         f"Machine: {m['nproc']} cores ({m.get('cpu_model') or 'unknown CPU'}), Python {m['python']}, "
-        f"Linux {m['kernel']}. Load average (1/5/15 min) {_load(m.get('loadavg_start'))} at the start, "
-        f"{_load(m.get('loadavg_end'))} at the end. "
+        f"Linux {m['kernel']}. Load average (1/5/15 min) {load_text(m.get('loadavg_start'))} at the start, "
+        f"{load_text(m.get('loadavg_end'))} at the end. "
         + (
             f"Servers pinned to core {cores['server']}, load generator to core {cores['load']}. "
             if cores.get("server") is not None
@@ -242,7 +242,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
     if chart_name:
         lines += [f"![chart]({chart_name})", ""]
     lines += ["## Targets", ""]
-    lines += _table(["target", "measured (median, min\u2013max)", "verdict"], _targets(f, has_peer))
+    lines += table(["target", "measured (median, min\u2013max)", "verdict"], _targets(f, has_peer))
 
     # 1. lifecycles
     lines += [
@@ -268,7 +268,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
                 f.stat(server, f"{prefix}/errors").fmt(0),
             ]
         )
-    lines += _table(
+    lines += table(
         ["server, client", "lifecycles/s", "\u00d7 peer", "server CPU ms / lifecycle",
          "Start p50 / p99", "Get p50 / p99", "Metrics p50 / p99", "Close p50 / p99",
          "load core busy", "errors"],
@@ -294,7 +294,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
         rows.append(
             _read_row(f, server, prefix, f"{server}, {CLIENT_NAMES[kind]}", rate_ratio, p99_ratio)
         )
-    lines += _table(_READ_HEADER, rows)
+    lines += table(_READ_HEADER, rows)
 
     # 3. held
     steps = sorted(
@@ -329,7 +329,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
                         f.stat(server, f"{p}/start_rate").fmt(0),
                     ]
                 )
-        lines += _table(
+        lines += table(
             ["K held", "server", "RSS KiB / session", "idle CPU (% of a core)",
              f"Get@{cfg['read_clients']} p50 / p99", f"Get@{cfg['read_clients']}/s",
              "one at a time: p99 / slowest", "full GC passes meanwhile (per round: passes \u00d7 mean ms)",
@@ -366,7 +366,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
                     f.stat(AP, f"{key}/client_busy_pct").fmt(0, "%"),
                 ]
             )
-        lines += _table(
+        lines += table(
             ["watchers", "via", "p50 ms", "p99 ms", "max ms", "delivered",
              "server CPU ms per event (all watchers)", "load core busy"],
             rows,
@@ -400,7 +400,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
                 f.stat(server, "start/internal_mean").fmt(3) if server == AP else "\u2013",
             ]
         )
-    lines += _table(
+    lines += table(
         ["server", "p50 ms", "p99 ms", "server CPU ms / Start", "server-side mean ms"], rows
     )
 
@@ -433,7 +433,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
                 f.stat(NOOP, f"noop/{kind}/client_busy_pct").fmt(0, "%"),
             ]
         )
-    lines += _table(
+    lines += table(
         ["client", "no-op Get/s", "agentplane Get/s", "fraction of the ceiling",
          "no-op server CPU ms", "agentplane server CPU ms", "fraction (CPU-bound capacity)",
          "load core busy (no-op)"],
@@ -487,7 +487,7 @@ def _fanout_keys(f: Figures) -> list[tuple[int, str]]:
     return sorted(keys, key=lambda item: (item[0], item[1] != "grpc"))
 
 
-def _load(values: list[float] | None) -> str:
+def load_text(values: list[float] | None) -> str:
     return " / ".join(f"{v:.2f}" for v in values) if values else "unknown"
 
 

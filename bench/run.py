@@ -187,7 +187,8 @@ async def run(cfg: Config, with_peer: bool, out_dir: Path) -> dict[str, Any]:
     return result
 
 
-def _config_dict(cfg: Config) -> dict[str, Any]:
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    """A run's sizes (a dataclass) as plain JSON."""
     import dataclasses
 
     plain: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(cfg)))

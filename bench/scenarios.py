@@ -73,7 +73,7 @@ def _call_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def _load_figures(prefix: str, measured: Measured, unit_calls: tuple[str, ...]) -> Sample:
+def load_figures(prefix: str, measured: Measured, unit_calls: tuple[str, ...]) -> Sample:
     out: Sample = {
         f"{prefix}/rate": measured.rate,
         f"{prefix}/cpu_ms": measured.cpu_ms_per_op,
@@ -113,7 +113,7 @@ async def lifecycles(server: ServerProcess, kind: str, cfg: Config) -> Sample:
     finally:
         await transport.aclose()
     _report_errors(f"lifecycles {kind}", measured)
-    return _load_figures(f"lifecycle/{kind}", measured, CALLS)
+    return load_figures(f"lifecycle/{kind}", measured, CALLS)
 
 
 # ----------------------------------------------------------------- 2. reads
@@ -145,7 +145,7 @@ async def reads(
         await transport.aclose()
     label = prefix or f"read/{kind}"
     _report_errors(label, measured)
-    out = _load_figures(label, measured, ())
+    out = load_figures(label, measured, ())
     out[f"{label}/p50"] = measured.ms("get", 0.50)
     out[f"{label}/p99"] = measured.ms("get", 0.99)
     out[f"{label}/max"] = measured.ms("get", 1.0)

@@ -42,6 +42,15 @@ def _kill_leftovers() -> None:
             proc.wait()
 
 
+def track_child(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` at exit if it still runs (a server the harness started)."""
+    _RUNNING.add(proc)
+
+
+def forget_child(proc: subprocess.Popen[bytes]) -> None:
+    _RUNNING.discard(proc)
+
+
 def core_busy_seconds(core: int | None) -> float:
     """CPU time the whole machine spent on ``core`` (every process), from /proc/stat."""
     if core is None:
@@ -149,6 +158,10 @@ class ServerProcess:
         times = self.ps.cpu_times()
         return float(times.user + times.system)
 
+    def cpu_parts(self) -> dict[str, float]:
+        """CPU seconds by process: one here (a group of servers has several)."""
+        return {self.name: self.cpu_seconds()}
+
     def foreign_seconds(self) -> float:
         """CPU time other processes took on this server's core (0 when not pinned)."""
         if self.core is None:
@@ -183,7 +196,15 @@ class ServerProcess:
         _RUNNING.discard(proc)
 
 
-def agentplane_server(cores: Cores, log_dir: Path) -> ServerProcess:
+def agentplane_server(
+    cores: Cores,
+    log_dir: Path,
+    *,
+    redis_url: str | None = None,
+    redis_prefix: str = "agentplane:",
+    name: str = "agentplane",
+) -> ServerProcess:
+    """``agentplane serve`` with the trivial agent; with ``redis_url``, a node of that cluster."""
     endpoint = Endpoint(HOST, free_port(), free_port())
     argv = [
         sys.executable, "-c", "from agentplane.server.cli import main; main()",
@@ -192,7 +213,12 @@ def agentplane_server(cores: Cores, log_dir: Path) -> ServerProcess:
         "--grpc-port", str(endpoint.grpc_port),
         "--agents-log-level", "WARNING", "--http-log-level", "WARNING",
     ]  # fmt: skip
-    return ServerProcess("agentplane", argv, endpoint, cores, log_dir)
+    if redis_url is not None:
+        argv += [
+            "--redis-url", redis_url, "--redis-prefix", redis_prefix,
+            "--advertise-address", f"{HOST}:{endpoint.grpc_port}",
+        ]  # fmt: skip
+    return ServerProcess(name, argv, endpoint, cores, log_dir)
 
 
 def peer_python() -> Path:
