@@ -160,8 +160,9 @@ def _on_paper(f: Figures, n: int) -> str:
     base, per_node = event[0] - event[1], event[1]
     return text + (
         f", about {per_node:.1f} commands per node when events come one at a time (the "
-        "blocking `XREAD` returns, an `HGET` of the stream's epoch, then an `HGET` and an "
-        "`XREAD` in one pipeline before blocking again). One at a time, an event costs about "
+        "follower's blocking `XREAD` returns the entry, which carries its epoch, and the "
+        "follower blocks again; only a read that found nothing asks for the epoch). One at a "
+        "time, an event costs about "
         f"{base:.1f} + {per_node:.1f}\u00b7N commands on N nodes ({base + 10 * per_node:.0f} on "
         f"10 nodes, {base + 50 * per_node:.0f} on 50); a Start carries one event and grows by "
         f"{start[1]:.1f} commands per node, a Close three (two state changes and its end) and grows "
@@ -382,8 +383,8 @@ def _gets(f: Figures, cfg: dict[str, Any]) -> list[str]:
             ],
             rows,
         ),
-        "Every node reads a session's record from Redis (one GET), the owner too: a Get costs "
-        "the same through any node.",
+        "The owner answers a Get from its own record; another node reads the record from "
+        "Redis (one GET, section 4 counts them).",
         "",
     ]
 
