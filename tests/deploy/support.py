@@ -363,3 +363,22 @@ def walk_strings(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from walk_strings(item)
+
+
+def start_guarded_session(base_url: str, token: str, call_id: str) -> str:
+    """Start a session over HTTP where a bearer token guards the routes; its id.
+
+    Checks on the way that the same request without the token is a 401 (the
+    deployment's token reached the server) and that the session reads back.
+    """
+    auth = {"Authorization": f"Bearer {token}"}
+    refused = httpx.post(f"{base_url}/sessions", json={"call_id": call_id}, timeout=30)
+    assert refused.status_code == 401, refused.text
+    started = httpx.post(
+        f"{base_url}/sessions", json={"call_id": call_id}, headers=auth, timeout=30
+    )
+    assert started.status_code == 201, started.text
+    session_id: str = started.json()["session_id"]
+    got = httpx.get(f"{base_url}/sessions/{session_id}", headers=auth, timeout=30)
+    assert got.status_code == 200 and got.json()["call_id"] == call_id, got.text
+    return session_id

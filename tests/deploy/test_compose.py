@@ -41,6 +41,7 @@ from tests.deploy.support import (
     program,
     seconds,
     start,
+    start_guarded_session,
     start_redis,
     stop_all,
     stop_bound,
@@ -262,16 +263,7 @@ def test_a_session_started_through_the_gateway_is_read_from_every_node(cluster: 
     auth = {"Authorization": f"Bearer {TOKEN}"}
     gateway = cluster.http("gateway")
     # The token from the environment reached the nodes: without it, 401.
-    refused = httpx.post(f"{gateway}/sessions", json={"call_id": "deploy-compose"}, timeout=30)
-    assert refused.status_code == 401, refused.text
-    started = httpx.post(
-        f"{gateway}/sessions", json={"call_id": "deploy-compose"}, headers=auth, timeout=30
-    )
-    assert started.status_code == 201, started.text
-    session_id = started.json()["session_id"]
-    got = httpx.get(f"{gateway}/sessions/{session_id}", headers=auth, timeout=30)
-    assert got.status_code == 200, got.text
-    assert got.json()["call_id"] == "deploy-compose"
+    session_id = start_guarded_session(gateway, TOKEN, "deploy-compose")
     # Any node answers for any session (what lets the gateway reach any of them).
     for name in NODES:
         seen = httpx.get(f"{cluster.http(name)}/sessions/{session_id}", headers=auth, timeout=30)

@@ -36,6 +36,7 @@ from tests.deploy.support import (
     k8s_expand,
     k8s_object,
     start,
+    start_guarded_session,
     start_redis,
     stop_all,
     stop_bound,
@@ -247,15 +248,7 @@ def test_the_pod_joined_the_cluster_at_its_pod_ip(pod: Pod) -> None:
 def test_the_secret_s_token_guards_the_http_service(pod: Pod) -> None:
     http = f"http://{LOOPBACK}:{pod.ports[8000]}"
     auth = {"Authorization": f"Bearer {SECRETS['agentplane']['api-token']}"}
-    refused = httpx.post(f"{http}/sessions", json={"call_id": "deploy-k8s"}, timeout=30)
-    assert refused.status_code == 401, refused.text
-    started = httpx.post(
-        f"{http}/sessions", json={"call_id": "deploy-k8s"}, headers=auth, timeout=30
-    )
-    assert started.status_code == 201, started.text
-    session_id = started.json()["session_id"]
-    got = httpx.get(f"{http}/sessions/{session_id}", headers=auth, timeout=30)
-    assert got.status_code == 200 and got.json()["call_id"] == "deploy-k8s", got.text
+    session_id = start_guarded_session(http, SECRETS["agentplane"]["api-token"], "deploy-k8s")
     closed = httpx.delete(f"{http}/sessions/{session_id}", headers=auth, timeout=30)
     assert closed.status_code == 200, closed.text
 
