@@ -66,6 +66,11 @@ class NoopService(SessionServiceBase):
     async def Metrics(self, stream: Stream[api_pb.MetricsRequest, api_pb.MetricsResponse]) -> None:
         raise GRPCError(Status.UNIMPLEMENTED)
 
+    async def ListSessions(
+        self, stream: Stream[api_pb.ListSessionsRequest, api_pb.ListSessionsResponse]
+    ) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED)
+
     async def StreamEvents(
         self, stream: Stream[api_pb.StreamEventsRequest, api_pb.StreamEventsResponse]
     ) -> None:

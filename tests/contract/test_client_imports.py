@@ -38,6 +38,7 @@ RPCS = {
     "close": "Close",
     "get": "Get",
     "metrics": "Metrics",
+    "list_sessions": "ListSessions",
     "stream_events": "StreamEvents",
 }
 
@@ -166,6 +167,20 @@ class ProtobufSessions(session_service_grpc.SessionServiceBase):
             )
         )
 
+    async def ListSessions(
+        self, stream: Stream[pb.ListSessionsRequest, pb.ListSessionsResponse]
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        # Echoes what arrived, so the client's encoding of each filter shows.
+        token = (
+            f"{request.page_size}|{request.page_token}|{list(request.states)}|"
+            f"{list(request.end_reasons)}|{request.started_after.seconds}|{request.order_by}"
+        )
+        await stream.send_message(
+            pb.ListSessionsResponse(sessions=[self.session(request.call_id)], next_page_token=token)
+        )
+
     async def StreamEvents(
         self, stream: Stream[pb.StreamEventsRequest, pb.StreamEventsResponse]
     ) -> None:
@@ -257,6 +272,20 @@ async def test_betterproto_client_against_grpclib_protobuf_server() -> None:
         closed = await stub.close(bp.CloseRequest(session_id="abc-123"))
         assert closed.session is not None
         assert closed.session.end_reason == bp.EndReason.CLOSED_BY_REQUEST
+
+        listed = await stub.list_sessions(
+            bp.ListSessionsRequest(
+                call_id="my-call-123",
+                page_size=2,
+                page_token="t",
+                states=[bp.SessionState.ENDED],
+                end_reasons=[bp.EndReason.ERROR, bp.EndReason.NODE_LOST],
+                started_after=datetime.datetime(2025, 1, 15, tzinfo=datetime.UTC),
+                order_by="session_started_at",
+            )
+        )
+        assert [s.call_id for s in listed.sessions] == ["my-call-123"]
+        assert listed.next_page_token == "2|t|[4]|[3, 7]|1736899200|session_started_at"
 
         metrics = await stub.metrics(bp.MetricsRequest(session_id="abc-123"))
         assert metrics.metrics == {"llm_latency_ms__avg": 245.5}

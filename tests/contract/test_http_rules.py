@@ -39,6 +39,10 @@ EXPECTED: dict[str, set[Binding]] = {
         ("GET", "/sessions/{session_id}/metrics", "", ""),
         ("GET", "/calls/{call_id}/sessions/{session_id}/metrics", "", ""),
     },
+    "ListSessions": {
+        ("GET", "/sessions", "", ""),
+        ("GET", "/calls/{call_id}/sessions", "", ""),
+    },
     "StreamEvents": {
         ("GET", "/sessions/{session_id}/events", "", ""),
         ("GET", "/events", "", ""),

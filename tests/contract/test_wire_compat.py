@@ -121,6 +121,26 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
             "metrics": METRICS,
         }
     ],
+    "ListSessionsRequest": [
+        {
+            "page_size": 20,
+            "page_token": "eyJ0IjoxfQ",
+            "call_id": "my-call-123",
+            "states": ["SESSION_STATE_ENDED"],
+            "end_reasons": ["END_REASON_ERROR", "END_REASON_NODE_LOST"],
+            "created_by": "user-7",
+            "started_after": STARTED_AT,
+            "started_before": ENDED_AT,
+            "ended_after": STARTED_AT,
+            "ended_before": ENDED_AT,
+            "order_by": "session_started_at",
+        },
+        {},
+    ],
+    "ListSessionsResponse": [
+        {"sessions": [SESSION, ENDED_SESSION], "next_page_token": "eyJ0IjoxfQ"},
+        {},
+    ],
     "StreamEventsRequest": [
         {"session_id": "abc-123", "after_cursor": "0"},
         {"session_id": "abc-123", "after_cursor": "41"},
@@ -289,9 +309,11 @@ def test_two_oneof_cases_on_the_wire_last_one_wins() -> None:
 
 
 def enum_carrier(enum: EnumDescriptor) -> tuple[str, str]:
-    """A message and field of that enum type."""
+    """A message and singular field of that enum type."""
     for name, descriptor in sorted(message_types().items()):
         for field in descriptor.fields:
+            if field.is_repeated:
+                continue
             if field.enum_type is not None and field.enum_type.full_name == enum.full_name:
                 return name, field.name
     raise AssertionError(f"no message uses {enum.full_name}")

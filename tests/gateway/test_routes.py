@@ -117,8 +117,8 @@ async def test_wrong_method_is_405_with_allow(gw: Deployment) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "DELETE, GET"
     assert response.json()["code"] == 12
-    response = await gw.http.get("/sessions")
-    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    response = await gw.http.put("/sessions")
+    assert response.status_code == 405 and response.headers["allow"] == "GET, POST"
     response = await gw.http.post("/health")
     assert response.status_code == 405 and response.headers["allow"] == "GET, HEAD"
     assert response.json()["message"] == "Method Not Allowed"

@@ -63,7 +63,11 @@ def test_session_service_bindings() -> None:
     assert routes[("GET", "/calls/{call_id}/sessions/{session_id}/metrics")].rpc_path == (
         "/agentplane.v1.SessionService/Metrics"
     )
-    assert len(bindings) == 12  # 2 Start, 4 Close, 2 Get, 2 Metrics, 2 StreamEvents
+    assert routes[("GET", "/calls/{call_id}/sessions")].rpc_path == (
+        "/agentplane.v1.SessionService/ListSessions"
+    )
+    # 2 Start, 4 Close, 2 Get, 2 Metrics, 2 ListSessions, 2 StreamEvents
+    assert len(bindings) == 14
 
 
 def _service_with_rule(rule: str) -> ServiceDescriptor:

@@ -7,9 +7,11 @@
 -- KEYS[5] idem    STRING session id for an idempotency key ("" key: none)
 -- KEYS[6] record  STRING the session's record (JSON)
 -- KEYS[7] owned   SET the session ids this node holds
+-- KEYS[8] sessions       ZSET session id -> started_at, every held session
+-- KEYS[9] call sessions  ZSET session id -> started_at, the call's held sessions
 -- ARGV: node_id, session_id, max_concurrent (0: off),
 --       max_per_call (0: off), permits_per_minute (0: off), record_json,
---       has_idem (0/1), max_per_node (0: off)
+--       has_idem (0/1), max_per_node (0: off), started_at (s)
 --
 -- Returns {"ok"} | {"dup", session_id} | {"fenced"} | {"node_full", count}
 --       | {"full", count} | {"call_full", count} | {"rate", retry_after_ms}
@@ -88,6 +90,8 @@ redis.call("HINCRBY", KEYS[2], node, 1)
 redis.call("HSET", KEYS[3], session, node)
 redis.call("SET", KEYS[6], ARGV[6])
 redis.call("SADD", KEYS[7], session)
+redis.call("ZADD", KEYS[8], ARGV[9], session)
+redis.call("ZADD", KEYS[9], ARGV[9], session)
 if ARGV[7] == "1" then
   redis.call("SET", KEYS[5], session) -- expires with the record, once it ended
 end

@@ -75,6 +75,15 @@ class ClusterKeys:
         """HASH session id -> node id: the sessions of one call."""
         return f"{self.prefix}call:{call_id}"
 
+    @property
+    def sessions(self) -> str:
+        """ZSET session id -> started_at (s): every held session, for ListSessions."""
+        return f"{self.prefix}sessions"
+
+    def call_sessions(self, call_id: str) -> str:
+        """ZSET session id -> started_at (s): one call's held sessions, for ListSessions."""
+        return f"{self.prefix}call-sessions:{call_id}"
+
     def record(self, session_id: str) -> str:
         """STRING the session's record as JSON."""
         return f"{self.prefix}session:{session_id}"

@@ -29,11 +29,13 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from agentplane.core.errors import AdmissionRejected, Unavailable
+from agentplane.core.listing import MAX_EXAMINED, ListPosition, SessionPage, SessionQuery
 from agentplane.core.models import SessionRecord
 from agentplane.core.registry import Limits
 from agentplane.net import RateLimitedLog
 
 from .keys import ClusterKeys
+from .listing import list_page
 from .records import record_from_json, record_to_json
 from .scripts import lua
 
@@ -123,6 +125,8 @@ class RedisSessionRegistry:
                 idem or keys.prefix + "idem:-",
                 keys.record(record.session_id),
                 keys.owned(self.node_id),
+                keys.sessions,
+                keys.call_sessions(record.call_id),
             ],
             args=[
                 self.node_id,
@@ -133,6 +137,7 @@ class RedisSessionRegistry:
                 record_to_json(record),
                 "1" if has_key else "0",
                 limits.max_sessions_per_node or 0,
+                repr(record.started_at),
             ],
         )
 
@@ -213,6 +218,9 @@ class RedisSessionRegistry:
             if record.idempotency_key:
                 idem = self.keys.idempotency(record.created_by, record.idempotency_key)
                 pipe.pexpire(idem, self.retention_ms)
+            if not only_existing:  # written anew (Redis lost it): listed again too
+                for index in (self.keys.sessions, self.keys.call_sessions(record.call_id)):
+                    pipe.zadd(index, {record.session_id: record.started_at})
             await pipe.execute()
 
     async def release(self, record: SessionRecord) -> None:
@@ -252,10 +260,13 @@ class RedisSessionRegistry:
                     self.keys.record(record.session_id),
                     record_to_json(record),
                     idem,
+                    self.keys.call_sessions(record.call_id),
+                    repr(record.started_at),
                 ]
             added = int(
                 await self._register(
-                    keys=[self.keys.counts, self.keys.owned(self.node_id)], args=args
+                    keys=[self.keys.counts, self.keys.owned(self.node_id), self.keys.sessions],
+                    args=args,
                 )
             )
         for session_id, record in list(self._unreleased.items()):
@@ -278,7 +289,15 @@ class RedisSessionRegistry:
             if record.idempotency_key
             else self.keys.prefix + "idem:-"
         )
-        await self._forget(keys=[self.keys.record(session_id), idem], args=[session_id])
+        await self._forget(
+            keys=[
+                self.keys.record(session_id),
+                idem,
+                self.keys.sessions,
+                self.keys.call_sessions(record.call_id),
+            ],
+            args=[session_id],
+        )
 
     async def get(self, session_id: str) -> SessionRecord | None:
         """The session's record; None only when the cluster surely has no such session.
@@ -307,6 +326,24 @@ class RedisSessionRegistry:
                 "ago; the nodes are registering their sessions again: retry shortly",
             )
         return None
+
+    async def list(
+        self,
+        query: SessionQuery,
+        after: ListPosition | None,
+        limit: int,
+        max_examined: int = MAX_EXAMINED,
+    ) -> SessionPage:
+        try:
+            return await list_page(
+                self.redis, self.keys, self._owned, query, after, limit, max_examined
+            )
+        except RedisError as error:
+            raise Unavailable(
+                RedisUnavailable.REASON,
+                f"the cluster's Redis cannot be reached ({type(error).__name__}): sessions "
+                "cannot be listed; retry shortly",
+            ) from error
 
     async def _read(self, session_id: str) -> SessionRecord | None:
         try:

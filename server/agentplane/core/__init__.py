@@ -15,6 +15,7 @@ from .errors import (
 )
 from .events import EventLog
 from .launcher import AgentLauncher
+from .listing import ListPosition, SessionPage, SessionQuery
 from .metrics import SessionMetrics
 from .models import EndReason, EventKind, LauncherStats, SessionEvent, SessionRecord, SessionState
 from .observers import LauncherHooks
@@ -36,11 +37,14 @@ __all__ = [
     "LauncherHooks",
     "LauncherStats",
     "Limits",
+    "ListPosition",
     "NotReady",
     "SessionContext",
     "SessionEvent",
     "SessionMetrics",
     "SessionNotFound",
+    "SessionPage",
+    "SessionQuery",
     "SessionRecord",
     "SessionRegistry",
     "SessionState",

@@ -34,6 +34,14 @@ from .errors import (
 )
 from .events import DEFAULT_BUFFER, DEFAULT_RETAINED_BYTES, EventLog
 from .expiry import ExpiryQueue
+from .listing import (
+    DEFAULT_PAGE_SIZE,
+    MAX_EXAMINED,
+    MAX_PAGE_SIZE,
+    ListPosition,
+    SessionPage,
+    SessionQuery,
+)
 from .models import EndReason, EventKind, LauncherStats, SessionRecord, SessionState
 from .observers import LauncherHooks, Observers
 from .registry import InMemorySessionRegistry, Limits, RemoteSessions, SessionRegistry
@@ -789,6 +797,24 @@ class AgentLauncher:
         if record is None:
             raise SessionNotFound(session_id)
         return record.snapshot()
+
+    async def list_sessions(
+        self,
+        query: SessionQuery,
+        after: ListPosition | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        max_examined: int = MAX_EXAMINED,
+    ) -> SessionPage:
+        """A page of sessions, running or ended within the retention window.
+
+        In a cluster, the whole cluster's. ``limit`` is 1 to ``MAX_PAGE_SIZE``;
+        the page examines at most ``max_examined`` sessions (``listing``).
+        """
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be 1 to {MAX_PAGE_SIZE}, got {limit}")
+        page = await self._registry.list(query, after, limit, max_examined)
+        page.records = [record.snapshot() for record in page.records]
+        return page
 
     async def get_metrics(self, session_id: str) -> tuple[SessionRecord, dict[str, float]]:
         """The session and its metrics snapshot (final metrics once ended)."""

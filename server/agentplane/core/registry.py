@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import AdmissionRejected
+from .listing import MAX_EXAMINED, AdmissionOrder, ListPosition, SessionPage, SessionQuery, collect
 from .models import SessionRecord
 
 RATE_WINDOW_SECONDS = 60.0
@@ -70,6 +71,16 @@ class SessionRegistry(Protocol):
         """The stored record, or None."""
         ...
 
+    async def list(
+        self,
+        query: SessionQuery,
+        after: ListPosition | None,
+        limit: int,
+        max_examined: int = MAX_EXAMINED,
+    ) -> SessionPage:
+        """A page of the stored records matching ``query`` (``listing.collect``'s rules)."""
+        ...
+
 
 class RemoteSessions(Protocol):
     """Sessions that run on other nodes of a cluster (``agentplane.cluster``).
@@ -116,6 +127,8 @@ class InMemorySessionRegistry:
         self._admitted: set[str] = set()
         self._per_call: collections.Counter[str] = collections.Counter()
         self._recent_admissions: collections.deque[float] = collections.deque()
+        self._order = AdmissionOrder()
+        self._call_order: dict[str, AdmissionOrder] = {}
 
     async def admit(
         self, record: SessionRecord, limits: Limits, now: float
@@ -126,6 +139,10 @@ class InMemorySessionRegistry:
                 return self._records[existing_id]
         self._check_limits(record.call_id, limits, now)
         self._records[record.session_id] = record
+        self._order.add(record.started_at, record.session_id)
+        self._call_order.setdefault(record.call_id, AdmissionOrder()).add(
+            record.started_at, record.session_id
+        )
         self._admitted.add(record.session_id)
         self._per_call[record.call_id] += 1
         if limits.permits_per_minute is not None:
@@ -181,6 +198,12 @@ class InMemorySessionRegistry:
         if record is None:
             return
         await self.release(record)
+        self._order.remove(record.started_at, session_id)
+        in_call = self._call_order.get(record.call_id)
+        if in_call is not None:
+            in_call.remove(record.started_at, session_id)
+            if not in_call:
+                del self._call_order[record.call_id]
         if record.idempotency_key:
             key = _scoped_key(record)
             if self._by_key.get(key) == session_id:
@@ -188,6 +211,23 @@ class InMemorySessionRegistry:
 
     async def get(self, session_id: str) -> SessionRecord | None:
         return self._records.get(session_id)
+
+    async def list(
+        self,
+        query: SessionQuery,
+        after: ListPosition | None,
+        limit: int,
+        max_examined: int = MAX_EXAMINED,
+    ) -> SessionPage:
+        if query.call_id:
+            order = self._call_order.get(query.call_id)
+            if order is None:
+                return SessionPage()
+        else:
+            order = self._order
+        records = self._records
+        walk = (records[session_id] for session_id in order.walk(query, after))
+        return collect(walk, query, limit, max_examined)
 
     def __len__(self) -> int:
         return len(self._records)

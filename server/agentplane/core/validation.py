@@ -148,3 +148,8 @@ def validate_session_id(session_id: str) -> None:
         raise InvalidArgument(
             [FieldViolation("session_id", f"must be at most {CALL_ID_MAX} characters")]
         )
+
+
+def call_id_violation(field: str, call_id: str) -> FieldViolation | None:
+    """What is wrong with ``call_id`` as a call id (None: nothing)."""
+    return _check_identifier(field, call_id, CALL_ID_MAX)

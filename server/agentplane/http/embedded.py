@@ -35,6 +35,7 @@ class InProcessBackend:
             _SERVICE + "Close": api.close,
             _SERVICE + "Get": api.get,
             _SERVICE + "Metrics": api.metrics,
+            _SERVICE + "ListSessions": api.list_sessions,
         }
         self._streams: dict[str, Callable[[Any, RequestContext], Awaitable[AsyncIterator[Any]]]] = {
             _SERVICE + "StreamEvents": api.open_events,

@@ -77,6 +77,11 @@ class SessionService(SessionServiceBase):
     async def Metrics(self, stream: Stream[api_pb.MetricsRequest, api_pb.MetricsResponse]) -> None:
         await self._unary(stream, self._api.metrics)
 
+    async def ListSessions(
+        self, stream: Stream[api_pb.ListSessionsRequest, api_pb.ListSessionsResponse]
+    ) -> None:
+        await self._unary(stream, self._api.list_sessions)
+
     async def StreamEvents(
         self, stream: Stream[api_pb.StreamEventsRequest, api_pb.StreamEventsResponse]
     ) -> None:

@@ -19,6 +19,7 @@ from agentplane.core.validation import validate_session_id
 
 from .auth import AuthPolicy, PermissionDenied, RequestContext, user_id
 from .convert import event_message, session_message, struct_to_dict, timestamp
+from .listing import decode_page_token, encode_page_token, page_size, query_from_request
 
 
 def _naming(ctx: RequestContext, **fields: str) -> RequestContext:
@@ -27,7 +28,7 @@ def _naming(ctx: RequestContext, **fields: str) -> RequestContext:
 
 
 class SessionAPI:
-    """The five RPCs of ``agentplane.v1.SessionService``."""
+    """The RPCs of ``agentplane.v1.SessionService``."""
 
     def __init__(self, launcher: AgentLauncher, auth: AuthPolicy) -> None:
         self.launcher = launcher
@@ -102,6 +103,30 @@ class SessionAPI:
             metrics_generated_at=timestamp(time.time()),
             metrics=metrics,
         )
+
+    async def list_sessions(
+        self, request: api_pb.ListSessionsRequest, ctx: RequestContext
+    ) -> api_pb.ListSessionsResponse:
+        """A page of the sessions the caller may view (see ``service.listing``).
+
+        The view check runs on each session of the page: sessions the caller
+        may not view are left out, so a page can be short while more remain.
+        """
+        ctx = await self.auth.authenticate(_naming(ctx, call_id=request.call_id))
+        query = query_from_request(request)
+        size = page_size(request)
+        after = decode_page_token(request.page_token, query)
+        page = await self.launcher.list_sessions(query, after, size)
+        response = api_pb.ListSessionsResponse()
+        for record in page.records:
+            try:
+                await self.auth.check_view(ctx, record)
+            except PermissionDenied:
+                continue
+            response.sessions.append(session_message(record))
+        if page.resume is not None:
+            response.next_page_token = encode_page_token(page.resume, query)
+        return response
 
     async def open_events(
         self, request: api_pb.StreamEventsRequest, ctx: RequestContext

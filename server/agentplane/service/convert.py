@@ -16,6 +16,18 @@ _STATES = {
     s: cast(pb.SessionState, pb.SessionState.Value(f"SESSION_STATE_{s.name}")) for s in SessionState
 }
 _REASONS = {r: cast(pb.EndReason, pb.EndReason.Value(f"END_REASON_{r.name}")) for r in EndReason}
+_STATES_BACK = {int(value): state for state, value in _STATES.items()}
+_REASONS_BACK = {int(value): reason for reason, value in _REASONS.items()}
+
+
+def state_from_message(value: int) -> SessionState | None:
+    """The core state of a wire ``SessionState`` (None: unspecified or unknown)."""
+    return _STATES_BACK.get(value)
+
+
+def end_reason_from_message(value: int) -> EndReason | None:
+    """The core reason of a wire ``EndReason`` (None: unspecified or unknown)."""
+    return _REASONS_BACK.get(value)
 
 
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:

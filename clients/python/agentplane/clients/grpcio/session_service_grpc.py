@@ -36,6 +36,10 @@ class SessionServiceBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def ListSessions(self, stream: 'grpclib.server.Stream[session_service_pb2.ListSessionsRequest, session_service_pb2.ListSessionsResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def StreamEvents(self, stream: 'grpclib.server.Stream[session_service_pb2.StreamEventsRequest, session_service_pb2.StreamEventsResponse]') -> None:
         pass
 
@@ -64,6 +68,12 @@ class SessionServiceBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 session_service_pb2.MetricsRequest,
                 session_service_pb2.MetricsResponse,
+            ),
+            '/agentplane.v1.SessionService/ListSessions': grpclib.const.Handler(
+                self.ListSessions,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                session_service_pb2.ListSessionsRequest,
+                session_service_pb2.ListSessionsResponse,
             ),
             '/agentplane.v1.SessionService/StreamEvents': grpclib.const.Handler(
                 self.StreamEvents,
@@ -100,6 +110,12 @@ class SessionServiceStub:
             '/agentplane.v1.SessionService/Metrics',
             session_service_pb2.MetricsRequest,
             session_service_pb2.MetricsResponse,
+        )
+        self.ListSessions = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/agentplane.v1.SessionService/ListSessions',
+            session_service_pb2.ListSessionsRequest,
+            session_service_pb2.ListSessionsResponse,
         )
         self.StreamEvents = grpclib.client.UnaryStreamMethod(
             channel,

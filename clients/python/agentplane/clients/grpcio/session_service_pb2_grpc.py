@@ -64,6 +64,11 @@ class SessionServiceStub:
                 request_serializer=agentplane_dot_v1_dot_session__service__pb2.MetricsRequest.SerializeToString,
                 response_deserializer=agentplane_dot_v1_dot_session__service__pb2.MetricsResponse.FromString,
                 _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/agentplane.v1.SessionService/ListSessions',
+                request_serializer=agentplane_dot_v1_dot_session__service__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=agentplane_dot_v1_dot_session__service__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
         self.StreamEvents = channel.unary_stream(
                 '/agentplane.v1.SessionService/StreamEvents',
                 request_serializer=agentplane_dot_v1_dot_session__service__pb2.StreamEventsRequest.SerializeToString,
@@ -123,6 +128,23 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSessions(self, request, context):
+        """Lists the sessions the caller may view: running, and ended within the
+        server's retention window. In a cluster, the whole cluster's.
+
+        Filters combine with AND; a repeated filter matches any of its values.
+        Pages follow AIP-158: pass `next_page_token` back as `page_token`, with
+        the same filters and order, until it comes back empty. A page may hold
+        fewer than `page_size` sessions (even none) while more remain: each
+        page examines a bounded number of sessions however many are held.
+
+        Errors: INVALID_ARGUMENT for a bad page size, page token, order or time
+        range (naming the field).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamEvents(self, request, context):
         """Streams session events: of one session, or of every session the caller
         may view when `session_id` is empty.
@@ -158,6 +180,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.Metrics,
                     request_deserializer=agentplane_dot_v1_dot_session__service__pb2.MetricsRequest.FromString,
                     response_serializer=agentplane_dot_v1_dot_session__service__pb2.MetricsResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=agentplane_dot_v1_dot_session__service__pb2.ListSessionsRequest.FromString,
+                    response_serializer=agentplane_dot_v1_dot_session__service__pb2.ListSessionsResponse.SerializeToString,
             ),
             'StreamEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamEvents,
@@ -282,6 +309,33 @@ class SessionService:
             '/agentplane.v1.SessionService/Metrics',
             agentplane_dot_v1_dot_session__service__pb2.MetricsRequest.SerializeToString,
             agentplane_dot_v1_dot_session__service__pb2.MetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.v1.SessionService/ListSessions',
+            agentplane_dot_v1_dot_session__service__pb2.ListSessionsRequest.SerializeToString,
+            agentplane_dot_v1_dot_session__service__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

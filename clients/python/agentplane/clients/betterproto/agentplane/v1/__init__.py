@@ -12,6 +12,8 @@ __all__ = (
     "EventsGap",
     "GetRequest",
     "GetResponse",
+    "ListSessionsRequest",
+    "ListSessionsResponse",
     "MetricsRequest",
     "MetricsResponse",
     "MetricsUpdated",
@@ -339,6 +341,115 @@ class GetResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("agentplane.v1", "GetResponse", GetResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListSessionsRequest(betterproto2.Message):
+    """
+    Asks for a page of sessions.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return AGENTPLANE_V1_SESSION_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListSessionsRequest"
+        ]
+
+    page_size: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    At most this many sessions in the page: 1 to 1000; 0 means 50.
+    """
+
+    page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    `next_page_token` of the previous page; empty for the first page. The
+    other fields must be those of the first page's request.
+    """
+
+    call_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Only the sessions of this call.
+    """
+
+    states: "list[SessionState]" = betterproto2.field(4, betterproto2.TYPE_ENUM, repeated=True)
+    """
+    Only sessions in one of these states (for example SESSION_STATE_RUNNING).
+    """
+
+    end_reasons: "list[EndReason]" = betterproto2.field(5, betterproto2.TYPE_ENUM, repeated=True)
+    """
+    Only sessions that ended for one of these reasons.
+    """
+
+    created_by: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Only sessions started by this user (`Session.created_by`).
+    """
+
+    started_after: "datetime.datetime | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Only sessions admitted at or after this time.
+    """
+
+    started_before: "datetime.datetime | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Only sessions admitted before this time.
+    """
+
+    ended_after: "datetime.datetime | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Only sessions that ended at or after this time (running ones never match).
+    """
+
+    ended_before: "datetime.datetime | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Only sessions that ended before this time (running ones never match).
+    """
+
+    order_by: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    """
+    `session_started_at desc` (the default: newest first) or
+    `session_started_at` (`asc` may be written): ties go by session_id.
+    """
+
+
+default_message_pool.register_message("agentplane.v1", "ListSessionsRequest", ListSessionsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListSessionsResponse(betterproto2.Message):
+    """
+    One page of sessions.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return AGENTPLANE_V1_SESSION_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListSessionsResponse"
+        ]
+
+    sessions: "list[Session]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The sessions of this page, in the requested order.
+    """
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Pass it as `page_token` for the next page; empty on the last page.
+    """
+
+
+default_message_pool.register_message("agentplane.v1", "ListSessionsResponse", ListSessionsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -920,6 +1031,37 @@ class SessionServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def list_sessions(
+        self,
+        message: "ListSessionsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListSessionsResponse":
+        """
+        Lists the sessions the caller may view: running, and ended within the
+        server's retention window. In a cluster, the whole cluster's.
+
+        Filters combine with AND; a repeated filter matches any of its values.
+        Pages follow AIP-158: pass `next_page_token` back as `page_token`, with
+        the same filters and order, until it comes back empty. A page may hold
+        fewer than `page_size` sessions (even none) while more remain: each
+        page examines a bounded number of sessions however many are held.
+
+        Errors: INVALID_ARGUMENT for a bad page size, page token, order or time
+        range (naming the field).
+        """
+
+        return await self._unary_unary(
+            "/agentplane.v1.SessionService/ListSessions",
+            message,
+            ListSessionsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def stream_events(
         self,
         message: "StreamEventsRequest",
@@ -955,7 +1097,7 @@ AGENTPLANE_V1_SESSION_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.Ad
     b'\n\x1bagentplane/v1/session.proto\x12\ragentplane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xc4\x03\n\x07Session\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId\x12H\n\x12session_started_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x10sessionStartedAt\x12\x1b\n\tcall_type\x18\x04 \x01(\tR\x08callType\x121\n\x05state\x18\x05 \x01(\x0e2\x1b.agentplane.v1.SessionStateR\x05state\x127\n\nend_reason\x18\x06 \x01(\x0e2\x18.agentplane.v1.EndReasonR\tendReason\x125\n\x08ended_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x12#\n\rerror_message\x18\x08 \x01(\tR\x0cerrorMessage\x12\x1d\n\ncreated_by\x18\t \x01(\tR\tcreatedBy\x123\n\x08metadata\x18\n \x01(\x0b2\x17.google.protobuf.StructR\x08metadata"B\n\x0eSessionStarted\x120\n\x07session\x18\x01 \x01(\x0b2\x16.agentplane.v1.SessionR\x07session"\x85\x01\n\x0cStateChanged\x12B\n\x0eprevious_state\x18\x01 \x01(\x0e2\x1b.agentplane.v1.SessionStateR\rpreviousState\x121\n\x05state\x18\x02 \x01(\x0e2\x1b.agentplane.v1.SessionStateR\x05state"\x92\x01\n\x0eMetricsUpdated\x12D\n\x07metrics\x18\x01 \x03(\x0b2*.agentplane.v1.MetricsUpdated.MetricsEntryR\x07metrics\x1a:\n\x0cMetricsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01"\xc0\x01\n\x0cSessionEnded\x120\n\x07session\x18\x01 \x01(\x0b2\x16.agentplane.v1.SessionR\x07session\x12B\n\x07metrics\x18\x02 \x03(\x0b2(.agentplane.v1.SessionEnded.MetricsEntryR\x07metrics\x1a:\n\x0cMetricsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01"M\n\nAgentEvent\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12+\n\x04data\x18\x02 \x01(\x0b2\x17.google.protobuf.StructR\x04data"O\n\tEventsGap\x12!\n\x0cafter_cursor\x18\x01 \x01(\x04R\x0bafterCursor\x12\x1f\n\x0bnext_cursor\x18\x02 \x01(\x04R\nnextCursor*\x95\x01\n\x0cSessionState\x12\x1b\n\x19SESSION_STATE_UNSPECIFIED\x12\x1a\n\x16SESSION_STATE_STARTING\x10\x01\x12\x19\n\x15SESSION_STATE_RUNNING\x10\x02\x12\x18\n\x14SESSION_STATE_ENDING\x10\x03\x12\x17\n\x13SESSION_STATE_ENDED\x10\x04*\xe4\x01\n\tEndReason\x12\x18\n\x16END_REASON_UNSPECIFIED\x12\x18\n\x14END_REASON_COMPLETED\x10\x01\x12 \n\x1cEND_REASON_CLOSED_BY_REQUEST\x10\x02\x12\x14\n\x10END_REASON_ERROR\x10\x03\x12\x1b\n\x17END_REASON_IDLE_TIMEOUT\x10\x04\x12\x1b\n\x17END_REASON_MAX_DURATION\x10\x05\x12\x17\n\x13END_REASON_SHUTDOWN\x10\x06\x12\x18\n\x14END_REASON_NODE_LOST\x10\x07b\x06proto3'
 )
 AGENTPLANE_V1_SESSION_SERVICE_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n#agentplane/v1/session_service.proto\x12\ragentplane.v1\x1a\x1bagentplane/v1/session.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xa2\x01\n\x0cStartRequest\x12\x17\n\x07call_id\x18\x01 \x01(\tR\x06callId\x12\x1b\n\tcall_type\x18\x02 \x01(\tR\x08callType\x123\n\x08metadata\x18\x03 \x01(\x0b2\x17.google.protobuf.StructR\x08metadata\x12\'\n\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey"\xc7\x01\n\rStartResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId\x12H\n\x12session_started_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x10sessionStartedAt\x12$\n\x0bclose_token\x18\x04 \x01(\tH\x00R\ncloseToken\x88\x01\x01B\x0e\n\x0c_close_token"g\n\x0cCloseRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId\x12\x1f\n\x0bclose_token\x18\x03 \x01(\tR\ncloseToken"A\n\rCloseResponse\x120\n\x07session\x18\x01 \x01(\x0b2\x16.agentplane.v1.SessionR\x07session"D\n\nGetRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId"?\n\x0bGetResponse\x120\n\x07session\x18\x01 \x01(\x0b2\x16.agentplane.v1.SessionR\x07session"H\n\x0eMetricsRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId"\xe4\x02\n\x0fMetricsResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId\x12H\n\x12session_started_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x10sessionStartedAt\x12L\n\x14metrics_generated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x12metricsGeneratedAt\x12E\n\x07metrics\x18\x05 \x03(\x0b2+.agentplane.v1.MetricsResponse.MetricsEntryR\x07metrics\x1a:\n\x0cMetricsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01"\x83\x01\n\x13StreamEventsRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12&\n\x0cafter_cursor\x18\x02 \x01(\x04H\x00R\x0bafterCursor\x88\x01\x01\x12\x14\n\x05epoch\x18\x03 \x01(\tR\x05epochB\x0f\n\r_after_cursor"\x9f\x04\n\x14StreamEventsResponse\x12\x16\n\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x03 \x01(\tR\x06callId\x12.\n\x04time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n\x05epoch\x18\x05 \x01(\tR\x05epoch\x129\n\x07started\x18\n \x01(\x0b2\x1d.agentplane.v1.SessionStartedH\x00R\x07started\x12B\n\rstate_changed\x18\x0b \x01(\x0b2\x1b.agentplane.v1.StateChangedH\x00R\x0cstateChanged\x12H\n\x0fmetrics_updated\x18\x0c \x01(\x0b2\x1d.agentplane.v1.MetricsUpdatedH\x00R\x0emetricsUpdated\x123\n\x05ended\x18\r \x01(\x0b2\x1b.agentplane.v1.SessionEndedH\x00R\x05ended\x12<\n\x0bagent_event\x18\x0e \x01(\x0b2\x19.agentplane.v1.AgentEventH\x00R\nagentEvent\x12,\n\x03gap\x18\x0f \x01(\x0b2\x18.agentplane.v1.EventsGapH\x00R\x03gapB\x07\n\x05event2\xe3\x06\n\x0eSessionService\x12x\n\x05Start\x12\x1b.agentplane.v1.StartRequest\x1a\x1c.agentplane.v1.StartResponse"4\x82\xd3\xe4\x93\x02."\t/sessions:\x01*Z\x1e"\x19/calls/{call_id}/sessions:\x01*\x12\x88\x02\n\x05Close\x12\x1b.agentplane.v1.CloseRequest\x1a\x1c.agentplane.v1.CloseResponse"\xc3\x01\x82\xd3\xe4\x93\x02\xbc\x01*\x16/sessions/{session_id}Z*"\x1c/sessions/{session_id}/close:\x01*b\x07sessionZ1*&/calls/{call_id}/sessions/{session_id}b\x07sessionZ:",/calls/{call_id}/sessions/{session_id}/close:\x01*b\x07sessionb\x07session\x12\x98\x01\n\x03Get\x12\x19.agentplane.v1.GetRequest\x1a\x1a.agentplane.v1.GetResponse"Z\x82\xd3\xe4\x93\x02T\x12\x16/sessions/{session_id}Z1\x12&/calls/{call_id}/sessions/{session_id}b\x07sessionb\x07session\x12\xa2\x01\n\x07Metrics\x12\x1d.agentplane.v1.MetricsRequest\x1a\x1e.agentplane.v1.MetricsResponse"X\x82\xd3\xe4\x93\x02R\x12\x1e/sessions/{session_id}/metricsZ0\x12./calls/{call_id}/sessions/{session_id}/metrics\x12\x8b\x01\n\x0cStreamEvents\x12".agentplane.v1.StreamEventsRequest\x1a#.agentplane.v1.StreamEventsResponse"0\x82\xd3\xe4\x93\x02*\x12\x1d/sessions/{session_id}/eventsZ\t\x12\x07/events0\x01b\x06proto3'
+    b'\n#agentplane/v1/session_service.proto\x12\ragentplane.v1\x1a\x1bagentplane/v1/session.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xa2\x01\n\x0cStartRequest\x12\x17\n\x07call_id\x18\x01 \x01(\tR\x06callId\x12\x1b\n\tcall_type\x18\x02 \x01(\tR\x08callType\x123\n\x08metadata\x18\x03 \x01(\x0b2\x17.google.protobuf.StructR\x08metadata\x12\'\n\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey"\xc7\x01\n\rStartResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId\x12H\n\x12session_started_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x10sessionStartedAt\x12$\n\x0bclose_token\x18\x04 \x01(\tH\x00R\ncloseToken\x88\x01\x01B\x0e\n\x0c_close_token"g\n\x0cCloseRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId\x12\x1f\n\x0bclose_token\x18\x03 \x01(\tR\ncloseToken"A\n\rCloseResponse\x120\n\x07session\x18\x01 \x01(\x0b2\x16.agentplane.v1.SessionR\x07session"D\n\nGetRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId"?\n\x0bGetResponse\x120\n\x07session\x18\x01 \x01(\x0b2\x16.agentplane.v1.SessionR\x07session"H\n\x0eMetricsRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId"\xe4\x02\n\x0fMetricsResponse\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x02 \x01(\tR\x06callId\x12H\n\x12session_started_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x10sessionStartedAt\x12L\n\x14metrics_generated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x12metricsGeneratedAt\x12E\n\x07metrics\x18\x05 \x03(\x0b2+.agentplane.v1.MetricsResponse.MetricsEntryR\x07metrics\x1a:\n\x0cMetricsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01"\x94\x04\n\x13ListSessionsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x17\n\x07call_id\x18\x03 \x01(\tR\x06callId\x123\n\x06states\x18\x04 \x03(\x0e2\x1b.agentplane.v1.SessionStateR\x06states\x129\n\x0bend_reasons\x18\x05 \x03(\x0e2\x18.agentplane.v1.EndReasonR\nendReasons\x12\x1d\n\ncreated_by\x18\x06 \x01(\tR\tcreatedBy\x12?\n\rstarted_after\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0cstartedAfter\x12A\n\x0estarted_before\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\rstartedBefore\x12;\n\x0bended_after\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\nendedAfter\x12=\n\x0cended_before\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bendedBefore\x12\x19\n\x08order_by\x18\x0b \x01(\tR\x07orderBy"r\n\x14ListSessionsResponse\x122\n\x08sessions\x18\x01 \x03(\x0b2\x16.agentplane.v1.SessionR\x08sessions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x83\x01\n\x13StreamEventsRequest\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12&\n\x0cafter_cursor\x18\x02 \x01(\x04H\x00R\x0bafterCursor\x88\x01\x01\x12\x14\n\x05epoch\x18\x03 \x01(\tR\x05epochB\x0f\n\r_after_cursor"\x9f\x04\n\x14StreamEventsResponse\x12\x16\n\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId\x12\x17\n\x07call_id\x18\x03 \x01(\tR\x06callId\x12.\n\x04time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n\x05epoch\x18\x05 \x01(\tR\x05epoch\x129\n\x07started\x18\n \x01(\x0b2\x1d.agentplane.v1.SessionStartedH\x00R\x07started\x12B\n\rstate_changed\x18\x0b \x01(\x0b2\x1b.agentplane.v1.StateChangedH\x00R\x0cstateChanged\x12H\n\x0fmetrics_updated\x18\x0c \x01(\x0b2\x1d.agentplane.v1.MetricsUpdatedH\x00R\x0emetricsUpdated\x123\n\x05ended\x18\r \x01(\x0b2\x1b.agentplane.v1.SessionEndedH\x00R\x05ended\x12<\n\x0bagent_event\x18\x0e \x01(\x0b2\x19.agentplane.v1.AgentEventH\x00R\nagentEvent\x12,\n\x03gap\x18\x0f \x01(\x0b2\x18.agentplane.v1.EventsGapH\x00R\x03gapB\x07\n\x05event2\xed\x07\n\x0eSessionService\x12x\n\x05Start\x12\x1b.agentplane.v1.StartRequest\x1a\x1c.agentplane.v1.StartResponse"4\x82\xd3\xe4\x93\x02."\t/sessions:\x01*Z\x1e"\x19/calls/{call_id}/sessions:\x01*\x12\x88\x02\n\x05Close\x12\x1b.agentplane.v1.CloseRequest\x1a\x1c.agentplane.v1.CloseResponse"\xc3\x01\x82\xd3\xe4\x93\x02\xbc\x01*\x16/sessions/{session_id}Z*"\x1c/sessions/{session_id}/close:\x01*b\x07sessionZ1*&/calls/{call_id}/sessions/{session_id}b\x07sessionZ:",/calls/{call_id}/sessions/{session_id}/close:\x01*b\x07sessionb\x07session\x12\x98\x01\n\x03Get\x12\x19.agentplane.v1.GetRequest\x1a\x1a.agentplane.v1.GetResponse"Z\x82\xd3\xe4\x93\x02T\x12\x16/sessions/{session_id}Z1\x12&/calls/{call_id}/sessions/{session_id}b\x07sessionb\x07session\x12\xa2\x01\n\x07Metrics\x12\x1d.agentplane.v1.MetricsRequest\x1a\x1e.agentplane.v1.MetricsResponse"X\x82\xd3\xe4\x93\x02R\x12\x1e/sessions/{session_id}/metricsZ0\x12./calls/{call_id}/sessions/{session_id}/metrics\x12\x87\x01\n\x0cListSessions\x12".agentplane.v1.ListSessionsRequest\x1a#.agentplane.v1.ListSessionsResponse".\x82\xd3\xe4\x93\x02(\x12\t/sessionsZ\x1b\x12\x19/calls/{call_id}/sessions\x12\x8b\x01\n\x0cStreamEvents\x12".agentplane.v1.StreamEventsRequest\x1a#.agentplane.v1.StreamEventsResponse"0\x82\xd3\xe4\x93\x02*\x12\x1d/sessions/{session_id}/eventsZ\t\x12\x07/events0\x01b\x06proto3'
 )
 
 
@@ -1012,6 +1154,23 @@ class SessionServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def list_sessions(self, message: "ListSessionsRequest") -> "ListSessionsResponse":
+        """
+        Lists the sessions the caller may view: running, and ended within the
+        server's retention window. In a cluster, the whole cluster's.
+
+        Filters combine with AND; a repeated filter matches any of its values.
+        Pages follow AIP-158: pass `next_page_token` back as `page_token`, with
+        the same filters and order, until it comes back empty. A page may hold
+        fewer than `page_size` sessions (even none) while more remain: each
+        page examines a bounded number of sessions however many are held.
+
+        Errors: INVALID_ARGUMENT for a bad page size, page token, order or time
+        range (naming the field).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def stream_events(
         self, message: "StreamEventsRequest"
     ) -> "AsyncIterator[StreamEventsResponse]":
@@ -1058,6 +1217,14 @@ class SessionServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.metrics(request)
         await stream.send_message(response)
 
+    async def __rpc_list_sessions(
+        self, stream: "grpclib.server.Stream[ListSessionsRequest, ListSessionsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_sessions(request)
+        await stream.send_message(response)
+
     async def __rpc_stream_events(
         self, stream: "grpclib.server.Stream[StreamEventsRequest, StreamEventsResponse]"
     ) -> None:
@@ -1094,6 +1261,12 @@ class SessionServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 MetricsRequest,
                 MetricsResponse,
+            ),
+            "/agentplane.v1.SessionService/ListSessions": grpclib.const.Handler(
+                self.__rpc_list_sessions,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListSessionsRequest,
+                ListSessionsResponse,
             ),
             "/agentplane.v1.SessionService/StreamEvents": grpclib.const.Handler(
                 self.__rpc_stream_events,
