@@ -110,6 +110,16 @@ async def test_any_node_answers_get_for_any_session(nodes: list[Proc]) -> None:
         for stub in stubs:
             got = await stub.Get(pb.GetRequest(session_id=sid), timeout=10)
             assert got.session.session_id == sid and got.session.call_id == "seen-everywhere"
+        # Every node lists the whole cluster's sessions, in one order.
+        other = (await stubs[1].Start(pb.StartRequest(call_id="listed"), timeout=30)).session_id
+        for stub in stubs:
+            listed = await stub.ListSessions(pb.ListSessionsRequest(), timeout=10)
+            assert [s.session_id for s in listed.sessions] == [other, sid]
+            in_call = await stub.ListSessions(
+                pb.ListSessionsRequest(call_id="listed", page_size=1), timeout=10
+            )
+            assert [s.session_id for s in in_call.sessions] == [other]
+            assert not in_call.next_page_token
         # The per-call limit is the cluster's: node 2 refuses a second session in the call.
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stubs[2].Start(pb.StartRequest(call_id="seen-everywhere"), timeout=30)
