@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import pytest
@@ -45,7 +46,11 @@ async def test_lag_and_blocks_are_in_the_metrics() -> None:
         metrics = served.runner.operator_metrics
         await wait_until(lambda: b"agentplane_event_loop_lag_seconds_count" in metrics.exposition()
                          and _count(metrics.exposition()) >= 1)  # fmt: skip
-        assert b"agentplane_event_loop_blocked_total 0.0" in metrics.exposition()
+        # The counter is exported from the start; its value is whatever this
+        # host's load did to the loop (a busy CI host can block it for a second).
+        assert re.search(
+            rb"^agentplane_event_loop_blocked_total \d+\.0$", metrics.exposition(), re.M
+        )
 
 
 def _count(exposition: bytes) -> float:
