@@ -147,7 +147,7 @@ async def test_stream_of_all_sessions_through_buf_curl_until_timeout(
 
 async def test_buf_curl_health_check(toy: ServerAgents, serve: Servers) -> None:
     served = await serve(toy.launcher())
-    for service in ("", SERVICE):
+    for service in ("", SERVICE, "liveness"):
         result = await buf_json(
             served.grpc_port, "grpc.health.v1.Health/Check", {"service": service}
         )
