@@ -195,6 +195,8 @@ class AgentLauncher:
             session_retention_seconds, max_retained_sessions, self._forget
         )
         self._live: dict[str, LiveSession] = {}
+        # Starts whose create_agent runs now (operator metrics).
+        self._starting = 0
         # Ending sequences, Start undos and slot releases: shutdown waits for them.
         self._enders = OwnedTasks()
         # Agent tasks that ignored cancellation: each still holds its slot.
@@ -220,7 +222,7 @@ class AgentLauncher:
 
         False (the default): a failed Start's message and a session's
         ``error_message`` name the exception's type and the id of the log
-        line with its traceback, never its text (decision 28). Sessions
+        line with its traceback, never its text (decision 29). Sessions
         started from now on follow a change.
         """
         return self._policy.expose_error_details
@@ -533,7 +535,11 @@ class AgentLauncher:
         self._live[record.session_id] = live
         self._accepting_may_have_changed()
         began = loop.time()
-        agent = await self._create_agent_for(live, video_track_override_path)
+        self._starting += 1
+        try:
+            agent = await self._create_agent_for(live, video_track_override_path)
+        finally:
+            self._starting -= 1
 
         record.state = SessionState.RUNNING
         await self._registry.update(record)
@@ -923,6 +929,11 @@ class AgentLauncher:
             draining=self._draining,
             abandoned=len(self._abandoned),
         )
+
+    @property
+    def starts_in_progress(self) -> int:
+        """Starts admitted whose ``create_agent`` (and adapter preparation) runs now."""
+        return self._starting
 
     @property
     def abandoned_tasks(self) -> int:
