@@ -3,7 +3,7 @@
 Readiness, asked as service "" (Kubernetes' gRPC probe's default) or
 ``agentplane.v1.SessionService``, is SERVING only while a Start could be
 admitted: warmed up, below capacity and not draining. Service ``liveness``
-stays SERVING while the process serves (decision 27).
+stays SERVING while the process serves (decision 28).
 """
 
 from __future__ import annotations

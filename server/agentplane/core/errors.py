@@ -114,7 +114,7 @@ def new_error_id() -> str:
 
 
 def failure_message(what: str, exc: BaseException, error_id: str, *, expose: bool) -> str:
-    """What a caller is told of the user's code raising ``exc`` (decision 28).
+    """What a caller is told of the user's code raising ``exc`` (decision 29).
 
     The exception's type, and the id of the log line that has its traceback;
     its text only with ``expose`` (``expose_error_details``): an exception's

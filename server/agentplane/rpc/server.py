@@ -1,6 +1,6 @@
 """The grpclib server: SessionService, health, reflection, proper UNIMPLEMENTED.
 
-Health (decision 27): service ``""`` (what Kubernetes' gRPC probe and most
+Health (decision 28): service ``""`` (what Kubernetes' gRPC probe and most
 load balancers ask by default) and ``agentplane.v1.SessionService`` are
 readiness: SERVING only while a Start would be admitted (warmed up, not
 draining, below capacity, the cluster reachable), pushed by the launcher.
