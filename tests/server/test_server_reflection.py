@@ -23,7 +23,9 @@ from tests.support import ServerAgents, Servers, wait_ended
 from .conftest import Clients
 from .support import SERVICE, buf
 
-METHODS = [f"{SERVICE}/{m}" for m in ("Close", "Get", "Metrics", "Start", "StreamEvents")]
+METHODS = [
+    f"{SERVICE}/{m}" for m in ("Close", "Get", "ListSessions", "Metrics", "Start", "StreamEvents")
+]
 HEALTH_METHODS = ["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"]
 
 
@@ -222,7 +224,14 @@ async def test_raw_grpclib_reflection_v1alpha(
 
     add(root.name)
     service = pool.FindServiceByName(SERVICE)
-    assert [m.name for m in service.methods] == ["Start", "Close", "Get", "Metrics", "StreamEvents"]
+    assert [m.name for m in service.methods] == [
+        "Start",
+        "Close",
+        "Get",
+        "Metrics",
+        "ListSessions",
+        "StreamEvents",
+    ]
     assert service.methods_by_name["StreamEvents"].output_type.full_name == (
         "agentplane.v1.StreamEventsResponse"
     )
