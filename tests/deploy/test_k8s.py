@@ -144,8 +144,10 @@ def test_probes_ask_the_servers_own_health_and_readiness() -> None:
     assert readiness["path"] == "/ready"
     assert _named_port(container, readiness["port"]) == 8000
     for probe in ("livenessProbe", "startupProbe"):
-        # Health service "": SERVING while the process serves, draining included.
-        assert container[probe]["grpc"] == {"port": 50051, "service": ""}, probe
+        # Health service "liveness": SERVING while the process serves, draining
+        # and warming up included. Never "" (the gRPC probe's default): that is
+        # readiness, and a liveness probe on it would restart a draining pod.
+        assert container[probe]["grpc"] == {"port": 50051, "service": "liveness"}, probe
     assert _named_port(container, container["livenessProbe"]["grpc"]["port"]) == 50051
 
 
@@ -229,9 +231,11 @@ def test_the_liveness_and_startup_probes_get_serving(pod: Pod) -> None:
         with grpc.insecure_channel(f"{LOOPBACK}:{pod.ports[spec['port']]}") as channel:
             status = health_check(channel, spec.get("service", ""))
         assert status == health_pb2.HealthCheckResponse.SERVING, probe
-    # Readiness has a gRPC twin (for clients that watch health, not /ready).
+    # Readiness has gRPC twins (for clients that watch health, not /ready):
+    # service "" (a gRPC readinessProbe's default) and the SessionService.
     with grpc.insecure_channel(f"{LOOPBACK}:{pod.ports[50051]}") as channel:
-        assert health_check(channel, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+        for service in ("", SERVICE):
+            assert health_check(channel, service) == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_the_pod_joined_the_cluster_at_its_pod_ip(pod: Pod) -> None:

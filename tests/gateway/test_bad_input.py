@@ -91,6 +91,53 @@ async def test_limits_answer_429_with_retry_after(
         assert gw.launcher.stats().in_flight == 1
 
 
+# Every 429 a Start can get from a limit: (launcher options, the Starts' call ids,
+# the refused one's reason, the Retry-After bounds in whole seconds).
+LIMITS_429 = [
+    ({"max_concurrent_sessions": 1}, ["a", "b"], "MAX_CONCURRENT_SESSIONS", (5, 5)),
+    ({"max_sessions_per_call": 1}, ["a", "a"], "MAX_SESSIONS_PER_CALL", (5, 5)),
+    ({"max_sessions_per_node": 1}, ["a", "b"], "MAX_SESSIONS_PER_NODE", (5, 5)),
+    ({"permits_per_minute": 1}, ["a", "b"], "RATE_LIMITED", (50, 60)),
+    # A hint under a second is still a whole second in Retry-After.
+    (
+        {"max_concurrent_sessions": 1, "limit_retry_after": 0.2},
+        ["a", "b"],
+        "MAX_CONCURRENT_SESSIONS",
+        (1, 1),
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "calls", "reason", "bounds"), LIMITS_429)
+async def test_every_limit_answers_429_with_retry_after(
+    options: dict[str, Any],
+    calls: list[str],
+    reason: str,
+    bounds: tuple[int, int],
+    agents: Agents,
+    deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]],
+) -> None:
+    async with deploy_kind(agents.launcher(**options)) as gw:
+        assert (await gw.http.post("/sessions", json={"call_id": calls[0]})).status_code == 201
+        response = await gw.http.post("/sessions", json={"call_id": calls[1]})
+        assert response.status_code == 429
+        assert response.json()["details"][0]["reason"] == reason
+        assert bounds[0] <= int(response.headers["retry-after"]) <= bounds[1]
+
+
+async def test_a_limit_without_a_hint_has_no_retry_after(
+    agents: Agents, deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]]
+) -> None:
+    launcher = agents.launcher(max_concurrent_sessions=1, limit_retry_after=None)
+    async with deploy_kind(launcher) as gw:
+        assert (await gw.http.post("/sessions", json={"call_id": "a"})).status_code == 201
+        response = await gw.http.post("/sessions", json={"call_id": "b"})
+        assert response.status_code == 429
+        assert "retry-after" not in response.headers
+        types = [d["@type"].rsplit("/", 1)[1] for d in response.json()["details"]]
+        assert types == ["google.rpc.ErrorInfo"]
+
+
 async def test_draining_answers_503(
     agents: Agents, deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]]
 ) -> None:
@@ -110,21 +157,28 @@ async def test_draining_answers_503(
             await drain
 
 
+@pytest.mark.parametrize("expose", [False, True])
 async def test_agent_failure_is_500_with_the_reason(
+    expose: bool,
     deploy_kind: Callable[..., AbstractAsyncContextManager[Deployment]],
 ) -> None:
     from agentplane.server import AgentLauncher
 
     async def broken(**_: Any) -> Any:
-        raise RuntimeError("no GPU")
+        raise RuntimeError("no GPU at https://user:hunter2@gpu.example")
 
     async def join(*_: Any, **__: Any) -> None:
         pass
 
-    async with deploy_kind(AgentLauncher(broken, join), ServeOptions(api_token=None)) as gw:
+    options = ServeOptions(api_token=None, expose_error_details=expose)
+    async with deploy_kind(AgentLauncher(broken, join), options) as gw:
         response = await gw.http.post("/sessions", json={"call_id": "a"})
         assert response.status_code == 500
-        assert response.json()["details"][0]["reason"] == "AGENT_START_FAILED"
+        body = response.json()
+        assert body["details"][0]["reason"] == "AGENT_START_FAILED"
+        assert "RuntimeError" in body["message"]
+        # The exception's text only when the operator opted in.
+        assert ("hunter2" in body["message"]) is expose
 
 
 async def test_metadata_create_agent_does_not_take_is_400_not_500(

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from agentplane.core import AdmissionRejected
+from agentplane.core import AdmissionRejected, AgentStartFailed
 from agentplane.server import Runner, ServeOptions
 from tests.support import FakeAgents, serving, wait_until
 
@@ -82,3 +82,45 @@ async def test_http_port_in_use_is_a_clear_error() -> None:
     finally:
         blocker.close()
         await blocker.wait_closed()
+
+
+async def test_starts_in_progress_failures_drain_and_the_process_series() -> None:
+    gate = asyncio.Event()
+    agents = FakeAgents(gate=gate, errors=[RuntimeError("no model")])
+    launcher = agents.launcher(drain_timeout=5)
+    async with (
+        serving(launcher, ServeOptions(api_token=None)) as served,
+        httpx.AsyncClient(base_url=served.http_url) as client,
+    ):
+        body = (await client.get("/metrics")).text
+        assert _sample(body, "agentplane_sessions_starting") == 0
+        assert _sample(body, "agentplane_session_start_failures_total") == 0
+        assert _sample(body, "agentplane_draining") == 0
+        assert _sample(body, "agentplane_admission_held") == 0
+        # The process, the platform and the collector, next to agentplane's own GC pauses.
+        assert _sample(body, "process_open_fds") > 0
+        assert _sample(body, "process_max_fds") > 0
+        assert _sample(body, "process_resident_memory_bytes") > 0
+        assert _sample(body, "process_cpu_seconds_total") >= 0
+        assert 'python_info{implementation="CPython"' in body
+        assert 'python_gc_collections_total{generation="0"}' in body
+        assert "# TYPE agentplane_gc_pause_seconds histogram" in body
+
+        failing = asyncio.create_task(launcher.start_session("c1"))  # the gate holds it
+        await wait_until(lambda: agents.creating == 1)
+        body = (await client.get("/metrics")).text
+        assert _sample(body, "agentplane_sessions_starting") == 1
+        assert _sample(body, "agentplane_active_sessions") == 1  # starting ones count
+        gate.set()
+        with pytest.raises(AgentStartFailed):
+            await failing
+        body = (await client.get("/metrics")).text
+        assert _sample(body, "agentplane_sessions_starting") == 0
+        assert _sample(body, "agentplane_session_start_failures_total") == 1
+
+        launcher.hold_admission("CLUSTER_UNAVAILABLE", "no Redis")
+        assert _sample((await client.get("/metrics")).text, "agentplane_admission_held") == 1
+        launcher.hold_admission(None)
+        served.runner.stop()
+        await wait_until(lambda: launcher.draining)
+        assert _sample((await client.get("/metrics")).text, "agentplane_draining") == 1

@@ -42,7 +42,8 @@ async def test_200_concurrent_starts_admit_exactly_the_concurrency_limit(
     assert len(started) == 50
     assert len(rejected) == 150
     assert {r.reason for r in rejected} == {"MAX_CONCURRENT_SESSIONS"}
-    assert all(r.retry_after is None for r in rejected)
+    # A slot frees when a session ends: a retry can succeed, after the launcher's hint.
+    assert all(r.retry_after == 5.0 for r in rejected)
     assert len({r.session_id for r in started}) == 50
     assert all(r.state is SessionState.RUNNING for r in started)
     assert factory.calls == 50
@@ -80,6 +81,7 @@ async def test_max_sessions_per_call(make_launcher: MakeLauncher) -> None:
         await launcher.start_session("call-a")
     assert rejected.value.reason == "MAX_SESSIONS_PER_CALL"
     assert "call-a" in rejected.value.message
+    assert rejected.value.retry_after == 5.0  # the default limit_retry_after
 
     # Another call is not affected, and ending one session frees its call's slot.
     await launcher.start_session("call-b")
@@ -315,3 +317,25 @@ async def test_bad_options_are_refused(
 ) -> None:
     with pytest.raises(ValueError):
         await make_launcher(start=False, **options)
+
+
+async def test_limit_retry_after_is_configurable_and_can_be_off(
+    make_launcher: MakeLauncher,
+) -> None:
+    hinted = await make_launcher(max_concurrent_sessions=1, limit_retry_after=2.5)
+    await hinted.start_session("a")
+    with pytest.raises(AdmissionRejected) as full:
+        await hinted.start_session("b")
+    assert full.value.retry_after == 2.5
+
+    silent = await make_launcher(max_sessions_per_call=1, limit_retry_after=None)
+    await silent.start_session("a")
+    with pytest.raises(AdmissionRejected) as call_full:
+        await silent.start_session("a")
+    assert call_full.value.retry_after is None
+
+
+@pytest.mark.parametrize("bad", [0, -1.0])
+def test_limit_retry_after_must_be_positive(bad: float) -> None:
+    with pytest.raises(ValueError, match="limit_retry_after"):
+        FakeAgents().launcher(limit_retry_after=bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -60,8 +61,10 @@ async def test_create_agent_raising(
         with pytest.raises(AgentStartFailed) as failed:
             await start
 
+    # The caller learns the type and the error id, never the text (it may hold secrets).
     assert "RuntimeError" in failed.value.message
-    assert "model download failed" in failed.value.message
+    assert "model download failed" not in failed.value.message
+    error_id = _error_id(failed.value.message)
     assert failed.value.reason == "AGENT_START_FAILED"
     assert isinstance(failed.value.__cause__, RuntimeError)
     await settle()
@@ -69,7 +72,9 @@ async def test_create_agent_raising(
     assert launcher.events.last_cursor == cursor  # no event for a session that never ran
     with pytest.raises(SessionNotFound):
         await launcher.get_session(session_id)
-    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records)
+    # The log has the traceback, under the id the caller was given.
+    (logged,) = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
+    assert error_id in logged.getMessage()
     # The slot is free: a new start succeeds at a limit of 1.
     assert (await launcher.start_session("call")).state is SessionState.RUNNING
 
@@ -177,11 +182,12 @@ async def test_join_call_raising_ends_the_session_with_error(
     assert ended.state is SessionState.ENDED
     assert ended.end_reason is EndReason.ERROR
     assert "ValueError" in ended.error_message
-    assert "audio track vanished" in ended.error_message
+    assert "audio track vanished" not in ended.error_message
     assert ended.ended_at is not None
     failures = [r for r in caplog.records if "join_call failed" in r.getMessage()]
     assert len(failures) == 1
     assert record.session_id in failures[0].getMessage()
+    assert _error_id(ended.error_message) in failures[0].getMessage()
     assert failures[0].exc_info is not None
     assert failures[0].exc_info[0] is ValueError
     assert "Traceback" in caplog.text
@@ -452,3 +458,46 @@ def test_zero_start_and_stop_timeouts_are_refused() -> None:
     for name in ("create_agent_timeout", "stop_timeout"):
         with pytest.raises(ValueError, match=name):
             AgentLauncher(create_agent=lambda: None, join_call=asyncio.sleep, **{name: 0})
+
+
+def _error_id(message: str) -> str:
+    """The id a redacted failure message names (``... (error 3f2a9c...; details ...)``)."""
+    found = re.search(r"\(error ([0-9a-f]{12})[;)]", message)
+    assert found, message
+    return found.group(1)
+
+
+async def test_expose_error_details_restores_the_exception_text(
+    make_launcher: MakeLauncher,
+) -> None:
+    factory = FakeAgents(errors=[RuntimeError("model download failed")])
+    launcher = await make_launcher(factory, expose_error_details=True)
+    with pytest.raises(AgentStartFailed) as failed:
+        await launcher.start_session("call")
+    assert "RuntimeError: model download failed" in failed.value.message
+    _error_id(failed.value.message)
+
+    record = await launcher.start_session("call")
+    agent = factory.last
+    await joined(agent)
+    agent.error = ValueError("audio track vanished")
+    agent.release.set()
+    ended = await wait_ended(launcher, record.session_id)
+    assert "ValueError: audio track vanished" in ended.error_message
+
+
+async def test_expose_error_details_can_be_switched_on_later(
+    make_launcher: MakeLauncher, factory: FakeAgents
+) -> None:
+    launcher = await make_launcher()
+    assert launcher.expose_error_details is False
+    launcher.expose_error_details = (
+        True  # what Runner does for ServeOptions(expose_error_details=True)
+    )
+    record = await launcher.start_session("call")
+    agent = factory.last
+    await joined(agent)
+    agent.error = ValueError("secret-token-123")
+    agent.release.set()
+    ended = await wait_ended(launcher, record.session_id)
+    assert "secret-token-123" in ended.error_message

@@ -92,7 +92,8 @@ async def test_registry_is_empty_after_retention(
 
 async def test_failed_starts_leave_nothing_behind(make_launcher: MakeLauncher) -> None:
     factory = FakeAgents(errors=[RuntimeError(f"fail {i}") for i in range(200)])
-    launcher = await make_launcher(factory, max_concurrent_sessions=1)
+    # The texts tell the 200 failures apart.
+    launcher = await make_launcher(factory, max_concurrent_sessions=1, expose_error_details=True)
     baseline = len(asyncio.all_tasks())
     for i in range(200):
         with pytest.raises(AgentStartFailed, match=f"fail {i}"):

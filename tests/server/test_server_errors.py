@@ -9,6 +9,8 @@ shares this test's event loop).
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 
 import grpc
 import pytest
@@ -16,6 +18,7 @@ from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 
 from agentplane.clients.grpcio import session_service_pb2 as pb
+from agentplane.rpc.transport import GrpcLimits
 from agentplane.server import RequestContext
 
 from .conftest import Clients
@@ -33,6 +36,14 @@ def metadata(**values: object) -> struct_pb2.Struct:
 
 async def _error(stub_method: object, request: object) -> RichError:
     return await asyncio.to_thread(sync_error, stub_method, request, timeout=5)
+
+
+def _retry_seconds(error: RichError) -> float | None:
+    """RetryInfo's delay, read from grpc-status-details-bin; None without one."""
+    infos = [d for d in error.details if isinstance(d, RetryInfo)]
+    if not infos:
+        return None
+    return float(infos[0].retry_delay.ToTimedelta().total_seconds())
 
 
 async def test_invalid_call_id_is_invalid_argument_naming_the_field(
@@ -97,6 +108,7 @@ async def test_max_concurrent_sessions(toy: Toy, serve: Servers, clients: Client
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.reason == "MAX_CONCURRENT_SESSIONS"
     assert "1 concurrent" in error.message
+    assert _retry_seconds(error) == 5.0  # a session may end any time: the launcher's hint
 
     # The slot comes back when the running session ends.
     await asyncio.to_thread(stub.Close, pb.CloseRequest(session_id=first.session_id), timeout=5)
@@ -112,6 +124,7 @@ async def test_max_sessions_per_call(toy: Toy, serve: Servers, clients: Clients)
     assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.reason == "MAX_SESSIONS_PER_CALL"
     assert "busy" in error.message
+    assert _retry_seconds(error) == 5.0
     # Another call is not affected.
     await asyncio.to_thread(stub.Start, pb.StartRequest(call_id="other"), timeout=5)
 
@@ -139,20 +152,39 @@ async def test_draining_is_unavailable(toy: Toy, serve: Servers, clients: Client
     assert "draining" in error.message
 
 
-async def test_create_agent_failure_is_internal_with_the_exception_text(
-    toy: Toy, serve: Servers, clients: Clients
+async def test_create_agent_failure_is_internal_naming_the_type_not_the_text(
+    toy: Toy, serve: Servers, clients: Clients, caplog: pytest.LogCaptureFixture
 ) -> None:
     served = await serve(toy.launcher())
     stub = clients.sync_stub(served.grpc_target)
     toy.fail_with = "model weights missing: xyz-42"
 
-    error = await _error(stub.Start, pb.StartRequest(call_id="doomed"))
+    with caplog.at_level(logging.ERROR, "agentplane.launcher"):
+        error = await _error(stub.Start, pb.StartRequest(call_id="doomed"))
     assert error.code == grpc.StatusCode.INTERNAL
     assert error.reason == "AGENT_START_FAILED"
-    assert "RuntimeError: model weights missing: xyz-42" in error.message
+    assert "create_agent failed: RuntimeError (error " in error.message
+    assert "xyz-42" not in error.message  # an exception's text may hold a secret
+    # The operator finds the traceback by the id the caller was given.
+    error_id = re.search(r"\(error ([0-9a-f]+);", error.message)
+    assert error_id is not None
+    (logged,) = [r for r in caplog.records if error_id.group(1) in r.getMessage()]
+    assert logged.exc_info is not None and "xyz-42" in str(logged.exc_info[1])
     # A failed Start leaves nothing behind.
     stats = served.launcher.stats()
     assert stats.in_flight == 0 and stats.started == 0
+
+
+async def test_expose_error_details_puts_the_text_back(
+    toy: Toy, serve: Servers, clients: Clients
+) -> None:
+    served = await serve(toy.launcher(), open_options(expose_error_details=True))
+    stub = clients.sync_stub(served.grpc_target)
+    toy.fail_with = "model weights missing: xyz-42"
+
+    error = await _error(stub.Start, pb.StartRequest(call_id="doomed"))
+    assert error.reason == "AGENT_START_FAILED"
+    assert "RuntimeError: model weights missing: xyz-42" in error.message
 
 
 async def test_idempotency_key_reused_for_another_call(
@@ -264,3 +296,74 @@ async def test_a_hook_that_raises_is_internal_with_a_fixed_message_logged_once(
     assert (start.code, start.message) == (grpc.StatusCode.INTERNAL, "internal error")
     assert len([r for r in caplog.records if r.exc_info is not None]) == 1
     assert again.launcher.stats().started == 0
+
+
+# Every RESOURCE_EXHAUSTED a Start can get from a limit, and the retry hint it carries:
+# (launcher options, the Starts' call ids, the refused one's reason, the hint's bounds).
+LIMITS_429 = [
+    ({"max_concurrent_sessions": 1}, ["a", "b"], "MAX_CONCURRENT_SESSIONS", (5.0, 5.0)),
+    ({"max_sessions_per_call": 1}, ["a", "a"], "MAX_SESSIONS_PER_CALL", (5.0, 5.0)),
+    ({"max_sessions_per_node": 1}, ["a", "b"], "MAX_SESSIONS_PER_NODE", (5.0, 5.0)),
+    ({"permits_per_minute": 1}, ["a", "b"], "RATE_LIMITED", (50.0, 60.0)),
+    (
+        {"max_concurrent_sessions": 1, "limit_retry_after": 0.5},
+        ["a", "b"],
+        "MAX_CONCURRENT_SESSIONS",
+        (0.5, 0.5),
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "calls", "reason", "bounds"), LIMITS_429)
+async def test_every_limit_says_when_to_retry(
+    options: dict[str, object],
+    calls: list[str],
+    reason: str,
+    bounds: tuple[float, float],
+    toy: Toy,
+    serve: Servers,
+    clients: Clients,
+) -> None:
+    served = await serve(toy.launcher(**options))
+    stub = clients.sync_stub(served.grpc_target)
+    await asyncio.to_thread(stub.Start, pb.StartRequest(call_id=calls[0]), timeout=5)
+
+    error = await _error(stub.Start, pb.StartRequest(call_id=calls[1]))
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.reason == reason
+    delay = _retry_seconds(error)
+    assert delay is not None and bounds[0] <= delay <= bounds[1]
+
+
+async def test_a_limit_without_a_hint_sends_no_retry_info(
+    toy: Toy, serve: Servers, clients: Clients
+) -> None:
+    served = await serve(toy.launcher(max_concurrent_sessions=1, limit_retry_after=None))
+    stub = clients.sync_stub(served.grpc_target)
+    await asyncio.to_thread(stub.Start, pb.StartRequest(call_id="a"), timeout=5)
+    error = await _error(stub.Start, pb.StartRequest(call_id="b"))
+    assert error.reason == "MAX_CONCURRENT_SESSIONS"
+    assert _retry_seconds(error) is None
+
+
+async def test_a_message_over_the_limit_has_no_retry_hint(
+    toy: Toy, serve: Servers, clients: Clients
+) -> None:
+    """RESOURCE_EXHAUSTED that no retry can cure (the same message stays too large)."""
+    options = open_options(grpc_limits=GrpcLimits(max_message_bytes=1024))
+    served = await serve(toy.launcher(), options)
+    stub = clients.sync_stub(served.grpc_target)
+    request = pb.StartRequest(call_id="big", metadata=metadata(blob="x" * 4096))
+
+    def call() -> grpc.RpcError:
+        try:
+            stub.Start(request, timeout=5)
+        except grpc.RpcError as error:
+            return error
+        raise AssertionError("the call succeeded")
+
+    error = await asyncio.to_thread(call)
+    assert isinstance(error, grpc.Call)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    trailers = dict(error.trailing_metadata() or ())
+    assert "grpc-status-details-bin" not in trailers

@@ -1,7 +1,9 @@
-"""grpc.health.v1: liveness ("") and readiness (SessionService) as the launcher changes.
+"""grpc.health.v1: readiness ("" and SessionService) and liveness as the launcher changes.
 
-Readiness is SERVING only while a Start could be admitted: below capacity and
-not draining. Liveness stays SERVING while the process serves.
+Readiness, asked as service "" (Kubernetes' gRPC probe's default) or
+``agentplane.v1.SessionService``, is SERVING only while a Start could be
+admitted: warmed up, below capacity and not draining. Service ``liveness``
+stays SERVING while the process serves (decision 28).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import grpc
 import pytest
 from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
@@ -18,7 +22,10 @@ from agentplane.clients.grpcio import session_service_pb2 as pb
 from tests.support import ServerAgents, Servers, wait_until
 
 from .conftest import Clients
-from .support import SERVICE
+from .support import SERVICE, health_check
+
+LIVENESS = "liveness"
+READINESS = ("", SERVICE)
 
 SERVING = HealthCheckResponse.SERVING
 NOT_SERVING = HealthCheckResponse.NOT_SERVING
@@ -29,13 +36,20 @@ async def check(channel: Channel, service: str) -> int:
     return int(reply.status)
 
 
+async def readiness(channel: Channel) -> int:
+    """The status of both readiness services, which must agree."""
+    statuses = {await check(channel, service) for service in READINESS}
+    assert len(statuses) == 1, statuses
+    return statuses.pop()
+
+
 async def test_serving_for_liveness_and_readiness(
     toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher())
     channel = served.channel
-    assert await check(channel, "") == SERVING
-    assert await check(channel, SERVICE) == SERVING
+    assert await readiness(channel) == SERVING
+    assert await check(channel, LIVENESS) == SERVING
 
 
 async def test_not_serving_at_capacity_and_back_after_close(
@@ -46,11 +60,11 @@ async def test_not_serving_at_capacity_and_back_after_close(
     stub = clients.aio_stub(served.grpc_target)
 
     started = await stub.Start(pb.StartRequest(call_id="only"), timeout=5)
-    assert await check(channel, SERVICE) == NOT_SERVING
-    assert await check(channel, "") == SERVING
+    assert await readiness(channel) == NOT_SERVING
+    assert await check(channel, LIVENESS) == SERVING
 
     await stub.Close(pb.CloseRequest(session_id=started.session_id), timeout=5)
-    assert await check(channel, SERVICE) == SERVING
+    assert await readiness(channel) == SERVING
 
 
 async def test_not_serving_as_soon_as_drain_starts(
@@ -64,25 +78,26 @@ async def test_not_serving_as_soon_as_drain_starts(
     drain = asyncio.create_task(served.launcher.drain(timeout=5))
     await wait_until(lambda: served.launcher.draining)  # drain() has begun; the session still runs
     assert not drain.done()
-    assert await check(channel, SERVICE) == NOT_SERVING
-    assert await check(channel, "") == SERVING
+    assert await readiness(channel) == NOT_SERVING
+    assert await check(channel, LIVENESS) == SERVING
     assert served.launcher.stats().in_flight == 1
 
     await served.launcher.close_session(session.session_id)
     await asyncio.wait_for(drain, 5)
-    assert await check(channel, SERVICE) == NOT_SERVING
-    assert await check(channel, "") == SERVING
+    assert await readiness(channel) == NOT_SERVING
+    assert await check(channel, LIVENESS) == SERVING
 
 
+@pytest.mark.parametrize("service", READINESS)
 async def test_watch_streams_every_change(
-    toy: ServerAgents, serve: Servers, clients: Clients
+    service: str, toy: ServerAgents, serve: Servers, clients: Clients
 ) -> None:
     served = await serve(toy.launcher(max_concurrent_sessions=1))
     channel = served.channel
     stub = clients.aio_stub(served.grpc_target)
 
     async with HealthStub(channel).Watch.open(timeout=10) as watch:
-        await watch.send_message(HealthCheckRequest(service=SERVICE), end=True)
+        await watch.send_message(HealthCheckRequest(service=service), end=True)
 
         async def next_status() -> int:
             reply = await asyncio.wait_for(watch.recv_message(), 5)
@@ -113,8 +128,8 @@ async def test_not_serving_until_warmed_up(
     channel = served.channel
     stub = clients.aio_stub(served.grpc_target)
 
-    assert await check(channel, SERVICE) == NOT_SERVING
-    assert await check(channel, "") == SERVING
+    assert await readiness(channel) == NOT_SERVING
+    assert await check(channel, LIVENESS) == SERVING
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.Start(pb.StartRequest(call_id="early"), timeout=5)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -122,5 +137,45 @@ async def test_not_serving_until_warmed_up(
 
     warm.set()
     await wait_until(lambda: launcher.accepting)
-    assert await check(channel, SERVICE) == SERVING
+    assert await readiness(channel) == SERVING
     await stub.Start(pb.StartRequest(call_id="on-time"), timeout=5)
+
+
+async def test_an_unknown_service_is_not_found(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
+    served = await serve(toy.launcher())
+    with pytest.raises(GRPCError) as unknown:
+        await check(served.channel, "no.such.Service")
+    assert unknown.value.status is Status.NOT_FOUND
+
+
+async def test_grpcio_health_check_during_drain(
+    toy: ServerAgents, serve: Servers, clients: Clients
+) -> None:
+    """What Kubernetes' gRPC probe (grpc-go) and grpcio clients see, over a grpcio channel.
+
+    (grpcio-health-checking's stub cannot be imported next to grpclib's health
+    messages: both register grpc.health.v1 in protobuf's default pool. The call
+    is the same: grpcio's channel, the same request and response messages.)
+    """
+    served = await serve(toy.launcher())
+    channel = clients.sync(served.grpc_target)
+
+    async def statuses() -> list[int]:
+        return [
+            await asyncio.to_thread(health_check, channel, service)
+            for service in (*READINESS, LIVENESS)
+        ]
+
+    assert await statuses() == [SERVING] * 3
+    session = await served.launcher.start_session("stays")
+    await toy.context(session.session_id)
+    drain = asyncio.create_task(served.launcher.drain(timeout=5))
+    await wait_until(lambda: served.launcher.draining)
+    # Draining: the probe's default service "" takes the pod out of the
+    # endpoints; liveness keeps it from being restarted mid-drain.
+    assert await statuses() == [NOT_SERVING, NOT_SERVING, SERVING]
+    await served.launcher.close_session(session.session_id)
+    await asyncio.wait_for(drain, 5)
+    assert (await statuses())[-1] == SERVING

@@ -81,9 +81,10 @@ def test_sigterm_drains_then_exits_zero(procs: Start) -> None:
         signalled = time.monotonic()
         proc.send(signal.SIGTERM)
         proc.wait_for(r"SIGTERM: draining")
-        # Readiness drops at once; liveness stays up while draining.
+        # Readiness ("" and the SessionService) drops at once; liveness stays up while draining.
         assert health_check(channel, SERVICE) == NOT_SERVING
-        assert health_check(channel, "") == SERVING
+        assert health_check(channel, "") == NOT_SERVING
+        assert health_check(channel, "liveness") == SERVING
         refused = sync_error(stub.Start, pb.StartRequest(call_id="late"), timeout=5)
         assert refused.code == grpc.StatusCode.UNAVAILABLE
         assert refused.reason == "DRAINING"

@@ -23,7 +23,9 @@ from tests.support import ServerAgents, Servers, wait_ended
 from .conftest import Clients
 from .support import SERVICE, buf
 
-METHODS = [f"{SERVICE}/{m}" for m in ("Close", "Get", "Metrics", "Start", "StreamEvents")]
+METHODS = [
+    f"{SERVICE}/{m}" for m in ("Close", "Get", "ListSessions", "Metrics", "Start", "StreamEvents")
+]
 HEALTH_METHODS = ["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"]
 
 
@@ -147,7 +149,7 @@ async def test_stream_of_all_sessions_through_buf_curl_until_timeout(
 
 async def test_buf_curl_health_check(toy: ServerAgents, serve: Servers) -> None:
     served = await serve(toy.launcher())
-    for service in ("", SERVICE):
+    for service in ("", SERVICE, "liveness"):
         result = await buf_json(
             served.grpc_port, "grpc.health.v1.Health/Check", {"service": service}
         )
@@ -222,7 +224,14 @@ async def test_raw_grpclib_reflection_v1alpha(
 
     add(root.name)
     service = pool.FindServiceByName(SERVICE)
-    assert [m.name for m in service.methods] == ["Start", "Close", "Get", "Metrics", "StreamEvents"]
+    assert [m.name for m in service.methods] == [
+        "Start",
+        "Close",
+        "Get",
+        "Metrics",
+        "ListSessions",
+        "StreamEvents",
+    ]
     assert service.methods_by_name["StreamEvents"].output_type.full_name == (
         "agentplane.v1.StreamEventsResponse"
     )

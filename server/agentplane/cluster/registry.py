@@ -153,7 +153,11 @@ class RedisSessionRegistry:
             if existing is not None:
                 return existing
             raise AdmissionRejected(  # the key outlived its record: a race with expiry
-                "IDEMPOTENCY_KEY_EXPIRED", "the session of this idempotency key has expired"
+                "IDEMPOTENCY_KEY_EXPIRED",
+                "the session of this idempotency key has expired",
+                # The key goes with its record's forget, a moment later: the
+                # same Start then starts a new session.
+                retry_after=1.0,
             )
         if verdict == "fenced":
             raise Fenced(self.node_id)

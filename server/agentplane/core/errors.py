@@ -2,11 +2,14 @@
 
 The core raises only these; one table maps them to the status every transport
 answers (``agentplane.service.status``). Messages name the
-problem so they can be shown to a client as they are.
+problem so they can be shown to a client as they are: none carries the text
+of an exception raised by the user's code unless the operator opted in
+(``failure_message``).
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 
@@ -105,6 +108,29 @@ class IdempotencyConflict(LauncherError):
     reason = "IDEMPOTENCY_KEY_REUSED"
 
 
+def new_error_id() -> str:
+    """A short id that ties a caller's failure message to its log line."""
+    return uuid.uuid4().hex[:12]
+
+
+def failure_message(what: str, exc: BaseException, error_id: str, *, expose: bool) -> str:
+    """What a caller is told of the user's code raising ``exc`` (decision 29).
+
+    The exception's type, and the id of the log line that has its traceback;
+    its text only with ``expose`` (``expose_error_details``): an exception's
+    text can hold a URL with a token, a key, a customer's data.
+
+    Example::
+
+        failure_message("create_agent failed", KeyError("sk-123"), "3f2a", expose=False)
+        # "create_agent failed: KeyError (error 3f2a; details in the server log)"
+    """
+    name = type(exc).__name__
+    if expose:
+        return f"{what}: {name}: {exc} (error {error_id})"
+    return f"{what}: {name} (error {error_id}; details in the server log)"
+
+
 __all__ = [
     "AdmissionRejected",
     "AgentStartFailed",
@@ -116,4 +142,6 @@ __all__ = [
     "NotReady",
     "SessionNotFound",
     "Unavailable",
+    "failure_message",
+    "new_error_id",
 ]

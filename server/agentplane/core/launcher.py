@@ -13,6 +13,7 @@ sessions costs no CPU while they are quiet.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -31,6 +32,8 @@ from .errors import (
     NotReady,
     SessionNotFound,
     Unavailable,
+    failure_message,
+    new_error_id,
 )
 from .events import DEFAULT_BUFFER, DEFAULT_RETAINED_BYTES, EventLog
 from .expiry import ExpiryQueue
@@ -53,6 +56,13 @@ from .validation import validate_session_id, validate_start
 logger = logging.getLogger("agentplane.launcher")
 
 Warmup = Callable[[], Awaitable[None] | None]
+# The retry hint of a Start refused by a session limit: a slot frees when a
+# session ends, which nobody can foresee.
+DEFAULT_LIMIT_RETRY_AFTER = 5.0
+# The limits a session's end can lift: a retry can succeed, at an unknown time.
+SLOT_LIMITS = frozenset(
+    {"MAX_CONCURRENT_SESSIONS", "MAX_SESSIONS_PER_CALL", "MAX_SESSIONS_PER_NODE"}
+)
 # How long a cancelled create_agent may take to finish before it is abandoned.
 CANCEL_GRACE = 1.0
 
@@ -112,6 +122,8 @@ class AgentLauncher:
         agent_adapter: AgentAdapter | None = None,
         adapter_startup_timeout: float = 300.0,
         max_sessions_per_node: int | None = None,
+        limit_retry_after: float | None = DEFAULT_LIMIT_RETRY_AFTER,
+        expose_error_details: bool = False,
     ) -> None:
         launcher_args.check_unused_intervals(maintenance_interval, cleanup_interval)
         launcher_args.check_registry(registry)
@@ -137,6 +149,11 @@ class AgentLauncher:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if max_retained_sessions < 0:
             raise ValueError("max_retained_sessions must be >= 0")
+        if limit_retry_after is not None and not limit_retry_after > 0:
+            raise ValueError(f"limit_retry_after must be > 0 or None, got {limit_retry_after}")
+        # The hint sent with MAX_CONCURRENT_SESSIONS, MAX_SESSIONS_PER_CALL and
+        # MAX_SESSIONS_PER_NODE (RetryInfo, HTTP Retry-After); None sends none.
+        self.limit_retry_after = limit_retry_after
         self._create_agent = create_agent
         self._join_call = join_call
         self._join_takes_session = agent_contract.takes_session(join_call)
@@ -162,6 +179,7 @@ class AgentLauncher:
             idle_timeout=self.idle_timeout,
             max_duration=self.max_session_duration,
             metrics_interval=metrics_event_interval,
+            expose_error_details=expose_error_details,
         )
         # `is None`: an empty InMemorySessionRegistry is falsy (it has a length).
         self._registry: SessionRegistry = (
@@ -177,6 +195,8 @@ class AgentLauncher:
             session_retention_seconds, max_retained_sessions, self._forget
         )
         self._live: dict[str, LiveSession] = {}
+        # Starts whose create_agent runs now (operator metrics).
+        self._starting = 0
         # Ending sequences, Start undos and slot releases: shutdown waits for them.
         self._enders = OwnedTasks()
         # Agent tasks that ignored cancellation: each still holds its slot.
@@ -195,6 +215,21 @@ class AgentLauncher:
 
     def _accepting_may_have_changed(self) -> None:
         self._observers.accepting_is(self.accepting)
+
+    @property
+    def expose_error_details(self) -> bool:
+        """Whether callers see the text of ``create_agent``'s and ``join_call``'s exceptions.
+
+        False (the default): a failed Start's message and a session's
+        ``error_message`` name the exception's type and the id of the log
+        line with its traceback, never its text (decision 29). Sessions
+        started from now on follow a change.
+        """
+        return self._policy.expose_error_details
+
+    @expose_error_details.setter
+    def expose_error_details(self, expose: bool) -> None:
+        self._policy = dataclasses.replace(self._policy, expose_error_details=expose)
 
     @property
     def create_agent(self) -> CreateAgent:
@@ -500,7 +535,11 @@ class AgentLauncher:
         self._live[record.session_id] = live
         self._accepting_may_have_changed()
         began = loop.time()
-        agent = await self._create_agent_for(live, video_track_override_path)
+        self._starting += 1
+        try:
+            agent = await self._create_agent_for(live, video_track_override_path)
+        finally:
+            self._starting -= 1
 
         record.state = SessionState.RUNNING
         await self._registry.update(record)
@@ -532,6 +571,14 @@ class AgentLauncher:
             return await self._registry.admit(record, self.limits, now)
         except (Unavailable, AdmissionRejected) as exc:  # Draining, NotReady included
             reason = exc.reason
+            if (
+                isinstance(exc, AdmissionRejected)
+                and exc.retry_after is None
+                and reason in SLOT_LIMITS
+            ):
+                # The registry (local or the cluster's) cannot know when a
+                # session ends; a retry can succeed, so say when to try.
+                exc.retry_after = self.limit_retry_after
             self._counters.rejected(reason)
             self._observers.call("admission_rejected", reason)
             raise
@@ -581,12 +628,24 @@ class AgentLauncher:
             raise failure from exc
         return agent
 
-    @staticmethod
-    def _start_failure(exc: BaseException, record: SessionRecord) -> BaseException:
-        """What the caller of a failed Start is told (cancellation stays cancellation)."""
+    def _start_failure(self, exc: BaseException, record: SessionRecord) -> BaseException:
+        """What the caller of a failed Start is told (cancellation stays cancellation).
+
+        The exception's type and the id of the log line with its traceback;
+        its text only with ``expose_error_details``.
+        """
         if isinstance(exc, Exception) and not isinstance(exc, (Draining, AgentStartFailed)):
-            logger.exception("create_agent failed for call %s", record.call_id)
-            return AgentStartFailed(f"create_agent failed: {type(exc).__name__}: {exc}")
+            error_id = new_error_id()
+            logger.exception(
+                "create_agent failed for call %s (session %s, error %s)",
+                record.call_id,
+                record.session_id,
+                error_id,
+            )
+            expose = self.expose_error_details
+            return AgentStartFailed(
+                failure_message("create_agent failed", exc, error_id, expose=expose)
+            )
         return exc
 
     async def _undo_start(
@@ -870,6 +929,11 @@ class AgentLauncher:
             draining=self._draining,
             abandoned=len(self._abandoned),
         )
+
+    @property
+    def starts_in_progress(self) -> int:
+        """Starts admitted whose ``create_agent`` (and adapter preparation) runs now."""
+        return self._starting
 
     @property
     def abandoned_tasks(self) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 from . import agent as agent_contract
 from .agent import AdaptedAgent, JoinCall
 from .context import SessionContext, bind_current
+from .errors import failure_message, new_error_id
 from .events import EventLog
 from .metrics import SessionMetrics
 from .models import EndReason, EventKind, SessionRecord
@@ -47,6 +48,8 @@ class SessionPolicy:
     idle_timeout: float | None
     max_duration: float | None
     metrics_interval: float
+    # Whether error_message carries join_call's exception text (else its type).
+    expose_error_details: bool = False
 
 
 # Called once, when the session begins to end: the launcher's ending sequence.
@@ -145,8 +148,15 @@ class LiveSession:
                 self.end(EndReason.SHUTDOWN)
             raise
         except Exception as exc:
-            logger.exception("join_call failed for session %s", self.session_id)
-            self.end(EndReason.ERROR, f"{type(exc).__name__}: {exc}")
+            error_id = new_error_id()
+            logger.exception(
+                "join_call failed for session %s (error %s)", self.session_id, error_id
+            )
+            expose = self._policy.expose_error_details
+            self.end(
+                EndReason.ERROR,
+                failure_message("join_call raised", exc, error_id, expose=expose),
+            )
         else:
             self.end(EndReason.COMPLETED)
 

@@ -1,13 +1,30 @@
 """Operator metrics in Prometheus format, via prometheus_client.
 
-Fed by the launcher's hooks (no polling), in a registry of its own so that
-several launchers (tests, embedded servers) never collide in the global one.
+Fed by the launcher's hooks (no polling) and read at scrape time, in a
+registry of its own so that several launchers (tests, embedded servers) never
+collide in the global one. The registry also holds prometheus_client's
+process (``process_*``), platform (``python_info``) and GC
+(``python_gc_*``: counts; agentplane's ``agentplane_gc_pause_seconds`` times
+the pauses) collectors. docs/monitoring.md lists every series.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from agentplane.core import AgentLauncher, SessionRecord
 
@@ -25,6 +42,21 @@ GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 # How late the loop ran a timer: ~0 when idle, milliseconds under load,
 # seconds when an agent blocks it (see loop_monitor.py).
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _StartFailures(Collector):
+    """``agentplane_session_start_failures_total``, read from the launcher's counters."""
+
+    def __init__(self, launcher: AgentLauncher) -> None:
+        self._launcher = launcher
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "agentplane_session_start_failures",
+            "Admitted Starts whose agent never ran: create_agent raised or timed out "
+            "(AGENT_START_FAILED), the caller went away, or a drain began.",
+            value=self._launcher.stats().failed_starts,
+        )
 
 
 class OperatorMetrics:
@@ -57,6 +89,27 @@ class OperatorMetrics:
             registry=self.registry,
         )
         self.abandoned.set_function(lambda: launcher.abandoned_tasks)
+        self.starting = Gauge(
+            "agentplane_sessions_starting",
+            "Starts whose create_agent runs now (admitted, agent not yet running; also "
+            "counted in agentplane_active_sessions). There is no admission queue.",
+            registry=self.registry,
+        )
+        self.starting.set_function(lambda: launcher.starts_in_progress)
+        self.draining = Gauge(
+            "agentplane_draining",
+            "1 once this node began draining (SIGTERM): it admits nothing more.",
+            registry=self.registry,
+        )
+        self.draining.set_function(lambda: 1.0 if launcher.draining else 0.0)
+        self.admission_held = Gauge(
+            "agentplane_admission_held",
+            "1 while admission is held from outside the launcher (a cluster node that "
+            "cannot reach Redis admits nothing).",
+            registry=self.registry,
+        )
+        self.admission_held.set_function(lambda: 0.0 if launcher.admission_held is None else 1.0)
+        self.registry.register(_StartFailures(launcher))
         self.started = Counter(
             "agentplane_sessions_started",
             "Sessions started.",
@@ -105,6 +158,14 @@ class OperatorMetrics:
             "(each also logged with the task and line).",
             registry=self.registry,
         )
+        # The process and the interpreter: process_cpu_seconds_total,
+        # process_resident_memory_bytes, process_open_fds, process_max_fds, ...
+        # (Linux), python_info, python_gc_collections_total{generation}, ...
+        # Each reads /proc or gc.get_stats() at scrape time only.
+        # (GCCollector registers nothing off CPython.)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         launcher.add_hooks(self)
 
     def loop_monitor(self) -> LoopMonitor:

@@ -1,8 +1,11 @@
 """The grpclib server: SessionService, health, reflection, proper UNIMPLEMENTED.
 
-Health: service "" is liveness (SERVING while the process serves);
-``agentplane.v1.SessionService`` is SERVING only while Starts are accepted
-(warmed up, not draining, below capacity), pushed by the launcher.
+Health (decision 28): service ``""`` (what Kubernetes' gRPC probe and most
+load balancers ask by default) and ``agentplane.v1.SessionService`` are
+readiness: SERVING only while a Start would be admitted (warmed up, not
+draining, below capacity, the cluster reachable), pushed by the launcher.
+Service ``liveness`` is SERVING while the process serves, draining and
+warming up included: the one a liveness or startup probe asks.
 Reflection answers both ``grpc.reflection.v1`` and ``v1alpha`` (grpcurl 1.8
 speaks only v1alpha; buf curl tries v1 first).
 """
@@ -29,6 +32,18 @@ from .service import SessionService
 from .transport import GrpcLimits, LimitedServer, log
 
 SERVICE_NAME = "agentplane.v1.SessionService"
+# The health service that says only "this process serves" (liveness probes).
+LIVENESS_SERVICE = "liveness"
+
+
+class _NamedHealthService:
+    """A health-service name with no methods of its own (grpclib keys checks by a servable)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __mapping__(self) -> dict[str, Any]:
+        return {f"/{self._name}/": None}
 
 
 async def _unimplemented(method: str, stream: Stream[Any, Any]) -> None:
@@ -77,7 +92,15 @@ class GrpcServer:
         self.service = SessionService(api)
         self.readiness = ServiceStatus()
         launcher.add_accepting_listener(self.readiness.set)
-        health = Health({self.service: [self.readiness], OVERALL: []})
+        # "" follows readiness (Kubernetes' gRPC probe asks "" unless told
+        # otherwise); "liveness" has no check: SERVING while the process serves.
+        health = Health(
+            {
+                self.service: [self.readiness],
+                OVERALL: [self.readiness],
+                _NamedHealthService(LIVENESS_SERVICE): [],
+            }
+        )
         # grpclib's Server with message, header, handshake and connection
         # limits (transport.py).
         self.server = LimitedServer(

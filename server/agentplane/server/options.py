@@ -93,6 +93,11 @@ class ServeOptions:
     # full collection) out of CPython's full passes, so held sessions cause
     # no long event-loop pauses (gc_tuning.py). False: CPython's own policy.
     gc_freeze: bool = True
+    # Callers see the text of create_agent's and join_call's exceptions (a
+    # failed Start's message, a session's error_message); by default only the
+    # exception's type and an error id to find the traceback in the log
+    # (decision 29). Or AgentLauncher(expose_error_details=True).
+    expose_error_details: bool = False
     # A cluster (agentplane.cluster, issue 14; needs agentplane[redis]): the
     # nodes sharing this Redis admit against one set of limits. None: one node.
     redis_url: str | None = field(default_factory=_env_redis_url)

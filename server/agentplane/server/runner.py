@@ -117,6 +117,8 @@ class Runner:
         if http_port is not None and self._app is None:
             self._app = self._gateway_app(None)  # nobody customized it: no FastAPI
         self._apply_demo_page()
+        if options.expose_error_details:
+            self.launcher.expose_error_details = True
         self.grpc = GrpcServer(self.launcher, self.api, options.grpc_limits)
         await self.grpc.start(host, options.grpc_port if grpc_port is None else grpc_port)
         logger.info("agentplane gRPC listening on %s:%s", host, self.grpc.port)
