@@ -38,6 +38,8 @@ ALLOWED: dict[str, set[str]] = {
         "cluster",
     },
     "testing": {"server", "core", "clients"},
+    # agentplane/__main__.py: `python -m agentplane` runs the command line.
+    "__main__": {"server"},
 }
 
 
