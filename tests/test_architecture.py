@@ -36,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
         "gateway",
         "clients",
         "cluster",
+        "net",
     },
     "testing": {"server", "core", "clients"},
     # agentplane/__main__.py: `python -m agentplane` runs the command line.

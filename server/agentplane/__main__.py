@@ -3,7 +3,7 @@
 ``agentplane`` is a PEP 420 namespace over three source roots (decision 1);
 a namespace may hold plain modules, and this one lives in ``server/``, whose
 ``agentplane`` folder ``pyproject.toml`` maps the namespace itself to
-(decision 27). There is no ``agentplane/__init__.py``.
+(decision 28). There is no ``agentplane/__init__.py``.
 """
 
 from agentplane.server.cli import main
