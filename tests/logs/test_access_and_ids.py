@@ -287,3 +287,28 @@ async def test_root_points_at_the_demo_page_or_the_docs() -> None:
             "demo"
             not in (await http.get("/", headers={"Accept": "application/json"})).json()["links"]
         )
+
+
+async def test_the_agents_close_logs_with_its_session(records: Records) -> None:
+    agent_log = logging.getLogger("tests.logs.agent")
+
+    class Agent:
+        async def close(self) -> None:
+            agent_log.info("closing")
+
+    async def create_agent(**_: Any) -> Agent:
+        return Agent()
+
+    async def join_call(agent: Agent, call_type: str, call_id: str, **_: Any) -> None:
+        await asyncio.Event().wait()
+
+    agents = AgentLauncher(create_agent=create_agent, join_call=join_call)
+    await agents.start()
+    try:
+        record = await agents.start_session("call-9", "default")
+        await agents.close_session(record.session_id)
+        closing = await wait_for(records, lambda r: r.getMessage() == "closing")
+    finally:
+        await agents.shutdown()
+    assert closing.session_id == record.session_id  # type: ignore[attr-defined]
+    assert closing.call_id == "call-9"  # type: ignore[attr-defined]
