@@ -36,8 +36,11 @@ ALLOWED: dict[str, set[str]] = {
         "gateway",
         "clients",
         "cluster",
+        "net",
     },
     "testing": {"server", "core", "clients"},
+    # agentplane/__main__.py: `python -m agentplane` runs the command line.
+    "__main__": {"server"},
 }
 
 

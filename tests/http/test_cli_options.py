@@ -90,7 +90,7 @@ class _Recorded:
         monkeypatch.setattr(
             commands,
             "configure_logging",
-            lambda agents, http, *, debug=False: self.logging.append((agents, http, debug)),
+            lambda agents, http, *, debug=False, **_: self.logging.append((agents, http, debug)),
         )
 
         def run_to_exit(main: Any, *, debug: bool = False) -> int:

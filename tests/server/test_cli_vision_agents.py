@@ -5,7 +5,7 @@ with only its imports changed): every Vision Agents flag is taken with its
 meaning (``--debug``, ``--no-splash``, ``run --log-level``, ``--no-demo``,
 ``--video-track-override``), ``--agents-log-level`` reaches ``vision_agents.*``
 and the agent's own module, and ``--http-log-level INFO`` logs each request
-to ``uvicorn.access``. Every wait is for a line the process writes.
+to ``agentplane.access``. Every wait is for a line the process writes.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def test_serve_with_vision_agents_flags_logs_as_vision_agents_does(procs: Start)
          "--agents-log-level", "INFO", "--http-log-level", "INFO"]
     )  # fmt: skip
     _start_one_session(proc)
-    # --http-log-level INFO: uvicorn's access log, one line per request.
-    proc.wait_for(r'INFO uvicorn\.access: 127\.0\.0\.1:\d+ - "GET /health HTTP/1\.1" 200')
-    proc.wait_for(r'INFO uvicorn\.access: .* "POST /sessions HTTP/1\.1" 201')
+    # --http-log-level INFO: the access log, one line per request.
+    proc.wait_for(r"INFO agentplane\.access: HTTP GET /health 200 [\d.]+ ms peer=127\.0\.0\.1:\d+")
+    proc.wait_for(r"INFO agentplane\.access: HTTP POST /sessions 201 ")
     log = proc.text()
     # --agents-log-level INFO: the agent's own module and vision_agents.* at INFO.
     assert "INFO __main__: user module info: creating an agent" in log
@@ -78,7 +78,8 @@ def test_agent_module_loggers_and_a_quiet_http_log(procs: Start) -> None:
     log = proc.text()
     assert "INFO dropin_agent: user module info: creating an agent" in log
     assert "INFO vision_agents.core.agents.agents: vision_agents info" in log
-    assert "uvicorn.access" not in log  # --http-log-level WARNING: no access log
+    assert "agentplane.access" not in log  # --http-log-level WARNING: no access log
+    assert "uvicorn.access" not in log
     assert "join_call: loop debug=False" in log  # no --debug: no asyncio debug mode
     assert "DEBUG asyncio" not in log
     _stop(proc)

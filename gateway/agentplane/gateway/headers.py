@@ -1,7 +1,9 @@
 """HTTP request headers -> gRPC metadata, as grpc-gateway forwards them.
 
 - ``Authorization`` passes through as ``authorization`` (so the server's auth
-  sees the same credentials over HTTP as over gRPC);
+  sees the same credentials over HTTP as over gRPC), and ``X-Request-Id`` as
+  ``x-request-id`` (so the HTTP request and the gRPC call it became share
+  their id in the servers' logs);
 - ``Grpc-Metadata-Foo: v`` becomes ``foo: v`` (a way to send any metadata);
 - every other header is forwarded with a ``grpcgateway-`` prefix, so hooks
   can read, say, ``grpcgateway-x-api-key`` or ``grpcgateway-origin``. grpc-gateway
@@ -21,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 METADATA_PREFIX = "grpc-metadata-"
+# Forwarded under their own names.
+_AS_IS = frozenset({"authorization", "x-request-id"})
 FORWARD_PREFIX = "grpcgateway-"
 
 # Per-connection and framing headers: meaningless to the RPC.
@@ -36,6 +40,7 @@ _NOT_FORWARDED = frozenset(
         "content-length",
         "host",
         "authorization",
+        "x-request-id",
     }
 )
 _RESERVED = frozenset({"te", "content-type", "user-agent", "host", "connection"})
@@ -66,8 +71,8 @@ def forwarded_metadata(
         value = raw_value.decode("latin-1").strip()
         if not _printable(value):
             continue
-        if key == "authorization":
-            metadata.append(("authorization", value))
+        if key in _AS_IS:
+            metadata.append((key, value))
         elif key.startswith(METADATA_PREFIX):
             name = key[len(METADATA_PREFIX) :]
             # Binary ("-bin") metadata would need base64 framing: not forwarded.

@@ -744,6 +744,9 @@ class AgentLauncher:
 
     async def _finish(self, live: LiveSession, reason: EndReason, error: str) -> None:
         """ENDING, stop join_call, close the agent, then ENDED: whatever fails on the way."""
+        # This task is the session's too: current_session() (and the session
+        # id on log lines) answers in the agent's close().
+        bind_current(live.context)
         record = live.record
         stopped = True
         try:

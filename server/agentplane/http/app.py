@@ -24,7 +24,9 @@ from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from agentplane.clients.grpcio import session_service_pb2
 from agentplane.gateway import Backend, Comments, CorsOptions, GrpcUpstream, SseResume, create_app
@@ -94,7 +96,7 @@ def gateway_app(
         success_status=success_status(),
         metrics=metrics,
         cors=cors,
-        extra_routes=extra_routes,
+        extra_routes=[Route("/", index, methods=["GET"], name="index"), *extra_routes],
         max_body_bytes=max_body_bytes,
         heartbeat=heartbeat,
         title=TITLE,
@@ -105,6 +107,34 @@ def gateway_app(
         sse_resume=EVENT_RESUME,
         application=application,
     )
+
+
+async def index(request: Request) -> Response:
+    """``/``: the demo page when it is served, else the API's documentation.
+
+    A client asking for JSON (``Accept: application/json``, no HTML) gets the
+    links instead: ``{"name", "version", "links": {"docs": "/docs", ...}}``.
+    """
+    root = str(request.scope.get("root_path", ""))
+    served = {getattr(route, "name", None) for route in request.app.router.routes}
+    links = {
+        "docs": "/docs",
+        "openapi": "/openapi.json",
+        **({"demo": "/demo/"} if "demo:page" in served else {}),
+        **({"metrics": "/metrics"} if "prometheus" in served else {}),
+        "health": "/health",
+        "ready": "/ready",
+    }
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        return JSONResponse(
+            {
+                "name": TITLE,
+                "version": package_version(),
+                "links": {name: root + path for name, path in links.items()},
+            }
+        )
+    return RedirectResponse(root + links.get("demo", "/docs"), status_code=307)
 
 
 def fastapi_application() -> Callable[..., Starlette] | None:

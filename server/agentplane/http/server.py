@@ -16,8 +16,9 @@ from typing import Any
 
 import uvicorn
 
-from agentplane.net import AcceptFailureLog
+from agentplane.net import AcceptFailureLog, ListenError, demote
 
+from .access import AccessLog
 from .hosts import AllowedHosts, default_allowed_hosts
 from .limits import HttpLimits, guarded_protocol
 
@@ -32,9 +33,9 @@ class HttpServer:
     ``limits`` bound each connection's head (size, time) and the number of
     connections (``limits.py``); ``allowed_hosts`` are the Host names served
     (None: the loopback names for a loopback bind, any Host otherwise; ``*``:
-    any). ``access_log`` logs each request to uvicorn's ``uvicorn.access``
-    logger (None: when that logger is enabled for INFO, as ``agentplane serve
-    --http-log-level INFO`` sets it; nothing is formatted otherwise).
+    any). Every request gets a request id and, with ``access_log``, one line
+    on ``agentplane.access`` when that logger is enabled for INFO (``access.py``;
+    uvicorn's own access log is always off).
     """
 
     def __init__(
@@ -45,14 +46,22 @@ class HttpServer:
         *,
         limits: HttpLimits | None = None,
         allowed_hosts: Sequence[str] | None = None,
-        access_log: bool | None = None,
+        access_log: bool = True,
     ) -> None:
         limits = limits or HttpLimits()
-        if access_log is None:
-            access_log = logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO)
         hosts = allowed_hosts if allowed_hosts is not None else default_allowed_hosts(host)
         if hosts is not None:
             app = AllowedHosts(app, hosts)
+        # Outermost: a request refused for its Host is logged and has an id too.
+        app = AccessLog(app, log=access_log)
+        # uvicorn's start and stop lines: the runner's summary says where it listens.
+        demote(
+            "uvicorn.error",
+            "Started server process",
+            "Finished server process",
+            "Uvicorn running on",
+            "Shutting down",
+        )
         self.limits = limits
         self._throttle: AcceptFailureLog | None = None
         # httptools parses HTTP/1.1 in C: with h11 (pure Python) the parser
@@ -62,12 +71,12 @@ class HttpServer:
             app,
             host=host,
             port=port,
-            http=guarded_protocol(limits, access_log=access_log),
+            http=guarded_protocol(limits, access_log=False),
             timeout_keep_alive=math.ceil(limits.keep_alive_timeout),  # whole seconds in uvicorn
             lifespan="off",
             log_config=None,
             # Left on: False would strip the "uvicorn.access" logger's handlers
-            # process-wide; the protocol class decides whether to log.
+            # process-wide; the protocol class never logs (AccessLog does).
             access_log=True,
         )
         self._server = uvicorn.Server(config)
@@ -75,27 +84,35 @@ class HttpServer:
         self.port: int | None = None
 
     async def start(self) -> None:
-        """Listen, or raise RuntimeError naming why not (port in use, ...)."""
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
-        while not self._server.started:
-            if self._task.done() or asyncio.get_running_loop().time() > deadline:
-                await self.stop(1.0)
-                raise RuntimeError(
-                    f"HTTP server could not listen on {self._server.config.host}:{self._server.config.port}"
-                )
-            await asyncio.sleep(0.01)
+        """Listen, or raise RuntimeError naming why not (ListenError: port in use, ...)."""
+        bind_error = _BindError()
+        # uvicorn logs a failed bind's OSError, then exits: kept for ListenError instead.
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.addFilter(bind_error)
+        try:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+            while not self._server.started:
+                if self._task.done() or asyncio.get_running_loop().time() > deadline:
+                    await self.stop(1.0)
+                    config = self._server.config
+                    if bind_error.error is not None:
+                        raise ListenError("HTTP", config.host, config.port, bind_error.error)
+                    raise RuntimeError(
+                        f"HTTP server could not listen on {config.host}:{config.port}"
+                    )
+                await asyncio.sleep(0.01)
+        finally:
+            uvicorn_log.removeFilter(bind_error)
         sockets = self._server.servers[0].sockets if self._server.servers else ()
         self._throttle = AcceptFailureLog(asyncio.get_running_loop(), sockets, "HTTP", logger)
         self._throttle.install()
         self.port = sockets[0].getsockname()[1] if sockets else self._server.config.port
 
     async def _run(self) -> None:
-        try:
+        # uvicorn exits the process when it cannot bind: start() reports it.
+        with contextlib.suppress(SystemExit):
             await self._server._serve()
-        except SystemExit:
-            # uvicorn exits the process when it cannot bind; report it instead.
-            logger.error("HTTP server failed to start")
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop accepting, finish in-flight requests within ``grace_seconds``."""
@@ -111,3 +128,17 @@ class HttpServer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+class _BindError(logging.Filter):
+    """Keeps (and silences) the OSError uvicorn logs when it cannot bind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: OSError | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, OSError):
+            self.error = record.msg
+            return False
+        return True

@@ -1,9 +1,39 @@
-"""What every listening port shares: accept-failure logging, logs that repeat at most once per interval.
+"""What every listening port shares: accept-failure logging, logs that repeat at most once per interval, request ids.
 
 Standard library only; both the gRPC port (``agentplane.rpc``) and the HTTP
 port (``agentplane.http``) use it.
 """
 
-from .logs import ACCEPT_FAILED, AcceptFailureLog, BadRequestLog, RateLimitedLog
+from .logs import (
+    ACCEPT_FAILED,
+    AcceptFailureLog,
+    BadRequestLog,
+    Demoted,
+    ListenError,
+    RateLimitedLog,
+    demote,
+)
+from .requests import (
+    ACCESS_LOGGER,
+    REQUEST_ID_HEADER,
+    accept_request_id,
+    current_request_id,
+    request_id_var,
+    valid_request_id,
+)
 
-__all__ = ["ACCEPT_FAILED", "AcceptFailureLog", "BadRequestLog", "RateLimitedLog"]
+__all__ = [
+    "ACCEPT_FAILED",
+    "ACCESS_LOGGER",
+    "REQUEST_ID_HEADER",
+    "AcceptFailureLog",
+    "BadRequestLog",
+    "Demoted",
+    "ListenError",
+    "RateLimitedLog",
+    "accept_request_id",
+    "current_request_id",
+    "demote",
+    "request_id_var",
+    "valid_request_id",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -112,3 +113,55 @@ class AcceptFailureLog:
             self._previous(loop, context)
         else:
             loop.default_exception_handler(context)
+
+
+class ListenError(RuntimeError):
+    """A port could not be opened: ``port_name`` ("HTTP", "gRPC") on ``host:port``.
+
+    ``error`` is the OSError of the bind (``errno.EADDRINUSE``: the port is in use).
+    """
+
+    def __init__(self, port_name: str, host: str, port: int, error: OSError) -> None:
+        self.port_name = port_name
+        self.host = host
+        self.port = port
+        self.error = error
+        self.in_use = error.errno == errno.EADDRINUSE
+        if self.in_use:
+            text = f"{port_name} port {port} is already in use on {host}"
+        else:
+            reason = error.strerror or str(error)
+            text = f"{port_name} server cannot listen on {host}:{port}: {reason}"
+        super().__init__(text)
+
+
+class Demoted(logging.Filter):
+    """A logger filter: its records whose message starts with one of ``prefixes`` become DEBUG.
+
+    For what a library logs at INFO about ordinary events (a client that
+    cancelled its call, a server starting): shown only when the logger is
+    enabled for DEBUG. Installed once per logger (``demote``).
+    """
+
+    def __init__(self, logger: logging.Logger, prefixes: Iterable[str]) -> None:
+        super().__init__()
+        self._logger = logger
+        self.prefixes = tuple(prefixes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not isinstance(record.msg, str):
+            return True
+        if not record.msg.startswith(self.prefixes):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self._logger.isEnabledFor(logging.DEBUG)
+
+
+def demote(logger_name: str, *prefixes: str) -> None:
+    """Make ``logger_name``'s INFO lines starting with ``prefixes`` DEBUG lines (idempotent)."""
+    logger = logging.getLogger(logger_name)
+    for existing in logger.filters:
+        if isinstance(existing, Demoted):
+            existing.prefixes = tuple(dict.fromkeys((*existing.prefixes, *prefixes)))
+            return
+    logger.addFilter(Demoted(logger, prefixes))

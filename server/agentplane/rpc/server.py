@@ -25,9 +25,10 @@ from grpclib.reflection.service import ServerReflection
 from grpclib.server import Stream
 
 from agentplane.core import AgentLauncher
-from agentplane.net import AcceptFailureLog
+from agentplane.net import AcceptFailureLog, ListenError, demote
 from agentplane.service.api import SessionAPI
 
+from . import access
 from .service import SessionService
 from .transport import GrpcLimits, LimitedServer, log
 
@@ -107,6 +108,11 @@ class GrpcServer:
             ServerReflection.extend([self.service, health]), limits or GrpcLimits()
         )
         self.limits = self.server.limits
+        # Request ids in and out, one access line per call (access.py).
+        access.install(self.server)
+        # A client cancelling its call (or its deadline passing) is ordinary:
+        # the access line says it; grpclib's INFO lines about it become DEBUG.
+        demote("grpclib.server", "Request was cancelled", "Deadline exceeded")
         # grpclib 0.4.9 (pinned) keeps the method mapping here; the test suite
         # checks that unknown methods answer UNIMPLEMENTED, so a grpclib
         # upgrade that moves it fails loudly.
@@ -115,7 +121,11 @@ class GrpcServer:
         self._accept_log: AcceptFailureLog | None = None
 
     async def start(self, host: str, port: int) -> None:
-        await self.server.start(host, port)
+        """Listen, or raise ListenError naming why not (port in use, ...)."""
+        try:
+            await self.server.start(host, port)
+        except OSError as error:
+            raise ListenError("gRPC", host, port, error) from error
         listener = self.server._server
         sockets = listener.sockets if isinstance(listener, asyncio.Server) else ()
         self.port = sockets[0].getsockname()[1] if sockets else port

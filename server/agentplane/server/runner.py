@@ -38,7 +38,9 @@ from agentplane.rpc.server import GrpcServer
 from agentplane.service.api import SessionAPI
 
 from .commands import runner_cli
+from .logs import install_context
 from .options import ServeOptions
+from .summary import StartupSummary, startup_summary
 
 if TYPE_CHECKING:
     from agentplane.cluster.member import ClusterMember
@@ -73,6 +75,9 @@ class Runner:
         self._signals = 0
         self._stop: asyncio.Event | None = None
         self.cluster: ClusterMember | None = None
+        # How the start-up summary names the agent (``--agent``'s module:attribute);
+        # None: from create_agent's module and name.
+        self.agent_label: str | None = None
 
     @property
     def fast_api(self) -> Any:
@@ -113,6 +118,7 @@ class Runner:
         """
         options = self.serve_options
         host = host or options.host
+        install_context()  # log records name their request and session
         self._stop = asyncio.Event()
         if http_port is not None and self._app is None:
             self._app = self._gateway_app(None)  # nobody customized it: no FastAPI
@@ -150,7 +156,8 @@ class Runner:
                 held_heap_gc = HeldHeapGc(lambda: self.launcher.stats().in_flight)
                 self.launcher.add_hooks(held_heap_gc)
                 held_heap_gc.start()
-            logger.info("agentplane ready")
+            summary = self.startup_summary(host)
+            logger.info(summary.text, extra={"summary": summary.fields})
             if on_ready is not None:
                 on_ready(self)
             await self._stop.wait()
@@ -173,6 +180,10 @@ class Runner:
             if loop_monitor is not None:
                 await loop_monitor.aclose()
             logger.info("agentplane stopped")
+
+    def startup_summary(self, host: str) -> StartupSummary:
+        """What the server serves, where, and under which rules (logged once ready)."""
+        return startup_summary(self, host)
 
     def _gateway_app(self, application: Callable[..., Starlette] | None) -> Any:
         options = self.serve_options
