@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from agentplane.console import sessions
 from agentplane.core import AgentLauncher
 
 from .commands import LOG_LEVELS, configure_logging, run_command, serve_command
@@ -57,7 +58,10 @@ def load_runner(spec: str | None) -> Runner:
     )
 
 
-@click.group(help="agentplane: a gRPC control plane that starts AI agents into calls.")
+@click.group(
+    help="agentplane: a gRPC control plane that starts AI agents into calls.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="agentplane")
 def main() -> None:
     pass
@@ -65,6 +69,7 @@ def main() -> None:
 
 main.add_command(serve_command(load_runner, with_agent=True))
 main.add_command(run_command(load_runner, with_agent=True))
+main.add_command(sessions)
 
 
 @main.command("gateway", help="Serve the HTTP/JSON gateway alone, in front of a remote server.")
