@@ -258,7 +258,12 @@ async def test_usage_errors_and_help() -> None:
     ):
         ran = await cli("sessions", *args)
         assert ran.code == 2, (args, ran.out, ran.err)
-    for args in (["-h"], ["sessions", "-h"], ["sessions", "list", "-h"], ["sessions", "watch", "-h"]):
+    for args in (
+        ["-h"],
+        ["sessions", "-h"],
+        ["sessions", "list", "-h"],
+        ["sessions", "watch", "-h"],
+    ):
         ran = await cli(*args)
         assert ran.code == 0
         assert "Usage:" in ran.out
