@@ -203,7 +203,7 @@ def make_pki(folder: Path) -> Pki:
                     decipher_only=False,
                 ),
                 critical=True,
-            )  # fmt: skip
+            )
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
             )

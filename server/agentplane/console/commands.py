@@ -10,11 +10,13 @@ or protojson (``-o json``: one object per command, one per line for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import json
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -422,23 +424,51 @@ def watch_command(
     if epoch and after_cursor is None:
         raise click.UsageError("--epoch goes with --after-cursor")
     position = Position(after_cursor, epoch)
+    following = watch(
+        invocation.connection,
+        session_id,
+        position,
+        functools.partial(_print_event, invocation),
+        _note,
+        Backoff(),
+    )
     try:
-        asyncio.run(
-            watch(
-                invocation.connection,
-                session_id,
-                position,
-                functools.partial(_print_event, invocation),
-                _note,
-                Backoff(),
-            )
-        )
-    except KeyboardInterrupt:
-        _note(f"stopped; resume with --after-cursor {position.cursor} --epoch {position.epoch}"
-              if position.cursor is not None else "stopped")  # fmt: skip
-        sys.exit(0)
+        interrupted = asyncio.run(_until_interrupted(following))
+    except KeyboardInterrupt:  # before the loop took SIGINT over
+        interrupted = True
     except Exception as error:
         fail(error, invocation.connection)
+    if interrupted:
+        resume = f"--after-cursor {position.cursor}" + (
+            f" --epoch {position.epoch}" if position.epoch else ""
+        )
+        _note("stopped" + (f"; resume with {resume}" if position.cursor is not None else ""))
+
+
+async def _until_interrupted(work: Coroutine[Any, Any, None]) -> bool:
+    """Run ``work`` until it ends (False) or SIGINT (Ctrl-C) cancels it (True)."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+
+    # Not in a thread other than the main one (tests), nor on Windows: Ctrl-C is then
+    # asyncio.run's KeyboardInterrupt.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+    return interrupted
 
 
 def _note(text: str) -> None:
