@@ -25,7 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "ops": {"core"},
     "cluster": {"core", "net"},
     "demo": {"core"},
+    "console": {"clients"},
     "server": {
+        "console",
         "core",
         "service",
         "rpc",

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from agentplane.console import sessions
 from agentplane.core import AgentLauncher
 
 from .commands import (
@@ -100,6 +101,7 @@ def main() -> None:
 
 main.add_command(serve_command(load_runner, with_agent=True))
 main.add_command(run_command(load_runner, with_agent=True))
+main.add_command(sessions)
 
 
 @main.command(
