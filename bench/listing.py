@@ -137,7 +137,12 @@ class _Lister:
 
     async def over_http(self, fields: dict[str, Any]) -> tuple[int, str]:
         assert self.http is not None
-        _, body = await self.http.request("GET", _http_path(fields), expect=(200,))
+        try:
+            _, body = await self.http.request("GET", _http_path(fields), expect=(200,))
+        except ConnectionError:  # the server closed the idle keep-alive connection
+            self.http.close()
+            await self.open()
+            _, body = await self.http.request("GET", _http_path(fields), expect=(200,))
         page = json.loads(body)
         return len(page.get("sessions", [])), page.get("next_page_token", "")
 
@@ -164,8 +169,9 @@ async def _middle_token(lister: _Lister, held: int) -> str:
 
 async def _measure(
     lister: _Lister, via: str, fields: dict[str, Any], repeats: int, warmup: int
-) -> tuple[list[float], float, int, str]:
-    """``repeats`` requests one at a time: latencies (s), server CPU (s), the last answer."""
+) -> tuple[list[float], float, float, int]:
+    """``repeats`` requests one at a time: latencies (s), server CPU (s), the share of the
+    server's core other processes took, and the sessions in the last page."""
     call = lister.call(via)
     for _ in range(warmup):
         await call(fields)
@@ -173,16 +179,18 @@ async def _measure(
     gc.disable()  # the harness's own collections would show as server latency
     try:
         latencies: list[float] = []
-        cpu0 = lister.server.cpu_seconds()
-        count, token = 0, ""
+        server = lister.server
+        cpu0, foreign0, t0 = server.cpu_seconds(), server.foreign_seconds(), time.perf_counter()
+        count = 0
         for _ in range(repeats):
             began = time.perf_counter()
-            count, token = await call(fields)
+            count, _ = await call(fields)
             latencies.append(time.perf_counter() - began)
-        cpu = lister.server.cpu_seconds() - cpu0
+        cpu = server.cpu_seconds() - cpu0
+        foreign = (server.foreign_seconds() - foreign0) / (time.perf_counter() - t0)
     finally:
         gc.enable()
-    return latencies, cpu, count, token
+    return latencies, cpu, max(foreign, 0.0), count
 
 
 async def _pages_to_exhaust(lister: _Lister, fields: dict[str, Any]) -> tuple[int, int]:
@@ -242,7 +250,7 @@ async def list_round(cfg: ListConfig, server: ServerProcess) -> Sample:
                 fields = _request(variant, token)
                 repeats = cfg.repeats_large if variant == "first1000" else cfg.repeats
                 for via in VIAS:
-                    latencies, cpu, count, _ = await _measure(
+                    latencies, cpu, foreign, count = await _measure(
                         lister, via, fields, repeats, cfg.warmup
                     )
                     key = f"list/{k}/{variant}/{via}"
@@ -250,6 +258,7 @@ async def list_round(cfg: ListConfig, server: ServerProcess) -> Sample:
                     sample[f"{key}/p99"] = 1000 * percentile(latencies, 0.99)
                     sample[f"{key}/cpu_ms"] = 1000 * cpu / repeats
                     sample[f"{key}/sessions"] = float(count)
+                    sample[f"{key}/foreign_pct"] = 100.0 * foreign
                 _log(
                     f"    {k} held, {variant}: gRPC p50 "
                     f"{sample[f'list/{k}/{variant}/grpc/p50']:.2f} ms, HTTP p50 "
@@ -399,6 +408,19 @@ def render(result: dict[str, Any], notes: str = "") -> str:
             f"| {k:,} | {_med(result, f'list/{k}/error50/pages_to_end'):.0f} | "
             f"{_med(result, f'list/{k}/error50/found'):.0f} |"
         )
+    foreign = [
+        v
+        for s in result["samples"]["agentplane"]
+        for key, v in s.items()
+        if key.endswith("/foreign_pct") and math.isfinite(v)
+    ]
+    if foreign:
+        lines += [
+            "",
+            f"Other processes took {statistics.median(foreign):.0f}% of the server's core in "
+            f"the median measurement, {max(foreign):.0f}% at most (`foreign_pct` in the raw "
+            "data): latencies include waiting for the core; CPU per page does not.",
+        ]
     if notes:
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
