@@ -215,7 +215,9 @@ async def test_a_reload_re_attaches_to_the_running_session(server: Served, page:
     await expect(page.locator("#state")).to_have_attribute("data-state", "running")
     session_id = (await page.text_content("#session-id") or "").strip()
     assert (await server.runner.launcher.get_session(session_id)).call_id == call_id
-    await expect(page.locator(f'#call-sessions tr[data-session-id="{session_id}"]')).to_have_count(1)
+    await expect(page.locator(f'#call-sessions tr[data-session-id="{session_id}"]')).to_have_count(
+        1
+    )
 
     async with page.expect_response(lambda r: "/sessions?" in r.url) as listed:
         await page.reload()  # the session id was only in the old page
