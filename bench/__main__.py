@@ -7,6 +7,7 @@ Examples::
     python -m bench --report bench/.runs/<stamp>/raw.json   # re-render a report
     python -m bench --cluster         # nodes on a real redis-server (~10 min on 2 cores)
     python -m bench --cluster --quick # the same in under a minute
+    python -m bench --list            # ListSessions with 10,000 sessions held (~5 min)
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the cluster benchmark instead: nodes on a real redis-server (no peer)",
     )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="the ListSessions benchmark instead: pages with 1,000 and 10,000 sessions held",
+    )
     parser.add_argument("--runs", type=int, default=None, help="rounds (default 5; quick 1)")
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default bench/.runs/<stamp>)"
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         result = _run(args, out_dir)
     if result.get("suite") == "cluster":
         from .cluster.report import write_report
+    elif result.get("suite") == "list":
+        from .listing import write_report
     else:
         from .report import write_report
     paths = write_report(result, out_dir / "report")
@@ -87,6 +95,15 @@ def _run(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         if args.runs is not None:
             cluster = dataclasses.replace(cluster, runs=args.runs)
         return run_cluster(cluster, out_dir)
+    if args.list:
+        from .listing import QUICK as LIST_QUICK
+        from .listing import ListConfig
+        from .listing import run_sync as run_list
+
+        listing = LIST_QUICK if args.quick else ListConfig()
+        if args.runs is not None:
+            listing = dataclasses.replace(listing, runs=args.runs)
+        return run_list(listing, out_dir)
     from .run import run_sync
 
     cfg = QUICK if args.quick else Config()

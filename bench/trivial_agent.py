@@ -2,7 +2,9 @@
 
 ``create_agent`` returns a minimal object; ``join_call`` waits until it is
 cancelled. With ``emit_every_ms`` and ``emit_count`` in the Start metadata it
-first emits that many ``tick`` events (the event fan-out scenario).
+first emits that many ``tick`` events (the event fan-out scenario); with
+``fail_after_ms`` it raises after that long, so the session ends with
+END_REASON_ERROR (the ListSessions scenario's selective filter).
 
 Served with ``agentplane serve --agent bench.trivial_agent:make_launcher``.
 """
@@ -22,11 +24,18 @@ IDLE_TIMEOUT = 60.0
 class TrivialAgent:
     """Never idle (someone is always "on the call"), closes instantly."""
 
-    __slots__ = ("emit_count", "emit_every")
+    __slots__ = ("emit_count", "emit_every", "fail_after")
 
-    def __init__(self, emit_every_ms: float = 0.0, emit_count: float = 0, **_: Any) -> None:
+    def __init__(
+        self,
+        emit_every_ms: float = 0.0,
+        emit_count: float = 0,
+        fail_after_ms: float | None = None,
+        **_: Any,
+    ) -> None:
         self.emit_every = float(emit_every_ms) / 1000.0
         self.emit_count = int(emit_count)
+        self.fail_after = None if fail_after_ms is None else float(fail_after_ms) / 1000.0
 
     def idle_for(self) -> float:
         return 0.0
@@ -45,6 +54,9 @@ async def join_call(
     for n in range(agent.emit_count):
         await asyncio.sleep(agent.emit_every)
         session.emit("tick", {"n": n})
+    if agent.fail_after is not None:
+        await asyncio.sleep(agent.fail_after)
+        raise RuntimeError("failed on purpose (fail_after_ms)")
     await asyncio.get_running_loop().create_future()  # until cancelled
 
 

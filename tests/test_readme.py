@@ -257,6 +257,9 @@ async def test_readme_agent_served_from_its_folder_answers_the_curl_examples(
                 lines = [json.loads(line)["result"] for line in out.splitlines()]
                 assert "started" in lines[0] and "ended" in lines[-1], out
                 assert any(e.get("agent_event", {}).get("name") == "turn_finished" for e in lines)
+            elif "/sessions?" in url:  # ListSessions: the call's sessions, this one among them
+                page = json.loads(out)
+                assert session_id in [s["session_id"] for s in page["sessions"]], out
             elif url.endswith("/metrics"):
                 body = _json(out)
                 assert body["session_id"] == session_id

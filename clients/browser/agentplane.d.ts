@@ -85,6 +85,40 @@ export interface StreamEvent {
   gap?: { after_cursor?: string; next_cursor?: string };
 }
 
+/** What listSessions() and iterSessions() take: filters combine with AND; every member is optional. */
+export interface ListSessionsFilter {
+  /** Only the sessions of this call (asks `GET /calls/{call_id}/sessions`). */
+  callId?: string;
+  /** Only sessions in one of these states, e.g. ["SESSION_STATE_RUNNING"]. */
+  states?: SessionState | SessionState[];
+  /** Only sessions that ended for one of these reasons. */
+  endReasons?: EndReason | EndReason[];
+  /** Only sessions started by this user (`Session.created_by`). */
+  createdBy?: string;
+  /** Only sessions admitted at or after this time (a Date or an RFC 3339 string). */
+  startedAfter?: Date | string;
+  /** Only sessions admitted before this time. */
+  startedBefore?: Date | string;
+  /** Only sessions that ended at or after this time (running ones never match). */
+  endedAfter?: Date | string;
+  /** Only sessions that ended before this time (running ones never match). */
+  endedBefore?: Date | string;
+  /** "session_started_at desc" (the default: newest first) or "session_started_at" (oldest first). */
+  orderBy?: "session_started_at desc" | "session_started_at" | "session_started_at asc";
+  /** 1 to 1000; absent or 0: 50. */
+  pageSize?: number;
+  /** The previous page's nextPageToken, with the same filters; absent for the first page. */
+  pageToken?: string;
+}
+
+/** One page of listSessions(). */
+export interface SessionPage {
+  /** The sessions of this page, in the requested order (maybe fewer than pageSize, even none). */
+  sessions: Session[];
+  /** Pass it as `pageToken` for the next page; "" on the last page. */
+  nextPageToken: string;
+}
+
 export type SessionRef = string | { session_id: string; close_token?: string };
 
 export interface ClientOptions {
@@ -171,8 +205,6 @@ export declare class AgentplaneError extends Error {
   readonly reason: string | null;
   /** True when no answer came at all (the request may or may not have reached the server). */
   networkFailure?: boolean;
-  /** True when no answer came at all (the request may or may not have reached the server). */
-  networkFailure?: boolean;
   static fromStatus(status: Status, httpStatus?: number, retryAfter?: number | null): AgentplaneError;
 }
 
@@ -191,6 +223,13 @@ export declare class AgentplaneClient {
   start(request: StartRequest): Promise<StartedSession>;
   get(session: SessionRef): Promise<Session>;
   metrics(session: SessionRef): Promise<MetricsResponse>;
+  /**
+   * Lists the sessions the caller may view, one page (`GET /sessions`, or
+   * `GET /calls/{call_id}/sessions` with `callId`). Throws a TypeError for an unknown filter member.
+   */
+  listSessions(filter?: ListSessionsFilter): Promise<SessionPage>;
+  /** Every session listSessions(filter) finds, fetching page after page as the loop goes on. */
+  iterSessions(filter?: ListSessionsFilter): AsyncGenerator<Session, void, undefined>;
   /** Ends the session (by its close token when given Start's answer); resolves to it as it ended. */
   close(session: SessionRef): Promise<Session>;
   /** Watches one session (or every session, given null), resuming after the last cursor on reconnects. */

@@ -6,6 +6,8 @@
 //   const session = await agentplane.start({ call_id: "my-call-123" });
 //   agentplane.closeOnPageHide(session);                   // leaving the page ends the agent
 //   const stream = agentplane.events(session, { afterCursor: 0, onEvent: (e) => console.log(e) });
+//   const { sessions } = await agentplane.listSessions({ callId: "my-call-123", states: ["SESSION_STATE_RUNNING"] });
+//   for await (const s of agentplane.iterSessions({ endReasons: ["END_REASON_ERROR"] })) console.log(s);
 //
 // Request and response objects are the gateway's JSON (protojson with proto
 // field names: call_id, session_started_at, ...). Every failure is an
@@ -122,6 +124,58 @@ function sessionIdOf(session) {
 
 const sessionPath = (id) => `/sessions/${encodeURIComponent(id)}`;
 
+// listSessions() filter member -> ListSessionsRequest field (a query parameter).
+const LIST_FIELDS = Object.freeze({
+  states: "states", endReasons: "end_reasons", createdBy: "created_by",
+  startedAfter: "started_after", startedBefore: "started_before",
+  endedAfter: "ended_after", endedBefore: "ended_before",
+  orderBy: "order_by", pageSize: "page_size", pageToken: "page_token",
+});
+const REPEATED = new Set(["states", "endReasons"]);
+const TIMES = new Set(["startedAfter", "startedBefore", "endedAfter", "endedBefore"]);
+
+function queryValue(name, value) {
+  if (TIMES.has(name)) {
+    if (value instanceof Date) {
+      if (Number.isNaN(value.getTime())) throw new TypeError(`listSessions: ${name} is an invalid Date`);
+      return value.toISOString();
+    }
+    if (typeof value !== "string") throw new TypeError(`listSessions: ${name} must be a Date or an RFC 3339 string`);
+    return value;
+  }
+  if (name === "pageSize") {
+    if (!Number.isInteger(value)) throw new TypeError("listSessions: pageSize must be an integer");
+    return String(value);
+  }
+  if (typeof value !== "string") throw new TypeError(`listSessions: ${name} must be a string`);
+  return value;
+}
+
+/** The path and query of a ListSessions request (GET /sessions or /calls/{call_id}/sessions). */
+function listPath(filter) {
+  if (filter === null || typeof filter !== "object") throw new TypeError("listSessions: expected a filter object");
+  const query = new URLSearchParams();
+  let path = "/sessions";
+  for (const [name, value] of Object.entries(filter)) {
+    if (value === undefined || value === null || value === "") continue;
+    if (name === "callId") {
+      if (typeof value !== "string") throw new TypeError("listSessions: callId must be a string");
+      path = `/calls/${encodeURIComponent(value)}/sessions`;
+      continue;
+    }
+    const field = LIST_FIELDS[name];
+    // A misspelt filter (call_id, state) would silently list everything: refuse it.
+    if (field === undefined) throw new TypeError(`listSessions: unknown filter ${JSON.stringify(name)}`);
+    if (REPEATED.has(name)) {
+      for (const item of Array.isArray(value) ? value : [value]) query.append(field, queryValue(name, item));
+    } else {
+      query.append(field, queryValue(name, value));
+    }
+  }
+  const search = query.toString();
+  return search ? `${path}?${search}` : path;
+}
+
 /** Talks to one agentplane gateway. */
 export class AgentplaneClient {
   /** @param {import("./agentplane").ClientOptions} [options] */
@@ -157,6 +211,38 @@ export class AgentplaneClient {
   /** Reads a session's live metrics. */
   metrics(session) {
     return this._request("GET", `${sessionPath(sessionIdOf(session))}/metrics`);
+  }
+
+  /**
+   * Lists the sessions the caller may view (running, and ended within the
+   * server's retention window), newest first unless `orderBy` says
+   * "session_started_at". Filters combine with AND; `states` and `endReasons`
+   * match any of their values; times are Dates or RFC 3339 strings. Resolves
+   * to `{ sessions, nextPageToken }`: pass `nextPageToken` back as `pageToken`
+   * with the same filters for the next page, until it is "". A page may hold
+   * fewer sessions than `pageSize` (even none) while more remain: the server
+   * bounds the work of each page. iterSessions() walks every page.
+   */
+  listSessions(filter = {}) {
+    return this._request("GET", listPath(filter)).then((page) => ({
+      sessions: Array.isArray(page?.sessions) ? page.sessions : [],
+      nextPageToken: typeof page?.next_page_token === "string" ? page.next_page_token : "",
+    }));
+  }
+
+  /**
+   * Every session listSessions(filter) finds, page after page, as an async
+   * iterator: `for await (const session of client.iterSessions({ callId }))`.
+   * Each page is fetched when the previous one is used up; breaking out of
+   * the loop fetches no more.
+   */
+  async *iterSessions(filter = {}) {
+    let pageToken = filter?.pageToken ?? "";
+    do {
+      const page = await this.listSessions({ ...filter, pageToken });
+      yield* page.sessions;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
   }
 
   /**

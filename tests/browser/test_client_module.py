@@ -421,3 +421,132 @@ async def test_when_hidden_closes_as_soon_as_the_page_is_hidden(server: Served, 
     await page.goto("about:blank")
     ended = await asyncio.wait_for(ended_event(server, sessions["onLeave"]), 2)
     assert ended.payload["session"].end_reason is EndReason.CLOSED_BY_REQUEST
+
+
+async def test_list_sessions_filters_pages_and_orders(server: Served, page: Page) -> None:
+    await _open(page, server)
+    result: dict[str, Any] = await page.evaluate(
+        """async () => {
+          const { AgentplaneClient } = await import("/demo/agentplane.js");
+          const urls = [];
+          const client = new AgentplaneClient({
+            fetch: (url, init) => { urls.push(String(url)); return fetch(url, init); },
+          });
+          const started = [];
+          for (const call_id of ["list-a", "list-a", "list-a", "list-b", "list-b"]) {
+            started.push(await client.start({ call_id }));
+          }
+          await client.close(started[0]);
+          const ids = (page) => page.sessions.map((s) => s.session_id);
+          urls.length = 0;
+          const running = await client.listSessions({
+            callId: "list-a", states: ["SESSION_STATE_RUNNING"],
+          });
+          const closed = await client.listSessions({ endReasons: "END_REASON_CLOSED_BY_REQUEST" });
+          const first = await client.listSessions({ pageSize: 2 });
+          const second = await client.listSessions({ pageSize: 2, pageToken: first.nextPageToken });
+          const oldest = await client.listSessions({ orderBy: "session_started_at", pageSize: 1 });
+          const future = await client.listSessions({
+            startedAfter: new Date(Date.now() + 3600_000), endedBefore: "2100-01-01T00:00:00Z",
+          });
+          const filterUrls = urls.splice(0);
+          const walked = [];
+          for await (const session of client.iterSessions({ pageSize: 2 })) {
+            walked.push(session.session_id);
+          }
+          const walkUrls = urls.splice(0);
+          const early = [];
+          for await (const session of client.iterSessions({ pageSize: 2 })) {
+            early.push(session.session_id);
+            break;  // stops fetching
+          }
+          return {
+            started: started.map((s) => s.session_id),
+            running: ids(running), runningToken: running.nextPageToken,
+            runningStates: running.sessions.map((s) => s.state),
+            closed: ids(closed),
+            first: ids(first), firstToken: first.nextPageToken, second: ids(second),
+            oldest: ids(oldest), future: future,
+            filterUrls, walked, walkUrls, early, earlyRequests: urls.length,
+          };
+        }"""
+    )
+    started = result["started"]
+    newest_first = started[::-1]
+    assert result["running"] == [started[2], started[1]]
+    assert result["runningToken"] == ""
+    assert result["runningStates"] == ["SESSION_STATE_RUNNING"] * 2
+    assert result["closed"] == [started[0]]
+    assert result["first"] == newest_first[:2] and result["firstToken"]
+    assert result["second"] == newest_first[2:4]
+    assert result["oldest"] == [started[0]]
+    assert result["future"] == {"sessions": [], "nextPageToken": ""}  # protojson omits both
+    path = "/calls/list-a/sessions?states=SESSION_STATE_RUNNING"  # baseUrl "": the origin
+    assert result["filterUrls"][0] == path
+    assert result["filterUrls"][1].endswith("/sessions?end_reasons=END_REASON_CLOSED_BY_REQUEST")
+    assert "started_after=" in result["filterUrls"][5]
+    assert "ended_before=2100-01-01T00%3A00%3A00Z" in result["filterUrls"][5]
+    assert result["walked"] == newest_first
+    assert len(result["walkUrls"]) == 3  # 2 + 2 + 1
+    assert "page_token=" not in result["walkUrls"][0]
+    assert all("page_token=" in url for url in result["walkUrls"][1:])
+    assert result["early"] == newest_first[:1] and result["earlyRequests"] == 1
+
+
+async def test_list_sessions_errors(auth_server: Served, page: Page) -> None:
+    await _open(page, auth_server)
+    errors: dict[str, Any] = await page.evaluate(
+        """async (token) => {
+          const { AgentplaneClient } = await import("/demo/agentplane.js");
+          const client = new AgentplaneClient({ token });
+          const walk = async (filter) => { for await (const _ of client.iterSessions(filter)); };
+          const typeError = (call) => { try { call(); return null; } catch (e) { return e.name; } };
+          return {
+            unauthenticated: await outcome(() => new AgentplaneClient().listSessions()),
+            badToken: await outcome(() => client.listSessions({ pageToken: "not-a-token" })),
+            badOrder: await outcome(() => walk({ orderBy: "call_id" })),
+            misspelt: typeError(() => client.listSessions({ call_id: "c" })),
+            badTime: typeError(() => client.listSessions({ startedAfter: 5 })),
+            badDate: typeError(() => client.listSessions({ startedAfter: new Date("x") })),
+            ok: await client.listSessions({}),
+          };
+        }""",
+        auth_server.token,
+    )
+    assert errors["unauthenticated"]["codeName"] == "UNAUTHENTICATED"
+    assert errors["unauthenticated"]["httpStatus"] == 401
+    for name in ("badToken", "badOrder"):
+        error = errors[name]
+        assert error["typed"] and error["codeName"] == "INVALID_ARGUMENT", error
+        assert error["httpStatus"] == 400
+    assert "page_token" in str(errors["badToken"]["details"])
+    assert "order_by" in str(errors["badOrder"]["details"])
+    assert errors["misspelt"] == errors["badTime"] == errors["badDate"] == "TypeError"
+    assert errors["ok"] == {"sessions": [], "nextPageToken": ""}
+
+
+async def test_iter_sessions_goes_on_past_an_empty_page(server: Served, page: Page) -> None:
+    """A page may hold no session while more remain (the server bounds each page's scan)."""
+    await _open(page, server)
+    walked: list[str] = await page.evaluate(
+        """async () => {
+          const { AgentplaneClient } = await import("/demo/agentplane.js");
+          const pages = [
+            { next_page_token: "t1" },  // examined its share, found nothing
+            { sessions: [{ session_id: "a", call_id: "c" }], next_page_token: "t2" },
+            { sessions: [{ session_id: "b", call_id: "c" }] },
+          ];
+          const asked = [];
+          const fakeFetch = async (url) => {
+            asked.push(new URL(url, location.href).searchParams.get("page_token") ?? "");
+            return new Response(JSON.stringify(pages.shift()), { status: 200 });
+          };
+          const found = [];
+          const client = new AgentplaneClient({ fetch: fakeFetch });
+          for await (const s of client.iterSessions({ endReasons: ["END_REASON_ERROR"] })) {
+            found.push(s.session_id);
+          }
+          return [...found, ...asked];
+        }"""
+    )
+    assert walked == ["a", "b", "", "t1", "t2"]

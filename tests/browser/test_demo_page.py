@@ -200,3 +200,75 @@ async def test_a_forged_beacon_is_refused(auth_server: Served, page: Page) -> No
     ended = await asyncio.wait_for(ended_event(auth_server, attacker["session_id"]), 2)
     assert ended.payload["session"].end_reason is EndReason.CLOSED_BY_REQUEST
     assert (await launcher.get_session(victim["session_id"])).state is SessionState.RUNNING
+
+
+# A beacon that never arrives (the browser crashed, the network dropped): the
+# session outlives the page, as it does when the page is reloaded that way.
+LOSE_BEACONS = "navigator.sendBeacon = () => true;"
+
+
+async def test_a_reload_re_attaches_to_the_running_session(server: Served, page: Page) -> None:
+    await page.add_init_script(LOSE_BEACONS)
+    await page.goto(server.demo())  # no ?call_id=: the page makes one up
+    call_id = await page.input_value("#call-id")
+    await page.click("#start")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "running")
+    session_id = (await page.text_content("#session-id") or "").strip()
+    assert (await server.runner.launcher.get_session(session_id)).call_id == call_id
+    await expect(page.locator(f'#call-sessions tr[data-session-id="{session_id}"]')).to_have_count(
+        1
+    )
+
+    async with page.expect_response(lambda r: "/sessions?" in r.url) as listed:
+        await page.reload()  # the session id was only in the old page
+    listing = await listed.value
+    assert listing.url == (
+        f"{server.url}/calls/{call_id}/sessions?states=SESSION_STATE_RUNNING&page_size=1"
+    )
+    await expect(page.locator("#session-id")).to_have_text(session_id)
+    await expect(page.locator("#state")).to_have_attribute("data-state", "running")
+    await expect(page.locator("#call-id")).to_have_value(call_id)
+    await expect(page.locator("#hint")).to_contain_text("Re-attached")
+    await expect(page.locator("#start")).to_be_disabled()
+    # Its events from the start (replayed), its live metrics, and the call's list.
+    await expect(page.locator('#events li[data-kind="started"]')).to_have_count(1)
+    await expect(page.locator("#stream")).to_have_text("live")
+    frames = page.locator('#metrics tr[data-metric="video_frames_processed__total"] td.num')
+    await expect(frames).to_have_text(re.compile(r"^[1-9]\d*$"))
+    row = page.locator(f'#call-sessions tr[data-session-id="{session_id}"]')
+    await expect(row).to_contain_text("shown above")
+    await expect(page.locator("#call-sessions tbody tr")).to_have_count(1)
+    assert server.runner.launcher.stats().started == 1  # no second agent
+    await screenshot(page, "demo-page-reattached")
+
+    await page.click("#close")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "ended")
+    await expect(page.locator("#end-reason")).to_contain_text("closed by request")
+    await expect(row).to_have_attribute("data-state", "ended")
+    await expect(page.locator("#start")).to_be_enabled()
+    record = await server.runner.launcher.get_session(session_id)
+    assert record.end_reason is EndReason.CLOSED_BY_REQUEST
+
+    # Reloaded again, the call has no running session: nothing to re-attach, nothing started.
+    await page.reload()
+    await expect(row).to_have_attribute("data-state", "ended")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "none")
+    await expect(page.locator("#start")).to_be_enabled()
+    assert server.runner.launcher.stats().started == 1
+
+
+async def test_with_auth_on_the_page_asks_for_the_token_before_listing(
+    auth_server: Served, page: Page
+) -> None:
+    await page.add_init_script(LOSE_BEACONS)
+    session_id = await start_from_page(page, auth_server, "browser-reattach-auth")
+    await page.reload()  # the token field is empty again; the call id is in the URL
+    await expect(page.locator("#hint")).to_contain_text("Enter the API token")
+    await expect(page.locator("#error")).to_be_empty()
+    await page.fill("#token", auth_server.token or "")
+    await page.click("#refresh-sessions")
+    await expect(page.locator("#session-id")).to_have_text(session_id)
+    await page.click("#close")  # no close token now: the API token closes it
+    await expect(page.locator("#state")).to_have_attribute("data-state", "ended")
+    record = await auth_server.runner.launcher.get_session(session_id)
+    assert record.end_reason is EndReason.CLOSED_BY_REQUEST

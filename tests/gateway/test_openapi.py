@@ -57,6 +57,48 @@ async def test_the_document_covers_every_binding_with_its_comments(gw: Deploymen
         assert ref.removeprefix("#/components/schemas/") in doc["components"]["schemas"], ref
 
 
+async def test_list_sessions_routes_document_their_query_and_page(gw: Deployment) -> None:
+    doc = (await gw.http.get("/openapi.json")).json()
+    flat = doc["paths"]["/sessions"]["get"]
+    scoped = doc["paths"]["/calls/{call_id}/sessions"]["get"]
+    assert flat["summary"].startswith("Lists the sessions the caller may view")
+    assert "AIP-158" in flat["description"]
+    filters = {
+        "page_size", "page_token", "states", "end_reasons", "created_by", "started_after",
+        "started_before", "ended_after", "ended_before", "order_by",
+    }  # fmt: skip
+    for operation, path_params in ((flat, []), (scoped, ["call_id"])):
+        params = {p["name"]: p for p in operation["parameters"]}
+        assert [p["name"] for p in operation["parameters"] if p["in"] == "path"] == path_params
+        query = {name for name, p in params.items() if p["in"] == "query"}
+        assert query == filters | ({"call_id"} if not path_params else set())
+        assert all(p["required"] is False for p in params.values() if p["in"] == "query")
+        assert params["page_size"]["schema"] == {"type": "integer", "format": "int32"}
+        assert "1000" in params["page_size"]["description"]
+        for name, enum in (
+            ("states", "SESSION_STATE_RUNNING"),
+            ("end_reasons", "END_REASON_ERROR"),
+        ):
+            repeated = params[name]
+            assert repeated["schema"]["type"] == "array"
+            assert repeated["schema"]["items"]["type"] == "string"
+            assert enum in repeated["schema"]["items"]["enum"]
+            assert (repeated["style"], repeated["explode"]) == ("form", True)  # ?states=A&states=B
+        for name in ("started_after", "started_before", "ended_after", "ended_before"):
+            assert params[name]["schema"] == {"type": "string", "format": "date-time"}
+            assert params[name]["description"]
+        ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": "#/components/schemas/agentplane.v1.ListSessionsResponse"}
+    page = doc["components"]["schemas"]["agentplane.v1.ListSessionsResponse"]
+    assert page["properties"]["sessions"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/agentplane.v1.Session"},
+        "description": "The sessions of this page, in the requested order.",
+    }
+    assert page["properties"]["next_page_token"]["type"] == "string"
+    assert flat["operationId"] != scoped["operationId"]
+
+
 async def test_docs_page_is_served_without_a_cdn(gw: Deployment) -> None:
     page = await gw.http.get("/docs")
     assert page.status_code == 200

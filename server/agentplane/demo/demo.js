@@ -3,6 +3,10 @@
 //
 // Query parameters: ?call_id=... prefills the call id, ?token=... the API token
 // (needed when the server has auth on; the token field does the same).
+//
+// After a reload the page knows its call (the URL, or sessionStorage) but not
+// its session: it lists the call's running sessions (ListSessions) and
+// re-attaches to the newest instead of starting another agent.
 import { AgentplaneClient, AgentplaneError, newIdempotencyKey } from "./agentplane.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,7 +14,10 @@ const params = new URLSearchParams(location.search);
 // The page lives at <gateway>/demo/; the API is the gateway's root.
 const baseUrl = new URL("..", location.href).href;
 
-$("call-id").value = params.get("call_id") || `demo-call-${Math.random().toString(36).slice(2, 8)}`;
+// The call this tab last started an agent in: survives a reload, not the tab.
+const CALL = "agentplane.demo.callId";
+const knownCall = params.get("call_id") || sessionStorage.getItem(CALL);
+$("call-id").value = knownCall || `demo-call-${Math.random().toString(36).slice(2, 8)}`;
 
 // A Start in flight keeps its idempotency key in sessionStorage: reloaded
 // before Start answered, the page retries with the same key, so it finds the
@@ -30,11 +37,6 @@ function keyFor(callId) {
   sessionStorage.setItem(PENDING, JSON.stringify({ call_id: callId, key }));
   return key;
 }
-const interrupted = pendingStart();
-if (interrupted?.call_id) {
-  $("call-id").value = interrupted.call_id;
-  queueMicrotask(() => $("start-form").requestSubmit()); // resume the interrupted Start
-}
 $("token").value = params.get("token") || "";
 
 let client = null;
@@ -43,14 +45,24 @@ let stream = null;
 let disarm = null;
 let live = false; // a session is running: the page still expects its events
 
+const newClient = () => new AgentplaneClient({ baseUrl, token: $("token").value.trim() || null });
+
+const interrupted = pendingStart();
+if (interrupted?.call_id) {
+  $("call-id").value = interrupted.call_id;
+  queueMicrotask(() => $("start-form").requestSubmit()); // resume the interrupted Start
+} else if (knownCall) {
+  queueMicrotask(() => reattach(knownCall));
+}
+
 $("start-form").addEventListener("submit", async (submit) => {
   submit.preventDefault();
   showError(null);
   reset();
-  client = new AgentplaneClient({ baseUrl, token: $("token").value.trim() || null });
+  client = newClient();
   $("start").disabled = true;
+  const callId = $("call-id").value.trim();
   try {
-    const callId = $("call-id").value.trim();
     session = await client.start({ call_id: callId, call_type: "default", idempotency_key: keyFor(callId) });
   } catch (error) {
     if (!error?.networkFailure) sessionStorage.removeItem(PENDING); // a definite answer
@@ -59,12 +71,47 @@ $("start-form").addEventListener("submit", async (submit) => {
     return;
   }
   sessionStorage.removeItem(PENDING); // answered: a later Start is a new one
-  const current = session;
+  sessionStorage.setItem(CALL, callId);
+  attach(session, "Leaving, reloading or closing this tab now ends the agent (sendBeacon).");
+});
+
+/** Finds the call's running sessions and shows the newest (after a reload). */
+async function reattach(callId) {
+  if (session !== null) return;
+  client ??= newClient();
+  let found;
+  try {
+    found = await client.listSessions({ callId, states: ["SESSION_STATE_RUNNING"], pageSize: 1 });
+  } catch (error) {
+    // With auth on and no token yet, there is nothing to find: say so quietly.
+    if (error instanceof AgentplaneError && error.codeName === "UNAUTHENTICATED") {
+      $("hint").textContent = "Enter the API token and press Refresh to find this call's sessions.";
+    } else {
+      showError(error);
+    }
+    return;
+  }
+  const running = found.sessions[0];
+  if (running && session === null) {
+    showError(null);
+    reset();
+    attach(running, `Re-attached to the agent already running in call ${callId}. ` +
+      "Leaving, reloading or closing this tab now ends it (sendBeacon).");
+  } else {
+    listCallSessions(callId);
+  }
+}
+
+/** Shows a session (just started, or found running) and follows it until it ends. */
+function attach(current, hint) {
+  session = current;
   live = true;
+  $("call-id").value = current.call_id;
+  $("start").disabled = true;
   // From here on, leaving or closing the tab ends the agent.
   disarm = client.closeOnPageHide(current);
   $("close").disabled = false;
-  $("hint").textContent = "Leaving, reloading or closing this tab now ends the agent (sendBeacon).";
+  $("hint").textContent = hint;
   $("session-id").textContent = current.session_id;
   $("session-call").textContent = current.call_id;
   $("started-at").textContent = formatTime(current.session_started_at);
@@ -86,6 +133,75 @@ $("start-form").addEventListener("submit", async (submit) => {
       renderMetrics(metrics.metrics ?? {});
     })
     .catch(showError);
+  listCallSessions(current.call_id);
+}
+
+// ------------------------------------------------------------ call sessions
+
+let listing = 0; // the latest listing wins
+
+/** The call's sessions (running, and ended within the server's retention), newest first. */
+async function listCallSessions(callId) {
+  const mine = ++listing;
+  client ??= newClient();
+  let page;
+  try {
+    page = await client.listSessions({ callId, pageSize: 10 });
+  } catch (error) {
+    if (mine === listing) showError(error);
+    return;
+  }
+  if (mine !== listing) return;
+  $("call-sessions-call").textContent = callId;
+  const rows = page.sessions.map((found) => {
+    const row = document.createElement("tr");
+    row.dataset.sessionId = found.session_id;
+    row.dataset.state = short(found.state, "SESSION_STATE_");
+    const shown = session?.session_id === found.session_id;
+    if (shown) row.className = "shown";
+    const state = document.createElement("span");
+    state.className = "badge";
+    state.dataset.state = row.dataset.state;
+    state.textContent = row.dataset.state;
+    const id = document.createElement("span");
+    id.className = "mono";
+    id.textContent = found.session_id;
+    const action = document.createElement("td");
+    if (shown) {
+      action.textContent = "shown above";
+    } else if (found.state === "SESSION_STATE_RUNNING" && !live) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "Show";
+      button.addEventListener("click", () => {
+        showError(null);
+        reset();
+        attach(found, `Attached to a running agent of call ${found.call_id}.`);
+      });
+      action.append(button);
+    }
+    const ended = found.end_reason && found.end_reason !== "END_REASON_UNSPECIFIED"
+      ? short(found.end_reason, "END_REASON_") : "";
+    const cells = [state, id, formatTime(found.session_started_at), ended].map((content) => {
+      const cell = document.createElement("td");
+      cell.append(content);
+      return cell;
+    });
+    row.append(...cells, action);
+    return row;
+  });
+  $("call-sessions").querySelector("tbody").replaceChildren(...rows);
+  $("call-sessions").hidden = rows.length === 0;
+  $("call-sessions-empty").hidden = rows.length > 0;
+  $("call-sessions-more").hidden = !page.nextPageToken;
+}
+
+$("refresh-sessions").addEventListener("click", () => {
+  const callId = $("call-id").value.trim();
+  if (!callId) return;
+  client = live ? client : newClient(); // a token typed since counts
+  if (session === null) reattach(callId);
+  else listCallSessions(callId);
 });
 
 $("close").addEventListener("click", async () => {
@@ -125,6 +241,7 @@ function finish(current) {
   $("close").disabled = true;
   $("start").disabled = false;
   $("hint").textContent = "";
+  listCallSessions(current.call_id);
 }
 
 function reset() {
