@@ -26,6 +26,7 @@ from .commands import (
     run_serving,
     serve_command,
 )
+from .gateway_tls import gateway_tls, gateway_tls_options
 from .logs import LogFormat
 from .runner import Runner
 
@@ -134,6 +135,7 @@ main.add_command(run_command(load_runner, with_agent=True))
 @click.option("--http-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
 @access_log_option()
 @log_format_option()
+@gateway_tls_options()
 def gateway(
     upstream: str,
     host: str,
@@ -145,6 +147,7 @@ def gateway(
     http_log_level: str,
     access_log: bool,
     log_format: LogFormat,
+    **tls: Any,
 ) -> None:
     from agentplane.gateway import CorsOptions
     from agentplane.http.standalone import parse_upstream, serve_gateway
@@ -155,6 +158,7 @@ def gateway(
         cors = CorsOptions(allow_origins=origins, allow_credentials=cors_allow_credentials)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    served_tls, upstream_ssl = gateway_tls(**tls)
     run_serving(
         serve_gateway(
             upstream,
@@ -163,6 +167,8 @@ def gateway(
             cors=cors,
             upstream_timeout=upstream_timeout,
             allowed_hosts=allowed_hosts or None,
+            tls=served_tls,
+            upstream_ssl=upstream_ssl,
         ),
         debug=False,
     )
