@@ -341,3 +341,20 @@ def test_cors_settings_cannot_reach_an_app_built_already(invoke: Any) -> None:
     result = run([], env={"AGENTPLANE_CORS_ALLOW_ORIGINS": "https://a.example"})
     assert result.exit_code == 1
     assert "cannot change this runner's HTTP app" in result.output
+
+
+def test_the_readme_table_lists_every_setting_as_the_command_does() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        cells[2].strip("` "): cells
+        for line in section.splitlines()
+        if line.startswith("| `")
+        and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 5
+    }
+    assert set(rows) == {s.envvar for s in SETTINGS}
+    for setting in SETTINGS:
+        option, flag, _, default, meaning = rows[setting.envvar]
+        assert option.endswith(f".{setting.field}`")
+        assert flag.startswith(f"`--{setting.flag}`")
+        assert (default, meaning) == (setting.default_text(), setting.help)

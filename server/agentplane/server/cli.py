@@ -26,6 +26,7 @@ from .commands import (
     run_serving,
     serve_command,
 )
+from .config import env_file_option
 from .gateway_tls import gateway_tls, gateway_tls_options
 from .logs import LogFormat
 from .runner import Runner
@@ -136,6 +137,7 @@ main.add_command(run_command(load_runner, with_agent=True))
 @access_log_option()
 @log_format_option()
 @gateway_tls_options()
+@env_file_option()
 def gateway(
     upstream: str,
     host: str,

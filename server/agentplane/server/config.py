@@ -342,25 +342,30 @@ def _load_env_file(ctx: click.Context, param: click.Parameter, value: str | None
     load_dotenv(value, override=False)
 
 
+def env_file_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--env-file``: a dotenv file loaded before every other option is read."""
+    return click.option(
+        "--env-file",
+        type=PATH,
+        default=None,
+        is_eager=True,  # loaded before any other option reads the environment
+        expose_value=False,
+        callback=_load_env_file,
+        envvar="AGENTPLANE_ENV_FILE",
+        show_envvar=True,
+        metavar="PATH",
+        help="A dotenv file of variables (AGENTPLANE_* and any the agent reads), loaded "
+        "before the options; variables already in the environment win over it.",
+    )
+
+
 def options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator adding every setting's option, and ``--env-file``, to a command."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for setting in reversed(SETTINGS):
             command = setting.option()(command)
-        return click.option(
-            "--env-file",
-            type=PATH,
-            default=None,
-            is_eager=True,  # loaded before any other option reads the environment
-            expose_value=False,
-            callback=_load_env_file,
-            envvar="AGENTPLANE_ENV_FILE",
-            show_envvar=True,
-            metavar="PATH",
-            help="A dotenv file of variables (AGENTPLANE_* and any the agent reads), loaded "
-            "before the options; variables already in the environment win over it.",
-        )(command)
+        return env_file_option()(command)
 
     return decorate
 
