@@ -53,6 +53,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "stop-timeout": ("3", 3.0),
     "session-retention-seconds": ("42", 42.0),
     "max-retained-sessions": ("77", 77),
+    "limit-retry-after": ("2.5", 2.5),
+    "expose-error-details": ("true", True),
     "metrics-event-interval": ("2.5", 2.5),
     "gc-freeze": ("off", False),
     "redis-url": ("redis://redis.example:6379/1", "redis://redis.example:6379/1"),

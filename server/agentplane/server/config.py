@@ -277,9 +277,14 @@ SETTINGS: tuple[Setting, ...] = (
     _launcher("session-retention-seconds", SECONDS,
               "How long an ended session stays readable.", "SECONDS"),
     _launcher("max-retained-sessions", Count(0), "Most ended sessions kept readable.", "N"),
+    _launcher("limit-retry-after", OrNone(POSITIVE),
+              "Retry hint (RetryInfo, Retry-After) of a Start refused by a session limit.",
+              "SECONDS|none"),
     _launcher("metrics-event-interval", SECONDS,
               "Least time between two metrics events of a session.", "SECONDS"),
     # The process.
+    Setting("expose-error-details", "serve", "expose_error_details", click.BOOL,
+            "Let callers see the text of create_agent's and join_call's exceptions."),
     Setting("gc-freeze", "serve", "gc_freeze", click.BOOL,
             "Keep the held heap out of CPython's full collections (shorter GC pauses)."),
     # A cluster.
