@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "cluster",
         "net",
     },
-    "testing": {"server", "core", "clients"},
+    "testing": {"server", "core", "clients", "net"},
     # agentplane/__main__.py: `python -m agentplane` runs the command line.
     "__main__": {"server"},
 }

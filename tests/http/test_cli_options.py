@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from agentplane.server import ServeOptions
+from agentplane.server import AgentLauncher, ServeOptions
 from agentplane.server.commands import run_command, serve_command
 
 
@@ -26,12 +26,23 @@ def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "configure_logging", lambda *_, **__: None)
 
 
+async def _create_agent() -> object:
+    return object()
+
+
+async def _join_call(agent: object, call_type: str, call_id: str) -> None:
+    return None
+
+
 class _Runner:
     """Stands in for a Runner: records the options serve() would use."""
+
+    http_built = False
 
     def __init__(self) -> None:
         self.serve_options = ServeOptions(api_token=None)
         self.served: list[ServeOptions] = []
+        self.launcher = AgentLauncher(_create_agent, _join_call)
 
     async def serve(self, **_: Any) -> None:
         self.served.append(self.serve_options)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from ssl import SSLContext
 
 from google.protobuf.message import Message
 from grpclib.client import Channel, Stream
@@ -42,9 +43,12 @@ class GrpcUpstream:
         timeout: float = 60.0,
         ready_timeout: float = 2.0,
         service: str = "",
+        ssl: SSLContext | None = None,
     ) -> None:
         self.address = f"{host}:{port}"
-        self._channel = Channel(host, port)
+        # ssl: TLS to the upstream (the context's ALPN must offer h2; with a
+        # client certificate loaded, mutual TLS).
+        self._channel = Channel(host, port, ssl=ssl)
         self._timeout = timeout
         self._ready_timeout = ready_timeout
         self._service = service

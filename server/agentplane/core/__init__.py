@@ -20,6 +20,7 @@ from .metrics import SessionMetrics
 from .models import EndReason, EventKind, LauncherStats, SessionEvent, SessionRecord, SessionState
 from .observers import LauncherHooks
 from .registry import InMemorySessionRegistry, Limits, SessionRegistry
+from .settings import LauncherSettings
 
 __all__ = [
     "AdmissionRejected",
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidArgument",
     "LauncherError",
     "LauncherHooks",
+    "LauncherSettings",
     "LauncherStats",
     "Limits",
     "ListPosition",

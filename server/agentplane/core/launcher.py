@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from . import agent as agent_contract
 from . import launcher_args
@@ -47,8 +47,9 @@ from .listing import (
 )
 from .models import EndReason, EventKind, LauncherStats, SessionRecord, SessionState
 from .observers import LauncherHooks, Observers
-from .registry import InMemorySessionRegistry, Limits, RemoteSessions, SessionRegistry
+from .registry import InMemorySessionRegistry, RemoteSessions, SessionRegistry
 from .session import LiveSession, SessionPolicy
+from .settings import DEFAULT_LIMIT_RETRY_AFTER, LauncherSettings, SettingChanges
 from .stats import LauncherCounters
 from .tasks import AbandonedTasks, OwnedTasks
 from .validation import validate_session_id, validate_start
@@ -56,9 +57,6 @@ from .validation import validate_session_id, validate_start
 logger = logging.getLogger("agentplane.launcher")
 
 Warmup = Callable[[], Awaitable[None] | None]
-# The retry hint of a Start refused by a session limit: a slot frees when a
-# session ends, which nobody can foresee.
-DEFAULT_LIMIT_RETRY_AFTER = 5.0
 # The limits a session's end can lift: a retry can succeed, at an unknown time.
 SLOT_LIMITS = frozenset(
     {"MAX_CONCURRENT_SESSIONS", "MAX_SESSIONS_PER_CALL", "MAX_SESSIONS_PER_NODE"}
@@ -127,60 +125,31 @@ class AgentLauncher:
     ) -> None:
         launcher_args.check_unused_intervals(maintenance_interval, cleanup_interval)
         launcher_args.check_registry(registry)
-        for name, value in (
-            ("max_session_duration_seconds", max_session_duration_seconds),
-            ("agent_idle_timeout", agent_idle_timeout),
-        ):
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0 or None, got {value}")
-        for name, value in (
-            ("create_agent_timeout", create_agent_timeout),
-            ("stop_timeout", stop_timeout),
-            ("adapter_startup_timeout", adapter_startup_timeout),
-        ):
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        for name, value in (
-            ("drain_timeout", drain_timeout),
-            ("session_retention_seconds", session_retention_seconds),
-            ("metrics_event_interval", metrics_event_interval),
-        ):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        if max_retained_sessions < 0:
-            raise ValueError("max_retained_sessions must be >= 0")
-        if limit_retry_after is not None and not limit_retry_after > 0:
-            raise ValueError(f"limit_retry_after must be > 0 or None, got {limit_retry_after}")
-        # The hint sent with MAX_CONCURRENT_SESSIONS, MAX_SESSIONS_PER_CALL and
-        # MAX_SESSIONS_PER_NODE (RetryInfo, HTTP Retry-After); None sends none.
-        self.limit_retry_after = limit_retry_after
+        settings = LauncherSettings(
+            agent_idle_timeout=agent_idle_timeout,
+            max_concurrent_sessions=max_concurrent_sessions,
+            max_sessions_per_call=max_sessions_per_call,
+            max_session_duration_seconds=max_session_duration_seconds,
+            permits_per_minute=permits_per_minute,
+            max_sessions_per_node=max_sessions_per_node,
+            drain_timeout=drain_timeout,
+            create_agent_timeout=create_agent_timeout,
+            stop_timeout=stop_timeout,
+            adapter_startup_timeout=adapter_startup_timeout,
+            session_retention_seconds=session_retention_seconds,
+            max_retained_sessions=max_retained_sessions,
+            metrics_event_interval=metrics_event_interval,
+            limit_retry_after=limit_retry_after,
+        )
+        self._expose_error_details = expose_error_details
         self._create_agent = create_agent
         self._join_call = join_call
         self._join_takes_session = agent_contract.takes_session(join_call)
         self._create_keywords = agent_contract.Keywords.of(create_agent)
-        # In a cluster, all but max_sessions_per_node are the cluster's.
-        self.limits = Limits(
-            max_concurrent_sessions,
-            max_sessions_per_call,
-            permits_per_minute,
-            max_sessions_per_node,
-        )
-        self.max_session_duration = max_session_duration_seconds or None
-        self.idle_timeout = agent_idle_timeout or None
-        self.drain_timeout = drain_timeout
         self._warmup = warmup
         self._adapter = agent_adapter
-        self._adapter_startup_timeout = adapter_startup_timeout
         # A start-up hook that ignored cancellation: referenced, never awaited.
         self._abandoned_startup: asyncio.Task[None] | None = None
-        self._create_timeout = create_agent_timeout
-        self._stop_timeout = stop_timeout
-        self._policy = SessionPolicy(
-            idle_timeout=self.idle_timeout,
-            max_duration=self.max_session_duration,
-            metrics_interval=metrics_event_interval,
-            expose_error_details=expose_error_details,
-        )
         # `is None`: an empty InMemorySessionRegistry is falsy (it has a length).
         self._registry: SessionRegistry = (
             InMemorySessionRegistry() if registry is None else registry
@@ -188,12 +157,10 @@ class AgentLauncher:
         self._observers = Observers(tuple(hooks))
         self._counters = LauncherCounters()
         self.events = EventLog(buffer_size=event_buffer_size, retained_bytes=retained_event_bytes)
-        self._retention_seconds = session_retention_seconds
         self._remote: RemoteSessions | None = None
         self._held: tuple[str, str] | None = None
-        self._retention = ExpiryQueue(
-            session_retention_seconds, max_retained_sessions, self._forget
-        )
+        self._policy: SessionPolicy
+        self._apply(settings)
         self._live: dict[str, LiveSession] = {}
         # Starts whose create_agent runs now (operator metrics).
         self._starting = 0
@@ -225,11 +192,58 @@ class AgentLauncher:
         line with its traceback, never its text (decision 29). Sessions
         started from now on follow a change.
         """
-        return self._policy.expose_error_details
+        return self._expose_error_details
 
     @expose_error_details.setter
     def expose_error_details(self, expose: bool) -> None:
+        self._expose_error_details = expose
         self._policy = dataclasses.replace(self._policy, expose_error_details=expose)
+
+    @property
+    def settings(self) -> LauncherSettings:
+        """The limits, timeouts and retention in force (``configure`` changes them)."""
+        return self._settings
+
+    def configure(self, **changes: Unpack[SettingChanges]) -> LauncherSettings:
+        """Change settings before the launcher starts; answer the settings now in force.
+
+        Takes any of ``LauncherSettings``' fields, with ``AgentLauncher``'s
+        checks: an unknown name is a TypeError, a bad value a TypeError or
+        ValueError naming the setting, and nothing changes then. A started
+        launcher refuses (RuntimeError): running sessions keep the timers they
+        began with. ``agentplane serve`` applies its flags and environment
+        variables through it.
+        """
+        if self._started:
+            raise RuntimeError("a launcher's settings must be configured before it starts")
+        self._apply(self._settings.replace(dict(changes)))
+        self._accepting_may_have_changed()
+        return self._settings
+
+    def _apply(self, settings: LauncherSettings) -> None:
+        self._settings = settings
+        # In a cluster, all but max_sessions_per_node are the cluster's.
+        self.limits = settings.limits()
+        self.max_session_duration = settings.max_session_duration_seconds or None
+        self.idle_timeout = settings.agent_idle_timeout or None
+        self.drain_timeout = settings.drain_timeout
+        self._adapter_startup_timeout = settings.adapter_startup_timeout
+        self._create_timeout = settings.create_agent_timeout
+        self._stop_timeout = settings.stop_timeout
+        # The hint sent with MAX_CONCURRENT_SESSIONS, MAX_SESSIONS_PER_CALL and
+        # MAX_SESSIONS_PER_NODE (RetryInfo, HTTP Retry-After); None sends none.
+        self.limit_retry_after = settings.limit_retry_after
+        self._policy = SessionPolicy(
+            idle_timeout=self.idle_timeout,
+            max_duration=self.max_session_duration,
+            metrics_interval=settings.metrics_event_interval,
+            expose_error_details=self._expose_error_details,
+        )
+        self._retention_seconds = settings.session_retention_seconds
+        # Empty until the launcher starts: replacing it loses nothing.
+        self._retention = ExpiryQueue(
+            settings.session_retention_seconds, settings.max_retained_sessions, self._forget
+        )
 
     @property
     def create_agent(self) -> CreateAgent:

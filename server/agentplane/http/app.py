@@ -20,6 +20,7 @@ import importlib.metadata
 import importlib.resources
 import importlib.util
 from collections.abc import Callable, Sequence
+from ssl import SSLContext
 from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
@@ -154,9 +155,14 @@ def fastapi_application() -> Callable[..., Starlette] | None:
 
 
 def session_upstream(
-    host: str, port: int, *, timeout: float = 60.0, ready_timeout: float = 2.0
+    host: str,
+    port: int,
+    *,
+    timeout: float = 60.0,
+    ready_timeout: float = 2.0,
+    ssl: SSLContext | None = None,
 ) -> GrpcUpstream:
-    """A backend proxying to the agentplane server at ``host:port``.
+    """A backend proxying to the agentplane server at ``host:port`` (over TLS with ``ssl``).
 
     Ready while that server's SessionService health is SERVING (it admits new
     sessions), not merely while the process is up.
@@ -167,4 +173,5 @@ def session_upstream(
         timeout=timeout,
         ready_timeout=ready_timeout,
         service=session_service().full_name,
+        ssl=ssl,
     )

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
 
-from agentplane.net import AcceptFailureLog, ListenError, demote
+from agentplane.net import AcceptFailureLog, ListenError, TlsFiles, demote
 
 from .access import AccessLog
 from .hosts import AllowedHosts, default_allowed_hosts
@@ -36,6 +37,8 @@ class HttpServer:
     any). Every request gets a request id and, with ``access_log``, one line
     on ``agentplane.access`` when that logger is enabled for INFO (``access.py``;
     uvicorn's own access log is always off).
+    ``tls``: serve HTTPS with these PEM files (uvicorn's own ``ssl_*``
+    options; with a client CA, a client certificate is required).
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class HttpServer:
         limits: HttpLimits | None = None,
         allowed_hosts: Sequence[str] | None = None,
         access_log: bool = True,
+        tls: TlsFiles | None = None,
     ) -> None:
         limits = limits or HttpLimits()
         hosts = allowed_hosts if allowed_hosts is not None else default_allowed_hosts(host)
@@ -78,6 +82,7 @@ class HttpServer:
             # Left on: False would strip the "uvicorn.access" logger's handlers
             # process-wide; the protocol class never logs (AccessLog does).
             access_log=True,
+            **(_uvicorn_tls(tls) if tls is not None else {}),
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -142,3 +147,12 @@ class _BindError(logging.Filter):
             self.error = record.msg
             return False
         return True
+
+
+def _uvicorn_tls(tls: TlsFiles) -> dict[str, Any]:
+    """uvicorn's options for ``tls``: it builds the context (and so says https in the scope)."""
+    tls.context()  # a TlsError naming the bad file, before uvicorn reports it its own way
+    options: dict[str, Any] = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key}
+    if tls.client_ca is not None:
+        options.update(ssl_ca_certs=tls.client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options

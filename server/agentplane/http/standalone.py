@@ -12,8 +12,10 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from ssl import SSLContext
 
 from agentplane.gateway import CorsOptions
+from agentplane.net import TlsFiles
 
 from .app import gateway_app, session_upstream
 from .limits import HttpLimits
@@ -42,20 +44,23 @@ async def serve_gateway(
     stop: asyncio.Event | None = None,
     allowed_hosts: Sequence[str] | None = None,
     limits: HttpLimits | None = None,
+    tls: TlsFiles | None = None,
+    upstream_ssl: SSLContext | None = None,
 ) -> None:
     """Serve until a signal (or ``stop`` is set); ``on_ready`` gets the bound port.
 
-    ``allowed_hosts`` and ``limits`` are ``HttpServer``'s.
+    ``allowed_hosts``, ``limits`` and ``tls`` (HTTPS) are ``HttpServer``'s;
+    ``upstream_ssl``: dial the upstream over TLS (``agentplane.net.client_context``).
     """
     up_host, up_port = parse_upstream(upstream)
-    backend = session_upstream(up_host, up_port, timeout=upstream_timeout)
+    backend = session_upstream(up_host, up_port, timeout=upstream_timeout, ssl=upstream_ssl)
     app = gateway_app(backend, cors=cors if cors is not None else CorsOptions())
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    server = HttpServer(app, host, port, limits=limits, allowed_hosts=allowed_hosts)
+    server = HttpServer(app, host, port, limits=limits, allowed_hosts=allowed_hosts, tls=tls)
     try:
         await server.start()
         logger.info("agentplane gateway on %s:%s -> %s", host, server.port, backend.address)

@@ -1,4 +1,4 @@
-"""What every listening port shares: accept-failure logging, logs that repeat at most once per interval, request ids.
+"""What every listening port shares: accept-failure logging, logs that repeat at most once per interval, request ids, TLS.
 
 Standard library only; both the gRPC port (``agentplane.rpc``) and the HTTP
 port (``agentplane.http``) use it.
@@ -21,6 +21,7 @@ from .requests import (
     request_id_var,
     valid_request_id,
 )
+from .tls import TlsError, TlsFiles, client_context, server_context
 
 __all__ = [
     "ACCEPT_FAILED",
@@ -31,9 +32,13 @@ __all__ = [
     "Demoted",
     "ListenError",
     "RateLimitedLog",
+    "TlsError",
+    "TlsFiles",
     "accept_request_id",
+    "client_context",
     "current_request_id",
     "demote",
     "request_id_var",
+    "server_context",
     "valid_request_id",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from ssl import SSLContext
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -120,10 +121,10 @@ class GrpcServer:
         self.port: int | None = None
         self._accept_log: AcceptFailureLog | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen, or raise ListenError naming why not (port in use, ...)."""
+    async def start(self, host: str, port: int, *, ssl: SSLContext | None = None) -> None:
+        """Listen (over TLS with ``ssl``: its ALPN must offer h2), or raise ListenError."""
         try:
-            await self.server.start(host, port)
+            await self.server.start(host, port, ssl=ssl)
         except OSError as error:
             raise ListenError("gRPC", host, port, error) from error
         listener = self.server._server

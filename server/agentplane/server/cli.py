@@ -27,6 +27,8 @@ from .commands import (
     run_serving,
     serve_command,
 )
+from .config import env_file_option
+from .gateway_tls import gateway_tls, gateway_tls_options
 from .logs import LogFormat
 from .runner import Runner
 
@@ -136,6 +138,8 @@ main.add_command(sessions)
 @click.option("--http-log-level", default="INFO", show_default=True, type=LOG_LEVELS)
 @access_log_option()
 @log_format_option()
+@gateway_tls_options()
+@env_file_option()
 def gateway(
     upstream: str,
     host: str,
@@ -147,6 +151,7 @@ def gateway(
     http_log_level: str,
     access_log: bool,
     log_format: LogFormat,
+    **tls: Any,
 ) -> None:
     from agentplane.gateway import CorsOptions
     from agentplane.http.standalone import parse_upstream, serve_gateway
@@ -157,6 +162,7 @@ def gateway(
         cors = CorsOptions(allow_origins=origins, allow_credentials=cors_allow_credentials)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    served_tls, upstream_ssl = gateway_tls(**tls)
     run_serving(
         serve_gateway(
             upstream,
@@ -165,6 +171,8 @@ def gateway(
             cors=cors,
             upstream_timeout=upstream_timeout,
             allowed_hosts=allowed_hosts or None,
+            tls=served_tls,
+            upstream_ssl=upstream_ssl,
         ),
         debug=False,
     )

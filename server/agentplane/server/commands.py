@@ -23,7 +23,6 @@ request and gRPC call, at INFO; ``--no-access-log`` turns it off).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 import uuid
@@ -34,6 +33,7 @@ import click
 
 from agentplane.net import ACCESS_LOGGER, ListenError
 
+from . import config
 from .logs import LOG_FORMATS, LogFormat, install_context, stderr_handler
 from .process import run_to_exit
 
@@ -161,57 +161,16 @@ def _no_splash_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) -> click.Command:
-    # No click defaults for host and ports: a flag left out keeps the value of
-    # the runner's ServeOptions (by default 127.0.0.1, 8000 and 50051), so a
-    # user's own `Runner(launcher, ServeOptions(grpc_port=...)).cli()` holds.
+    # Every setting (config.SETTINGS) is a flag and an AGENTPLANE_* variable
+    # with no click default: one left out keeps the value of the runner's
+    # AgentLauncher / ServeOptions, so a user's own
+    # `Runner(launcher, ServeOptions(grpc_port=...)).cli()` holds.
     @click.command(
         "serve",
-        help="Serve sessions over gRPC (and HTTP) until SIGTERM.",
+        help="Serve sessions over gRPC (and HTTP) until SIGTERM.\n\n" + config.PRECEDENCE,
         context_settings=CONTEXT_SETTINGS,
     )
-    @click.option("--host", default=None, help="Address to listen on.  [default: 127.0.0.1]")
-    @click.option(
-        "--port",
-        default=None,
-        type=click.IntRange(0, 65535),
-        help="HTTP gateway port.  [default: 8000]",
-    )
-    @click.option(
-        "--grpc-port",
-        default=None,
-        type=click.IntRange(0, 65535),
-        help="gRPC port.  [default: 50051]",
-    )
-    @click.option(
-        "--demo-page/--no-demo-page",
-        default=None,
-        help="Serve the browser demo page at /demo/.  [default: on]",
-    )
-    @click.option(
-        "--allowed-host",
-        "allowed_hosts",
-        multiple=True,
-        help="A Host name the HTTP port answers (repeat it; * for any).  "
-        "[default: the loopback names on a loopback --host, else any]",
-    )
-    @click.option(
-        "--redis-url",
-        default=None,
-        help="Join the cluster of the nodes sharing this Redis (needs agentplane[redis]).  "
-        "[env: AGENTPLANE_REDIS_URL; default: one node, no Redis]",
-    )
-    @click.option(
-        "--redis-prefix",
-        default=None,
-        help="Prefix of every Redis key of this cluster (clusters may share a Redis).  "
-        "[default: agentplane:]",
-    )
-    @click.option(
-        "--advertise-address",
-        default=None,
-        help="HOST:PORT this node's gRPC port is reached at, as the cluster lists it.  "
-        "[default: as bound; the host name when bound to 0.0.0.0 or ::]",
-    )
+    @config.options()
     @click.option(
         "--agents-log-level",
         default="INFO",
@@ -232,14 +191,6 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
     @_no_splash_option()
     @_agent_option(with_agent)
     def serve(
-        host: str | None,
-        port: int | None,
-        grpc_port: int | None,
-        demo_page: bool | None,
-        allowed_hosts: tuple[str, ...],
-        redis_url: str | None,
-        redis_prefix: str | None,
-        advertise_address: str | None,
         agents_log_level: str,
         http_log_level: str,
         access_log: bool,
@@ -247,6 +198,7 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         debug: bool,
         no_splash: bool,
         agent_spec: str | None,
+        **settings: Any,
     ) -> None:
         configure_logging(
             agents_log_level,
@@ -257,19 +209,7 @@ def serve_command(get_runner: Callable[[str | None], Runner], with_agent: bool) 
         )
         runner = get_runner(agent_spec)
         set_agent_log_level(runner, agents_log_level, agent_spec)
-        given = {
-            "host": host,
-            "port": port,
-            "grpc_port": grpc_port,
-            "demo_page": demo_page,
-            "redis_url": redis_url,
-            "redis_prefix": redis_prefix,
-            "advertise_address": advertise_address,
-        }
-        overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        if allowed_hosts:
-            overrides["allowed_hosts"] = allowed_hosts
-        runner.serve_options = dataclasses.replace(runner.serve_options, **overrides)
+        config.apply(runner, settings)
         run_serving(runner.serve(http_port=runner.serve_options.port), debug=debug)
 
     return serve

@@ -14,6 +14,7 @@ from typing import Any
 
 from agentplane.compat.callbacks import native_hooks
 from agentplane.http.limits import HttpLimits
+from agentplane.net import TlsFiles
 from agentplane.rpc.transport import GrpcLimits
 from agentplane.service.auth import AuthPolicy
 
@@ -67,6 +68,15 @@ class ServeOptions:
     ``idle_timeout`` (300 s without a call open: GOAWAY), ``request_timeout``
     (30 s for a request to arrive whole),
     ``max_connections`` (a quarter of the descriptor limit, at most 4096).
+
+    ``tls_cert`` and ``tls_key`` (PEM paths) serve both ports over TLS (the
+    gRPC port offers ALPN h2); ``tls_client_ca`` adds mutual TLS: a client
+    without a certificate that CA issued is refused during the handshake.
+
+    The command line (``agentplane serve``, ``python my_agent.py serve``)
+    sets every field an operator tunes from a flag or an ``AGENTPLANE_*``
+    variable (``agentplane.server.config``); what neither gives keeps the
+    value given here.
     """
 
     host: str = "127.0.0.1"
@@ -107,6 +117,11 @@ class ServeOptions:
     # Every key of the cluster starts with it: clusters can share one Redis.
     redis_prefix: str = "agentplane:"
     cluster_heartbeat: float = 1.0
+    # TLS on both ports (PEM files: the certificate chain and its key);
+    # tls_client_ca: mutual TLS, every client must present a certificate it issued.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port"):
@@ -122,6 +137,16 @@ class ServeOptions:
             raise ValueError("cluster_heartbeat must be positive")
         if len(self.close_token_secret) < 16:
             raise ValueError("close_token_secret must be at least 16 bytes")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both, or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+
+    def tls(self) -> TlsFiles | None:
+        """The ports' TLS files, or None: plain TCP."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsFiles(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     def auth_policy(self) -> AuthPolicy:
         """The policy of these options, FastAPI-style callbacks adapted (FastAPI loaded only then)."""

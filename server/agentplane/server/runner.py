@@ -61,8 +61,8 @@ class Runner:
             adapter = vision_agents.adapter_for(launcher.create_agent)
             if adapter is not None:
                 launcher.agent_adapter = adapter
-        self.serve_options = serve_options or ServeOptions()
-        self.api = SessionAPI(launcher, self.serve_options.auth_policy())
+        self._serve_options = serve_options or ServeOptions()
+        self.api = SessionAPI(launcher, self._serve_options.auth_policy())
         self.grpc: GrpcServer | None = None
         self.http_port: int | None = None
         self.operator_metrics = OperatorMetrics(launcher)
@@ -78,6 +78,22 @@ class Runner:
         # How the start-up summary names the agent (``--agent``'s module:attribute);
         # None: from create_agent's module and name.
         self.agent_label: str | None = None
+
+    @property
+    def serve_options(self) -> ServeOptions:
+        """How ``serve()`` exposes the launcher; set it before serving (the command line does)."""
+        return self._serve_options
+
+    @serve_options.setter
+    def serve_options(self, options: ServeOptions) -> None:
+        # The API's auth (api_token, close tokens, callbacks) follows the options.
+        self._serve_options = options
+        self.api.auth = options.auth_policy()
+
+    @property
+    def http_built(self) -> bool:
+        """Whether the HTTP app exists already (``fast_api`` used): its CORS options are fixed."""
+        return self._app is not None
 
     @property
     def fast_api(self) -> Any:
@@ -125,9 +141,16 @@ class Runner:
         self._apply_demo_page()
         if options.expose_error_details:
             self.launcher.expose_error_details = True
+        tls = options.tls()
+        # Both ports' files are checked (TlsError) before either listens.
+        grpc_ssl = tls.context(alpn=("h2",)) if tls is not None else None
         self.grpc = GrpcServer(self.launcher, self.api, options.grpc_limits)
-        await self.grpc.start(host, options.grpc_port if grpc_port is None else grpc_port)
+        await self.grpc.start(
+            host, options.grpc_port if grpc_port is None else grpc_port, ssl=grpc_ssl
+        )
         logger.info("agentplane gRPC listening on %s:%s", host, self.grpc.port)
+        if tls is not None:
+            logger.info("agentplane serves TLS%s", _tls_note(options))
         self._install_signal_handlers()
         http: HttpServer | None = None
         held_heap_gc: HeldHeapGc | None = None
@@ -142,6 +165,7 @@ class Runner:
                     http_port,
                     limits=options.http_limits,
                     allowed_hosts=options.allowed_hosts,
+                    tls=tls,
                 )
                 await http.start()
                 self.http_port = http.port
@@ -336,3 +360,10 @@ def _reachable(host: str, port: int | None) -> str:
     if host in ("", "0.0.0.0", "::"):
         return f"{socket.gethostname()}:{port}"
     return f"{host}:{port}"
+
+
+def _tls_note(options: ServeOptions) -> str:
+    note = f" on both ports: certificate {options.tls_cert}"
+    if options.tls_client_ca:
+        note += f"; client certificates required, issued by {options.tls_client_ca}"
+    return note

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -55,9 +56,10 @@ from typing import Any
 from grpclib.client import Channel
 
 from agentplane.clients.betterproto import SessionServiceStub
+from agentplane.net import client_context
 from agentplane.server import AgentLauncher, Runner, ServeOptions
 
-__all__ = ["Served", "WaitTimeout", "serving", "wait_until"]
+__all__ = ["Served", "WaitTimeout", "serving", "trusting", "wait_until"]
 
 HOST = "127.0.0.1"
 
@@ -95,9 +97,14 @@ class Served:
         return self._http_port
 
     @property
+    def tls(self) -> bool:
+        """Whether the server serves TLS (``ServeOptions(tls_cert=..., tls_key=...)``)."""
+        return self.runner.serve_options.tls_cert is not None
+
+    @property
     def http_url(self) -> str:
-        """``"http://127.0.0.1:<port>"`` (not with ``http=False``)."""
-        return f"http://{HOST}:{self.http_port}"
+        """``"http://127.0.0.1:<port>"`` (``https://`` over TLS; not with ``http=False``)."""
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.http_port}"
 
 
 @contextlib.asynccontextmanager
@@ -109,6 +116,7 @@ async def serving(
     ready: bool = True,
     ready_timeout: float = 15.0,
     stop_timeout: float = 15.0,
+    client_ssl: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Served]:
     """Serve ``agent`` on 127.0.0.1 (port 0) for the length of the block.
 
@@ -125,6 +133,10 @@ async def serving(
     stops it, except that sessions still running end at once (reason
     SHUTDOWN) instead of draining. A server that has not stopped after
     ``stop_timeout`` seconds is cancelled and ``WaitTimeout`` raised.
+
+    A server with TLS options is dialled over TLS: with ``client_ssl`` (a
+    client certificate in it for mutual TLS), else trusting the served
+    certificate itself (``trusting(cert)``).
     """
     if isinstance(agent, Runner):
         if options is not None:
@@ -154,7 +166,10 @@ async def serving(
                 "listening",
             )
         assert runner.grpc is not None and runner.grpc.port is not None
-        channel = Channel(HOST, runner.grpc.port)
+        cert = runner.serve_options.tls_cert
+        if client_ssl is None and cert is not None:
+            client_ssl = trusting(cert)
+        channel = Channel(HOST, runner.grpc.port, ssl=client_ssl)
         yield Served(
             runner=runner,
             grpc_port=runner.grpc.port,
@@ -168,6 +183,18 @@ async def serving(
         await _stop(runner, task, stop_timeout)
     if not task.cancelled():
         task.result()  # an error of the server itself fails the test
+
+
+def trusting(cert: str, client_cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """A client context trusting the server certificate ``cert`` itself (not only its CA).
+
+    ALPN h2 as gRPC needs; ``client_cert`` and ``key`` for mutual TLS. Give
+    httpx (``verify=``) a context of its own: it sets the ALPN it wants.
+    """
+    context = client_context(cert, client_cert, key)
+    # A leaf (or an intermediate) is a trust anchor of its own.
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 def _listening(runner: Runner, http: bool) -> bool:
