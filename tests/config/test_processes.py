@@ -85,6 +85,9 @@ def test_serve_over_mtls_with_the_gateway_dialling_it(procs: Any, pki: Pki) -> N
     http_port = int(server.wait_for(r"agentplane HTTP listening on 127\.0\.0\.1:(\d+)").group(1))
     server.wait_for("agentplane serves TLS")
     server.wait_for("agentplane ready")
+    server.wait_for(r"^\s+health\s")  # the summary's last line
+    assert "(TLS, client certificates required)" in server.text()
+    assert f"https://127.0.0.1:{http_port}/docs" in server.text()
 
     # grpcio with the CA's client certificate; without one the handshake is refused.
     read = Path
@@ -105,6 +108,20 @@ def test_serve_over_mtls_with_the_gateway_dialling_it(procs: Any, pki: Pki) -> N
     context = client_context(pki.ca, pki.client_cert, pki.client_key, alpn=())
     with httpx.Client(verify=context, timeout=10) as http:
         assert http.get(f"https://127.0.0.1:{http_port}/health").status_code == 200
+
+    # The client CLI with the CA's client certificate lists what grpcio started.
+    cli = [console_script("agentplane"), "sessions", "list", "-o", "json",
+           "--server", f"127.0.0.1:{port}", "--tls-ca", pki.ca]  # fmt: skip
+    client_cert = ["--tls-cert", pki.client_cert, "--tls-key", pki.client_key]
+    listed = subprocess.run(
+        [*cli, *client_cert], env=subprocess_env(), capture_output=True, text=True, timeout=30
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert '"call_id":"g"' in listed.stdout.replace(" ", ""), listed.stdout
+    refused_cli = subprocess.run(
+        cli, env=subprocess_env(), capture_output=True, text=True, timeout=30
+    )
+    assert refused_cli.returncode == 64 + 14, refused_cli.stderr  # UNAVAILABLE: no certificate
 
     gateway = procs(
         [console_script("agentplane"), "gateway", "--upstream", f"127.0.0.1:{port}", "--port", "0",

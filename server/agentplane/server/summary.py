@@ -8,7 +8,7 @@ Example (``agentplane serve``)::
       auth     off: no API token, no permission hooks (anyone who reaches the ports may start agents)
       limits   no cap on sessions, any per call, no start rate limit, no duration limit, idle 60 s, drain 30 s
       node     single node
-      gRPC     127.0.0.1:50051
+      gRPC     127.0.0.1:50051 (plaintext)
       HTTP     http://127.0.0.1:8000/
       docs     http://127.0.0.1:8000/docs
       demo     http://127.0.0.1:8000/demo/
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from agentplane.http.app import package_version
 
 if TYPE_CHECKING:
+    from .options import ServeOptions
     from .runner import Runner
 
 _HOOKS = (
@@ -98,6 +99,12 @@ def limits_text(runner: Runner) -> str:
     return ", ".join(parts)
 
 
+def _tls_note(options: ServeOptions) -> str:
+    if not options.tls_cert:
+        return " (plaintext)"
+    return " (TLS, client certificates required)" if options.tls_client_ca else " (TLS)"
+
+
 def startup_summary(runner: Runner, host: str) -> StartupSummary:
     options = runner.serve_options
     grpc_port = runner.grpc.port if runner.grpc is not None else None
@@ -112,10 +119,11 @@ def startup_summary(runner: Runner, host: str) -> StartupSummary:
         ("auth", auth_state(runner)),
         ("limits", limits_text(runner)),
         ("node", node),
-        ("gRPC", _address(host, grpc_port)),
+        ("gRPC", _address(host, grpc_port) + _tls_note(options)),
     ]
     if runner.http_port is not None:
-        base = f"http://{_address(host, runner.http_port)}"
+        scheme = "https" if options.tls_cert else "http"
+        base = f"{scheme}://{_address(host, runner.http_port)}"
         rows.append(("HTTP", base + "/"))
         if options.fast_api is None:  # our app: the documented routes are there
             rows.append(("docs", base + "/docs"))
