@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from agentplane.core import EndReason, SessionState
+from agentplane.testing import wait_until
 
 from .support import (
     BEACON_DEADLINE,
@@ -272,3 +273,35 @@ async def test_with_auth_on_the_page_asks_for_the_token_before_listing(
     await expect(page.locator("#state")).to_have_attribute("data-state", "ended")
     record = await auth_server.runner.launcher.get_session(session_id)
     assert record.end_reason is EndReason.CLOSED_BY_REQUEST
+
+
+async def test_kept_agents_survive_a_real_reload_and_are_found_again(
+    server: Served, page: Page
+) -> None:
+    # No beacon is faked away: the cleared box alone keeps the agent on reload.
+    await page.goto(server.demo())
+    await page.uncheck("#close-on-leave")
+    await page.click("#start")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "running")
+    await expect(page.locator("#hint")).to_contain_text("keeps running")
+    session_id = (await page.text_content("#session-id") or "").strip()
+
+    await page.reload()
+    await expect(page.locator("#session-id")).to_have_text(session_id)
+    await expect(page.locator("#hint")).to_contain_text("Re-attached")
+    await expect(page.locator("#close-on-leave")).not_to_be_checked()  # the choice is kept
+    record = await server.runner.launcher.get_session(session_id)
+    assert record.state is SessionState.RUNNING and server.runner.launcher.stats().started == 1
+
+    # Ticked again, leaving ends it with the beacon, as by default.
+    await page.check("#close-on-leave")
+    await expect(page.locator("#hint")).to_contain_text("ends the agent")
+    await page.goto("about:blank")
+
+    async def ended() -> bool:
+        return (await server.runner.launcher.get_session(session_id)).ended
+
+    await wait_until(ended, timeout=10)
+    assert (await server.runner.launcher.get_session(session_id)).end_reason is (
+        EndReason.CLOSED_BY_REQUEST
+    )

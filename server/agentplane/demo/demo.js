@@ -39,6 +39,23 @@ function keyFor(callId) {
 }
 $("token").value = params.get("token") || "";
 
+// Leaving, reloading or closing the tab ends the agent (sendBeacon) unless the
+// box is cleared: then a reload finds the agent again. The choice survives a reload.
+const CLOSE_ON_LEAVE = "agentplane.demo.closeOnLeave";
+$("close-on-leave").checked = sessionStorage.getItem(CLOSE_ON_LEAVE) !== "no";
+$("close-on-leave").addEventListener("change", () => {
+  sessionStorage.setItem(CLOSE_ON_LEAVE, $("close-on-leave").checked ? "yes" : "no");
+  if (session !== null && live) armCloseOnLeave(session);
+  if (session !== null && live) $("hint").textContent = leaveHint();
+});
+const leaveHint = () => $("close-on-leave").checked
+  ? "Leaving, reloading or closing this tab now ends the agent (sendBeacon)."
+  : "The agent keeps running when you leave: reload the page to find it again, or press Close.";
+function armCloseOnLeave(current) {
+  disarm?.();
+  disarm = $("close-on-leave").checked ? client.closeOnPageHide(current) : null;
+}
+
 let client = null;
 let session = null;
 let stream = null;
@@ -72,7 +89,7 @@ $("start-form").addEventListener("submit", async (submit) => {
   }
   sessionStorage.removeItem(PENDING); // answered: a later Start is a new one
   sessionStorage.setItem(CALL, callId);
-  attach(session, "Leaving, reloading or closing this tab now ends the agent (sendBeacon).");
+  attach(session, leaveHint());
 });
 
 /** Finds the call's running sessions and shows the newest (after a reload). */
@@ -95,8 +112,7 @@ async function reattach(callId) {
   if (running && session === null) {
     showError(null);
     reset();
-    attach(running, `Re-attached to the agent already running in call ${callId}. ` +
-      "Leaving, reloading or closing this tab now ends it (sendBeacon).");
+    attach(running, `Re-attached to the agent already running in call ${callId}. ${leaveHint()}`);
   } else {
     listCallSessions(callId);
   }
@@ -108,8 +124,8 @@ function attach(current, hint) {
   live = true;
   $("call-id").value = current.call_id;
   $("start").disabled = true;
-  // From here on, leaving or closing the tab ends the agent.
-  disarm = client.closeOnPageHide(current);
+  // From here on, leaving or closing the tab ends the agent (unless kept).
+  armCloseOnLeave(current);
   $("close").disabled = false;
   $("hint").textContent = hint;
   $("session-id").textContent = current.session_id;
@@ -176,12 +192,12 @@ async function listCallSessions(callId) {
       button.addEventListener("click", () => {
         showError(null);
         reset();
-        attach(found, `Attached to a running agent of call ${found.call_id}.`);
+        attach(found, `Attached to a running agent of call ${found.call_id}. ${leaveHint()}`);
       });
       action.append(button);
     }
     const ended = found.end_reason && found.end_reason !== "END_REASON_UNSPECIFIED"
-      ? short(found.end_reason, "END_REASON_") : "";
+      ? short(found.end_reason, "END_REASON_") : "–";
     const cells = [state, id, formatTime(found.session_started_at), ended].map((content) => {
       const cell = document.createElement("td");
       cell.append(content);
