@@ -4,11 +4,9 @@ a start refused in one line for a key that does not match its certificate (issue
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +17,10 @@ import pytest
 from agentplane.clients.grpcio import session_service_pb2 as pb
 from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
 from agentplane.net import client_context
-from tests.server.support import REPO_ROOT, Proc, console_script, subprocess_env, sync_error
+from tests.server.support import REPO_ROOT, console_script, subprocess_env, sync_error
 from tests.support.tls import Pki
 
 BEARER = "authorization"
-
-
-@pytest.fixture
-def procs() -> Iterator[Any]:
-    started: list[Proc] = []
-
-    def start(args: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(args, REPO_ROOT, env)
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            with contextlib.suppress(Exception):
-                proc.kill()
 
 
 def test_a_users_file_takes_its_limits_and_token_from_env_and_env_file(

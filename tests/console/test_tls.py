@@ -1,8 +1,8 @@
-"""TLS client options against a grpclib server with an SSL context (the server side of TLS is not agentplane's yet).
+"""TLS client options against a grpclib server with an SSL context.
 
 A stand-in SessionService answers Get; the mutual-TLS server requires a
 client certificate signed by the test CA, so a Get that answers proves the
-CLI presented it.
+CLI presented it. Against agentplane's own mTLS server: tests/config/test_processes.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 from grpclib.server import Server
 
 from agentplane.clients.betterproto import GetRequest, GetResponse, Session, SessionServiceBase
+from tests.support.tls import Pki, make_pki
 
-from .support import HOST, Pki, cli, make_pki, on
+from .support import HOST, cli, on
 
 
 class Echo(SessionServiceBase):
@@ -34,6 +35,13 @@ def server_context(pki: Pki, require_client: bool) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(str(pki.ca))
     return context
+
+
+def combined_pem(pki: Pki) -> Path:
+    """The client certificate and its key in one file."""
+    both = Path(pki.client_cert).with_name("both.pem")
+    both.write_bytes(Path(pki.client_cert).read_bytes() + Path(pki.client_key).read_bytes())
+    return both
 
 
 @pytest.fixture
@@ -107,8 +115,7 @@ async def test_mutual_tls_needs_the_client_certificate(pki: Pki, mtls_port: int)
     assert ran.json()["created_by"] == "tls"
 
     # The key in the certificate's own file works too.
-    both = pki.client_cert.with_name("both.pem")
-    both.write_bytes(pki.client_cert.read_bytes() + pki.client_key.read_bytes())
+    both = combined_pem(pki)
     combined = await cli(
         "sessions", "get", "s1", "--tls-ca", str(pki.ca), "--tls-cert", str(both),
         *on(mtls_port),

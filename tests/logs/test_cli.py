@@ -24,23 +24,6 @@ HTTP_LISTENING = r"agentplane HTTP listening on 127\.0\.0\.1:(\d+)"
 GRPC_LISTENING = r"agentplane gRPC listening on 127\.0\.0\.1:(\d+)"
 
 
-@pytest.fixture
-def procs() -> Iterator[Any]:
-    started: list[Proc] = []
-
-    def start(args: list[str], cwd: Path = REPO_ROOT, env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(args, cwd, env)
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            with contextlib.suppress(Exception):
-                proc.kill()
-
-
 def agentplane(*args: str) -> list[str]:
     return [console_script("agentplane"), *args]
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -14,8 +11,6 @@ from grpclib.client import Channel
 
 from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
 from tests.support import ServerAgents, Servers
-
-from .support import REPO_ROOT, Proc
 
 
 @pytest.fixture
@@ -80,21 +75,3 @@ async def clients() -> AsyncIterator[Clients]:
         yield made
     finally:
         await made.aclose()
-
-
-@pytest.fixture
-def procs() -> Iterator[Any]:
-    """``procs(args[, cwd])`` starts a subprocess; any still running is killed at the end."""
-    started: list[Proc] = []
-
-    def start(args: list[str], cwd: Path = REPO_ROOT) -> Proc:
-        proc = Proc(args, cwd)
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            with contextlib.suppress(Exception):
-                proc.kill()
