@@ -8,6 +8,7 @@ stubs), HTTP through httpx; the standalone gateway dialling a TLS upstream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -244,3 +245,21 @@ async def test_unusable_files_fail_the_start_before_any_port_listens(
         async with serving(launcher, options):
             pass
     assert not launcher.started
+
+
+async def test_a_tls_handshake_never_finished_is_dropped_after_the_handshake_timeout(
+    pki: Pki,
+) -> None:
+    """A peer that connects and sends nothing holds its connection handshake_timeout at most
+    (asyncio's own bound is 60 s), so silent TLS connections cannot pile up."""
+    options = tls_options(pki)
+    options = dataclasses.replace(
+        options, grpc_limits=dataclasses.replace(options.grpc_limits, handshake_timeout=0.5)
+    )
+    async with serving(ServerAgents().launcher(), options, http=False) as served:
+        reader, writer = await asyncio.open_connection(HOST, served.grpc_port)
+        try:
+            # No ClientHello: the server must hang up within a few handshake timeouts.
+            assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+        finally:
+            writer.close()

@@ -38,6 +38,7 @@ import logging
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any, cast
 
 import h2.config
@@ -535,6 +536,30 @@ class LimitedServer(Server):
             normalize_inbound_headers=False,
             normalize_outbound_headers=False,
         )
+
+    async def start(  # type: ignore[override]  # the subset of grpclib's start we use
+        self, host: str, port: int, *, ssl: SSLContext | None = None
+    ) -> None:
+        """Listen; over TLS, a handshake not done within ``handshake_timeout`` is dropped.
+
+        grpclib's own start leaves the TLS handshake to asyncio's default
+        bound (60 s), during which the connection is not yet ours to count or
+        time: a peer that opens connections and never finishes a handshake
+        would hold them a minute each.
+        """
+        if ssl is None:
+            await super().start(host, port)
+            return
+        if self._server is not None:
+            raise RuntimeError("Server is already started")
+        self._server = await self._loop.create_server(
+            self._protocol_factory,
+            host,
+            port,
+            ssl=ssl,
+            ssl_handshake_timeout=self.limits.handshake_timeout,
+        )
+        self._server_closed_fut = self._loop.create_future()
 
     def _protocol_factory(self) -> H2Protocol:
         protocol = super()._protocol_factory()
