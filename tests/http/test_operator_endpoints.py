@@ -121,6 +121,8 @@ async def test_starts_in_progress_failures_drain_and_the_process_series() -> Non
         launcher.hold_admission("CLUSTER_UNAVAILABLE", "no Redis")
         assert _sample((await client.get("/metrics")).text, "agentplane_admission_held") == 1
         launcher.hold_admission(None)
+        # A running session keeps the drain (and so the HTTP port) going while /metrics is read.
+        await launcher.start_session("c2")
         served.runner.stop()
         await wait_until(lambda: launcher.draining)
         assert _sample((await client.get("/metrics")).text, "agentplane_draining") == 1

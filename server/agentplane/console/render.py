@@ -55,9 +55,9 @@ def _prune(message: betterproto2.Message, data: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def to_json(data: Any) -> str:
+def to_json(data: Any, *, sort_keys: bool = False) -> str:
     """One line of JSON (the CLI prints one object per command, one per event)."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
 
 
 def state_name(state: SessionState) -> str:
@@ -143,7 +143,11 @@ def session_details(session: Session) -> str:
         ("started", _time(session.session_started_at)),
         ("ended", _time(session.ended_at)),
         ("created_by", session.created_by or "-"),
-        ("metadata", to_json(metadata) if metadata else "-"),
+        # A Struct's keys come in no fixed order: sorted, so the line reads the same each time.
+        (
+            "metadata",
+            to_json(metadata, sort_keys=True) if metadata else "-",
+        ),
     ]
     if session.error_message:
         pairs.append(("error", session.error_message))
