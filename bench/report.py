@@ -305,7 +305,9 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
             "## 3. Held sessions: K idle sessions, then reads",
             "",
             "RSS per session: the server's RSS growth from before the first session, divided by K "
-            "(the trivial agent objects are a few dozen bytes each). Idle CPU: with nothing asked. "
+            "(the trivial agent objects are a few dozen bytes each). Idle CPU: with nothing asked, next to "
+            "what a Python process that only sleeps, on the same core, read over the same seconds "
+            "(the machine's floor: a VM's accounting can charge any process a few percent). "
             f"Get at {cfg['read_clients']} concurrent over HTTP (gRPC where the gateway did not answer); "
             '"one at a time": a single client looping Get, whose slowest answer shows event-loop stalls.',
             "",
@@ -322,6 +324,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
                         server,
                         f.stat(server, f"{p}/rss_kib_per_session").fmt(2),
                         f.stat(server, f"{p}/idle_cpu_pct").fmt(2, "%"),
+                        f.stat(server, f"{p}/empty_cpu_pct").fmt(2, "%"),
                         f"{f.stat(server, f'{p}/get50/p50').median:.1f} / {f.stat(server, f'{p}/get50/p99').fmt(1)}",
                         f.stat(server, f"{p}/get50/rate").fmt(0),
                         f"{f.stat(server, f'{p}/serial/p99').median:.2f} / {f.stat(server, f'{p}/serial/max').fmt(1)}",
@@ -331,6 +334,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
                 )
         lines += table(
             ["K held", "server", "RSS KiB / session", "idle CPU (% of a core)",
+             "an empty process meanwhile (same core)",
              f"Get@{cfg['read_clients']} p50 / p99", f"Get@{cfg['read_clients']}/s",
              "one at a time: p99 / slowest", "full GC passes meanwhile (per round: passes \u00d7 mean ms)",
              "Starts/s while filling"],

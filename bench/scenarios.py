@@ -24,7 +24,7 @@ from agentplane.clients.grpcio.session_service_grpc import SessionServiceStub
 from .clients import Driver, open_transport
 from .httpclient import HttpConnection, HttpError, StreamWatcher
 from .load import Measured, Recorder, Window, client_cpu_seconds, closed_loop, percentile
-from .servers import ServerProcess
+from .servers import EmptyProcess, ServerProcess
 
 Sample = dict[str, float]
 CALLS = ("start", "get", "metrics", "close")
@@ -183,6 +183,23 @@ async def held(server: ServerProcess, start_kind: str, read_kind: str, cfg: Conf
     out: Sample = {}
     await asyncio.sleep(1.0)
     baseline = server.rss()
+    empty = EmptyProcess(server.core)
+    try:
+        await _held_steps(server, start_kind, read_kind, cfg, out, baseline, empty)
+    finally:
+        empty.close()
+    return out
+
+
+async def _held_steps(
+    server: ServerProcess,
+    start_kind: str,
+    read_kind: str,
+    cfg: Config,
+    out: Sample,
+    baseline: int,
+    empty: EmptyProcess,
+) -> None:
     target: tuple[str, str] | None = None
     total = 0
     for step, k in enumerate(cfg.held_steps):
@@ -197,9 +214,11 @@ async def held(server: ServerProcess, start_kind: str, read_kind: str, cfg: Conf
         idle = cfg.idle_seconds[step]
         foreign0 = server.foreign_seconds()
         cpu0, t0 = server.cpu_seconds(), time.perf_counter()
+        empty0 = empty.cpu_seconds()
         await asyncio.sleep(idle)
         elapsed = time.perf_counter() - t0
         out[f"held/{k}/idle_cpu_pct"] = 100.0 * (server.cpu_seconds() - cpu0) / elapsed
+        out[f"held/{k}/empty_cpu_pct"] = 100.0 * (empty.cpu_seconds() - empty0) / elapsed
         out[f"held/{k}/idle_foreign_pct"] = 100.0 * (server.foreign_seconds() - foreign0) / elapsed
         stall = Window(cfg.stall_seconds[step], warmup=0.1)
         own_gc = server.name == "agentplane"  # its /metrics times every collection
@@ -219,7 +238,6 @@ async def held(server: ServerProcess, start_kind: str, read_kind: str, cfg: Conf
             f"Get@{cfg.read_clients} p99 {out[f'held/{k}/get50/p99']:.1f} ms",
             flush=True,
         )
-    return out
 
 
 # ------------------------------------------------------------- 4. fan-out

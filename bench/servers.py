@@ -93,6 +93,32 @@ class Cores:
             os.sched_setaffinity(0, {self.load})
 
 
+class EmptyProcess:
+    """An empty Python process on a server's core: the idle-CPU floor, read as servers are.
+
+    What an idle server's CPU reads next to what a process that only sleeps
+    reads over the same seconds: on a VM the accounting alone can show a few
+    percent for any process, and that floor is not the server's.
+    """
+
+    def __init__(self, core: int | None) -> None:
+        argv = [sys.executable, "-c", "import time; time.sleep(86400)"]
+        if core is not None:
+            argv = ["taskset", "-c", str(core), *argv]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        track_child(self._proc)
+        self.ps = psutil.Process(self._proc.pid)
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def close(self) -> None:
+        self._proc.kill()
+        self._proc.wait(10)
+        forget_child(self._proc)
+
+
 class ServerProcess:
     """A server subprocess: start, wait until ready, measure, stop."""
 

@@ -44,6 +44,8 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     held = sorted({int(key.split("/")[1]) for key in sample if key.startswith("held/")})
     assert len(held) >= 2
     assert all(math.isfinite(sample[f"held/{k}/rss_kib_per_session"]) for k in held)
+    # The machine's idle floor beside the server's idle CPU: a sleeping process, same core.
+    assert all(0 <= sample[f"held/{k}/empty_cpu_pct"] < 100 for k in held)
     fanout = [key for key in sample if key.startswith("fanout/") and key.endswith("/delivered_pct")]
     assert fanout and all(sample[key] == 100.0 for key in fanout)
     assert sample["start/p50"] > 0
@@ -51,3 +53,4 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     assert "## Targets" in report
     assert "## 6. The stack's own limit" in report
+    assert "an empty process meanwhile (same core)" in report
