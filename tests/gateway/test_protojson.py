@@ -55,6 +55,17 @@ def test_doubles_render_as_json_format_does(value: float) -> None:
     assert_identical(pb.MetricsUpdated(metrics={"m": value}))
 
 
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_a_struct_with_a_non_finite_number_fails_as_json_format_does(value: float) -> None:
+    session = pb.Session(session_id="s")
+    session.metadata.update({"x": value})
+    with pytest.raises(json_format.SerializeToJsonError) as raised:
+        render(session)
+    with pytest.raises(json_format.SerializeToJsonError) as expected:
+        reference_bytes(session)
+    assert str(raised.value) == str(expected.value)
+
+
 def test_edge_values_render_as_json_format_does() -> None:
     samples: list[dict[str, Any]] = [SAMPLES["Session"][0]]
     session = json_format.ParseDict(samples[0], pb.Session())
@@ -62,5 +73,7 @@ def test_edge_values_render_as_json_format_does() -> None:
     session.state = 99  # an enum value this build does not know (open enum: the number)
     session.metadata.update({"k": [1, 2.5, None, True, "é"], "n": {"x": -0.0}})
     assert_identical(session)
+    for wkt in (session.metadata, session.metadata["k"], session.session_started_at):
+        assert render(wkt) == json_format.MessageToDict(wkt)
     assert_identical(pb.EventsGap(after_cursor=2**64 - 1, next_cursor=2**63))
     assert_identical(pb.MetricsUpdated(metrics={"a\u00e9": 0.1, "b": 1e-7}))

@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 from .bindings import Binding, resolve_field
 from .errors import RpcError
+from .protojson import to_dict
 
 # strconv.ParseBool's spellings, as grpc-gateway accepts them in paths and queries.
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -43,9 +44,7 @@ def render(message: Message) -> Any:
     session), so clients need no existence checks; fields with presence
     (messages, ``optional`` scalars such as ``close_token``) only when set.
     """
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    return to_dict(message)  # MessageToDict with those options, compiled per type
 
 
 def dumps(value: Any) -> bytes:
