@@ -177,3 +177,18 @@ def test_every_grpc_code_has_an_http_status() -> None:
     assert HTTP_STATUS[Status.CANCELLED] == 499
     assert RpcError(Status.RESOURCE_EXHAUSTED, "x").response().status_code == 429
     assert RpcError.from_http(413, "too big").to_dict()["code"] == Status.INVALID_ARGUMENT.value
+
+
+def test_string_fields_are_set_as_protojson_sets_them() -> None:
+    # Path and query text for a top-level string field is set directly (no
+    # dict to parse): by proto or lowerCamel name, and a repeat still refused.
+    request = api_pb.StartRequest()
+    set_from_strings(request, "call_id", ["c-1"], source="path")
+    set_from_strings(request, "callType", ["video"], source="query parameter")
+    assert (request.call_id, request.call_type) == ("c-1", "video")
+    set_from_strings(request, "call_id", ["é \u2028 x"], source="path")
+    assert request.call_id == "é \u2028 x"
+    with pytest.raises(RpcError, match="given 2 times"):
+        set_from_strings(request, "call_id", ["a", "b"], source="query parameter")
+    with pytest.raises(RpcError):  # text protobuf cannot hold: refused as before, not a 500
+        set_from_strings(request, "call_id", ["\udcff"], source="path")
