@@ -10,6 +10,11 @@ figure is the median over the rounds; the ratio to the no-op route is taken
 within each round. A quick loop for work on the HTTP path (issue 16), minutes
 shorter than ``./dev bench``.
 
+``--in-process`` instead drives the HTTP port's ASGI app (``AccessLog`` over
+the gateway over ``InProcessBackend``, as ``agentplane serve`` assembles it)
+from this process, no socket, no uvicorn: process CPU per request of
+agentplane's own path alone, far steadier on a noisy machine.
+
 ``--profile SECONDS`` instead records the server under a Get load with py-spy
 (``--profile-out``: its raw folded stacks) for a profile of the HTTP path.
 """
@@ -24,8 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from .httpclient import HttpConnection
 from .servers import Cores, ServerProcess, agentplane_server, noop_server
@@ -163,15 +169,97 @@ async def profile(seconds: float, out: Path, *, lifecycles: bool) -> None:
         await agent.stop()
 
 
+async def in_process(rounds: int, count: int) -> None:
+    from agentplane.gateway import CorsOptions
+    from agentplane.http.access import AccessLog
+    from agentplane.http.app import gateway_app
+    from agentplane.http.embedded import InProcessBackend
+    from agentplane.server.options import ServeOptions
+    from agentplane.service.api import SessionAPI
+
+    from .trivial_agent import make_launcher
+
+    launcher = make_launcher()
+    async with launcher:
+        backend = InProcessBackend(SessionAPI(launcher, ServeOptions().auth_policy()), launcher)
+        app = AccessLog(gateway_app(backend, cors=CorsOptions()))
+
+        async def call(method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+            headers = [(b"host", b"127.0.0.1:8000")]
+            if body:
+                headers += [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]  # fmt: skip
+            scope = {
+                "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+                "query_string": b"", "root_path": "", "headers": headers,
+                "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+            }  # fmt: skip
+            sent: list[MutableMapping[str, Any]] = []
+            messages: list[MutableMapping[str, Any]] = [
+                {"type": "http.request", "body": body, "more_body": False}
+            ]
+
+            async def receive() -> MutableMapping[str, Any]:
+                if messages:
+                    return messages.pop()
+                await asyncio.Event().wait()  # never: the client stays
+                return {"type": "http.disconnect"}
+
+            async def send(message: MutableMapping[str, Any]) -> None:
+                sent.append(message)
+
+            await app(scope, receive, send)
+            return int(sent[0]["status"]), bytes(sent[1]["body"])
+
+        async def start(n: int) -> str:
+            body = json.dumps({"call_id": f"bench-{n}", "call_type": "default"}).encode()
+            status, answer = await call("POST", "/sessions", body)
+            assert status == 201, answer
+            return str(json.loads(answer)["session_id"])
+
+        session_id = await start(-1)
+
+        async def timed(op: Callable[[int], Awaitable[None]], n: int) -> float:
+            for i in range(50):
+                await op(-2 - i)
+            before = time.process_time()
+            for i in range(n):
+                await op(i)
+            return (time.process_time() - before) / n * 1e6
+
+        async def get(n: int) -> None:
+            status, _ = await call("GET", f"/sessions/{session_id}")
+            assert status == 200
+
+        async def lifecycle(n: int) -> None:
+            sid = await start(n)
+            for path in (f"/sessions/{sid}", f"/sessions/{sid}/metrics"):
+                assert (await call("GET", path))[0] == 200
+            assert (await call("DELETE", f"/sessions/{sid}"))[0] in (200, 202, 204)
+
+        gets, cycles = [], []
+        for _ in range(rounds):
+            gets.append(await timed(get, count))
+            cycles.append(await timed(lifecycle, count // 8))
+            print(f"round: get {gets[-1]:.1f} µs, lifecycle {cycles[-1]:.1f} µs", flush=True)
+        print(f"\nin-process CPU per request, best of {rounds} rounds:")
+        print(f"  Get        {min(gets):7.1f} µs")
+        print(f"  lifecycle  {min(cycles):7.1f} µs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--in-process", action="store_true", help="no socket: the ASGI app")
     parser.add_argument("--profile", type=float, default=0.0)
     parser.add_argument("--profile-out", type=Path, default=Path("http-path.folded"))
     parser.add_argument("--profile-lifecycles", action="store_true", help="profile lifecycles too")
     args = parser.parse_args()
-    if args.profile:
+    if args.in_process:
+        asyncio.run(in_process(args.rounds, args.requests))
+    elif args.profile:
         asyncio.run(profile(args.profile, args.profile_out, lifecycles=args.profile_lifecycles))
     else:
         asyncio.run(run(args.rounds, args.requests))
