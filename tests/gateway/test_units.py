@@ -192,3 +192,12 @@ def test_string_fields_are_set_as_protojson_sets_them() -> None:
         set_from_strings(request, "call_id", ["a", "b"], source="query parameter")
     with pytest.raises(RpcError):  # text protobuf cannot hold: refused as before, not a 500
         set_from_strings(request, "call_id", ["\udcff"], source="path")
+
+
+def test_printable_is_space_to_tilde() -> None:
+    # Metadata values forwarded from headers: printable ASCII only, every code point checked.
+    from agentplane.gateway.headers import _printable
+
+    ok = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000 and _printable(chr(c))]
+    assert ok == list(range(0x20, 0x7F))
+    assert _printable("") and _printable("Bearer abc~") and not _printable("a\tb")

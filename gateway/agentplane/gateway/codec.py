@@ -47,8 +47,13 @@ def render(message: Message) -> Any:
     return to_dict(message)  # MessageToDict with those options, compiled per type
 
 
+# json.dumps with these options builds an encoder per call: one, built once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON in UTF-8 (``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``)."""
+    return _ENCODER.encode(value).encode()
 
 
 def response_json(binding: Binding, response: Message) -> Any:
