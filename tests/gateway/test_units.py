@@ -201,3 +201,28 @@ def test_printable_is_space_to_tilde() -> None:
     ok = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000 and _printable(chr(c))]
     assert ok == list(range(0x20, 0x7F))
     assert _printable("") and _printable("Bearer abc~") and not _printable("a\tb")
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+async def test_send_json_sends_what_starlette_response_sends(status: int) -> None:
+    from starlette.responses import Response
+
+    from agentplane.gateway.errors import JSON_TYPE
+    from agentplane.gateway.routes import send_json
+
+    body = b'{"session_id":"s"}'
+    ours: list[object] = []
+    theirs: list[object] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def keep_ours(message: object) -> None:
+        ours.append(message)
+
+    async def keep_theirs(message: object) -> None:
+        theirs.append(message)
+
+    await send_json(keep_ours, status, body)
+    await Response(body, status, media_type=JSON_TYPE)({"type": "http"}, receive, keep_theirs)
+    assert ours == theirs
