@@ -177,3 +177,52 @@ def test_every_grpc_code_has_an_http_status() -> None:
     assert HTTP_STATUS[Status.CANCELLED] == 499
     assert RpcError(Status.RESOURCE_EXHAUSTED, "x").response().status_code == 429
     assert RpcError.from_http(413, "too big").to_dict()["code"] == Status.INVALID_ARGUMENT.value
+
+
+def test_string_fields_are_set_as_protojson_sets_them() -> None:
+    # Path and query text for a top-level string field is set directly (no
+    # dict to parse): by proto or lowerCamel name, and a repeat still refused.
+    request = api_pb.StartRequest()
+    set_from_strings(request, "call_id", ["c-1"], source="path")
+    set_from_strings(request, "callType", ["video"], source="query parameter")
+    assert (request.call_id, request.call_type) == ("c-1", "video")
+    set_from_strings(request, "call_id", ["é \u2028 x"], source="path")
+    assert request.call_id == "é \u2028 x"
+    with pytest.raises(RpcError, match="given 2 times"):
+        set_from_strings(request, "call_id", ["a", "b"], source="query parameter")
+    with pytest.raises(RpcError):  # text protobuf cannot hold: refused as before, not a 500
+        set_from_strings(request, "call_id", ["\udcff"], source="path")
+
+
+def test_printable_is_space_to_tilde() -> None:
+    # Metadata values forwarded from headers: printable ASCII only, every code point checked.
+    from agentplane.gateway.headers import _printable
+
+    ok = [c for c in range(0x110000) if not 0xD800 <= c < 0xE000 and _printable(chr(c))]
+    assert ok == list(range(0x20, 0x7F))
+    assert _printable("") and _printable("Bearer abc~") and not _printable("a\tb")
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+async def test_send_json_sends_what_starlette_response_sends(status: int) -> None:
+    from starlette.responses import Response
+
+    from agentplane.gateway.errors import JSON_TYPE
+    from agentplane.gateway.routes import send_json
+
+    body = b'{"session_id":"s"}'
+    ours: list[object] = []
+    theirs: list[object] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def keep_ours(message: object) -> None:
+        ours.append(message)
+
+    async def keep_theirs(message: object) -> None:
+        theirs.append(message)
+
+    await send_json(keep_ours, status, body)
+    await Response(body, status, media_type=JSON_TYPE)({"type": "http"}, receive, keep_theirs)
+    assert ours == theirs

@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 from .bindings import Binding, resolve_field
 from .errors import RpcError
+from .protojson import to_dict
 
 # strconv.ParseBool's spellings, as grpc-gateway accepts them in paths and queries.
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -43,13 +44,16 @@ def render(message: Message) -> Any:
     session), so clients need no existence checks; fields with presence
     (messages, ``optional`` scalars such as ``close_token``) only when set.
     """
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    return to_dict(message)  # MessageToDict with those options, compiled per type
+
+
+# json.dumps with these options builds an encoder per call: one, built once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON in UTF-8 (``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``)."""
+    return _ENCODER.encode(value).encode()
 
 
 def response_json(binding: Binding, response: Message) -> Any:
@@ -149,6 +153,16 @@ def set_from_strings(
 ) -> None:
     """Set a (dotted) field from text, converting by the field's type."""
     descriptor: Any = message.DESCRIPTOR
+    if len(values) == 1:
+        # A top-level string field (a path's session_id): protojson would set
+        # the text as it is, so set it, without building a dict to parse.
+        name = _string_fields(descriptor).get(field_path)
+        if name is not None:
+            try:
+                setattr(message, name, values[0])
+                return
+            except (TypeError, ValueError):
+                pass  # text protobuf refuses: the general path names the problem
     field = resolve_field(descriptor, _proto_path(message, field_path))
     if field is None:
         if ignore_unknown:
@@ -174,6 +188,26 @@ def set_from_strings(
         raise RpcError.invalid_argument(
             f"invalid {source} {field_path!r}: {error}", field_path
         ) from None
+
+
+_STRING_FIELDS: dict[Any, dict[str, str]] = {}
+
+
+def _string_fields(descriptor: Any) -> dict[str, str]:
+    """A message type's singular string fields: proto name and lowerCamel name -> proto name."""
+    found = _STRING_FIELDS.get(descriptor)
+    if found is None:
+        # Names as _proto_path reads them: a proto name first, else the first lowerCamel one.
+        named: dict[str, Any] = {}
+        for field in descriptor.fields:
+            named.setdefault(field.json_name, field)
+        named.update(descriptor.fields_by_name)
+        found = _STRING_FIELDS[descriptor] = {
+            key: field.name
+            for key, field in named.items()
+            if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated
+        }
+    return found
 
 
 def _convert(field: FieldDescriptor, value: str, field_path: str, source: str) -> Any:

@@ -47,7 +47,8 @@ _RESERVED = frozenset({"te", "content-type", "user-agent", "host", "connection"}
 
 
 def _printable(value: str) -> bool:
-    return all(" " <= ch <= "~" for ch in value)
+    # Space to "~": for ASCII text exactly what str.isprintable accepts.
+    return value.isascii() and value.isprintable()
 
 
 def _forwardable(name: str) -> bool:

@@ -13,7 +13,7 @@ request or call ends with one line on ``agentplane.access``.
 from __future__ import annotations
 
 import contextvars
-import uuid
+import os
 
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_MAX_CHARS = 128
@@ -35,7 +35,9 @@ def valid_request_id(value: str | None) -> bool:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits: what uuid4().hex gave, minus its 6
+    # fixed bits and the UUID object (~5 µs a request and call less).
+    return os.urandom(16).hex()
 
 
 def accept_request_id(value: str | None) -> str:
