@@ -190,3 +190,35 @@ async def test_a_stream_failing_unexpectedly_ends_with_an_internal_error_line(
     assert "secret" not in lines[-1]
     logged = [r for r in caplog.records if r.exc_info is not None]
     assert len(logged) == 1 and logged[0].levelno == logging.ERROR
+
+
+async def test_routes_ahead_of_the_bindings_keep_their_paths() -> None:
+    """``RpcDispatch`` serves bindings without the Router's walk, never ahead of a route."""
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    from agentplane.gateway.dispatch import direct_bindings
+
+    async def special(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("the app's own route")
+
+    shelves = _shelves()
+    own = Route("/shelves/special", special, methods=["GET"])
+    app = create_app(ShelvesBackend(), services=[shelves], extra_routes=[own])
+    server = HttpServer(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=base, headers={"authorization": "x"}) as http:
+            assert (await http.get("/shelves/special")).text == "the app's own route"
+            assert (await http.get("/shelves/poetry")).json() == {"name": "poetry"}
+    finally:
+        await server.stop(2)
+    # Which bindings skip the Router: those whose first segment no route ahead could take.
+    bindings = app.state.bindings
+    assert direct_bindings(bindings, [Route("/health", special)]) == bindings
+    assert direct_bindings(bindings, [own]) == []
+    assert direct_bindings(bindings, [Route("/{anything}", special)]) == []
+    assert direct_bindings(bindings, [Mount("", routes=[])]) == []
+    assert direct_bindings(bindings, [Route("/", special), Mount("/demo", routes=[])]) == bindings

@@ -3,7 +3,8 @@
 Routes, in matching order: the operator endpoints (``/health``, ``/ready``,
 ``/metrics``), the API documents (``/openapi.json``, ``/docs``), the demo page
 when asked for, then ``RpcRoutes``: every ``google.api.http`` binding of the
-services. Unknown paths and wrong methods answer in the one error shape
+services, which ``RpcDispatch`` serves without walking the others first
+(``dispatch.py``). Unknown paths and wrong methods answer in the one error shape
 (404 / 405 with ``Allow``), and so does anything that fails unexpectedly (500
 INTERNAL; the server logs it). CORS wraps everything.
 
@@ -39,6 +40,7 @@ from starlette.routing import BaseRoute, Route
 from .backend import Backend
 from .bindings import Binding, BindingError, service_bindings
 from .bodies import DEFAULT_MAX_BODY_BYTES
+from .dispatch import RpcDispatch
 from .docs import docs_routes
 from .errors import RpcError, internal_error, routing_error
 from .openapi import Comments, openapi_document
@@ -153,18 +155,16 @@ def create_app(
         )
     )
     routes.extend(extra_routes)
-    routes.append(
-        RpcRoutes(
-            bindings,
-            backend,
-            max_body_bytes=max_body_bytes,
-            heartbeat=heartbeat,
-            success_status=statuses,
-            realm=realm,
-            beacon_rpcs=beacon_rpcs,
-            trusted_origins=cors.allow_origins if cors is not None else (),
-            sse_resume=sse_resume,
-        )
+    rpc = RpcRoutes(
+        bindings,
+        backend,
+        max_body_bytes=max_body_bytes,
+        heartbeat=heartbeat,
+        success_status=statuses,
+        realm=realm,
+        beacon_rpcs=beacon_rpcs,
+        trusted_origins=cors.allow_origins if cors is not None else (),
+        sse_resume=sse_resume,
     )
     middleware = []
     if cors is not None:
@@ -179,6 +179,9 @@ def create_app(
                 expose_headers=["Retry-After", "WWW-Authenticate"],
             )
         )
+    # Inside CORS, ahead of the Router: the session routes skip the route walk.
+    middleware.append(Middleware(RpcDispatch, rpc=rpc, ahead=list(routes)))
+    routes.append(rpc)
 
     async def http_exception(request: Request, exc: Any) -> Response:
         """Starlette's own routing errors (404, 405) in the gateway's error shape."""

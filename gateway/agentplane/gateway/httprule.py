@@ -27,7 +27,7 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -63,6 +63,24 @@ class PathTemplate:
     segments: tuple[str, ...]
     variables: tuple[Variable, ...]
     verb: str | None
+    # Derived once from the above, read on every request: how many segments a
+    # path has (at least, with "**"), which must be non-empty, which literal.
+    _length: int = field(init=False, repr=False, compare=False)
+    _open_ended: bool = field(init=False, repr=False, compare=False)
+    _wilds: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _literals: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        open_ended = bool(self.segments) and self.segments[-1] == DEEP_WILD
+        head = self.segments[:-1] if open_ended else self.segments
+        derived = {
+            "_length": len(head),
+            "_open_ended": open_ended,
+            "_wilds": tuple(i for i, s in enumerate(head) if s == WILD),
+            "_literals": tuple((i, s) for i, s in enumerate(head) if s != WILD),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     @classmethod
     def parse(cls, text: str) -> PathTemplate:
@@ -98,26 +116,23 @@ class PathTemplate:
         return values
 
     def _segments_match(self, parts: list[str]) -> bool:
-        pattern = self.segments
-        if pattern and pattern[-1] == DEEP_WILD:
-            # "**" is always last (the parser enforces it): it takes the rest.
-            head = pattern[:-1]
-            if len(parts) < len(head):
-                return False
-            return all(_segment_ok(p, s) for p, s in zip(head, parts, strict=False))
-        if len(parts) != len(pattern):
+        # "**" is always last (the parser enforces it): it takes the rest.
+        if len(parts) != self._length and not (self._open_ended and len(parts) > self._length):
             return False
-        return all(_segment_ok(p, s) for p, s in zip(pattern, parts, strict=True))
+        for i in self._wilds:
+            if not parts[i]:
+                return False
+        for i, literal in self._literals:
+            segment = parts[i]
+            # The literal is stored decoded: a raw segment equal to it matches
+            # unless it holds an escape (then only its decoded form counts).
+            if (segment != literal or "%" in segment) and unquote(segment) != literal:
+                return False
+        return True
 
 
 def _unquote_keep_slash(segment: str) -> str:
     return unquote(re.sub("%2[Ff]", "%252F", segment))
-
-
-def _segment_ok(pattern: str, segment: str) -> bool:
-    if pattern == WILD:
-        return segment != ""
-    return unquote(segment) == pattern
 
 
 class _Parser:

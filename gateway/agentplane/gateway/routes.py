@@ -89,22 +89,32 @@ class RpcRoutes(BaseRoute):
         self.success_status = dict(success_status or {})
         self.realm = realm
         self.sse = SseFormat(sse_resume)
+        # Per HTTP method, its bindings in order: a request tries only those.
+        by_method: dict[str, list[Binding]] = {}
+        for binding in self.bindings:
+            by_method.setdefault(binding.http_method, []).append(binding)
+        self._by_method = {method: tuple(found) for method, found in by_method.items()}
 
     def __repr__(self) -> str:
         return f"RpcRoutes({len(self.bindings)} bindings)"
 
+    def match(self, scope: Scope) -> tuple[Binding, dict[str, str]] | None:
+        """The first binding whose method and path fit ``scope``, with its path variables."""
+        path = _raw_path(scope)
+        for binding in self._by_method.get(scope["method"], ()):
+            params = binding.template.match(path)
+            if params is not None:
+                return binding, params
+        return None
+
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
             return Match.NONE, {}
+        found = self.match(scope)
+        if found is not None:
+            return Match.FULL, {_BINDING: found[0], _PATH_PARAMS: found[1]}
         path = _raw_path(scope)
-        allowed: list[str] = []
-        for binding in self.bindings:
-            params = binding.template.match(path)
-            if params is None:
-                continue
-            if binding.http_method == scope["method"]:
-                return Match.FULL, {_BINDING: binding, _PATH_PARAMS: params}
-            allowed.append(binding.http_method)
+        allowed = [b.http_method for b in self.bindings if b.template.match(path) is not None]
         if allowed:
             return Match.PARTIAL, {_ALLOW: allowed}
         return Match.NONE, {}
@@ -120,13 +130,31 @@ class RpcRoutes(BaseRoute):
             allow = sorted(set(scope.get(_ALLOW, ())))
             await routing_error(405, allow).response(realm=self.realm)(scope, receive, send)
             return
+        await self.serve(binding, scope[_PATH_PARAMS], scope, receive, send)
+
+    async def serve(
+        self,
+        binding: Binding,
+        path_params: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Transcodes one request that ``match`` found for ``binding``; errors answer in the
+        gateway's shape, anything unexpected propagates (a 500, logged, from Starlette)."""
+        scope[_BINDING] = binding  # for the access log's route
         try:
-            await self._transcode(binding, scope, receive, send)
+            await self._transcode(binding, path_params, scope, receive, send)
         except RpcError as error:
             await error.response(realm=self.realm)(scope, receive, send)
 
     async def _transcode(
-        self, binding: Binding, scope: Scope, receive: Receive, send: Send
+        self,
+        binding: Binding,
+        path_params: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         headers = Headers(scope=scope)
         if scope["method"] not in ("GET", "HEAD"):
@@ -149,7 +177,7 @@ class RpcRoutes(BaseRoute):
         request = build_request(
             binding,
             RequestParts(
-                path_params=scope[_PATH_PARAMS],
+                path_params=path_params,
                 query=query,
                 body=body.json,
                 form=body.form,

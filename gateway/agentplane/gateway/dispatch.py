@@ -1,0 +1,84 @@
+"""``RpcDispatch``: a request that fits an RPC binding goes straight to ``RpcRoutes``.
+
+The gateway's app is a Starlette app: ServerErrorMiddleware, CORS, then
+ExceptionMiddleware and the Router, which tries every route in order
+(``/health``, the documents, the demo page, a user's own, ...) before the
+bindings. For the session routes, which carry nearly all the traffic, that
+walk and the exception layer's ``send`` wrapper were a fifth of a Get's
+gateway CPU (``bench/results/2026-12-01-http-path-2core.md``). This
+middleware sits right after CORS and hands a request that fully matches a
+binding to ``RpcRoutes.serve`` itself, the same code the Router would have
+reached; everything else (other routes, 404, 405, preflight) goes on as before.
+
+It never changes which route answers: a binding is dispatched here only if no
+route ahead of the bindings could match its paths, decided once at start-up
+from the routes' first path segment (``first_segment``). A route it cannot
+read (a custom ``BaseRoute``, a parameter or nothing as its first segment)
+keeps every binding behind the Router. ``ahead`` is the routes ``create_app``
+put before the bindings; a route inserted ahead of them later is not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from urllib.parse import unquote
+
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .bindings import Binding
+from .httprule import WILD
+from .routes import RpcRoutes
+
+
+class RpcDispatch:
+    """ASGI middleware: the bindings ``rpc.match`` finds, served without the Router."""
+
+    def __init__(self, app: ASGIApp, *, rpc: RpcRoutes, ahead: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.rpc = rpc
+        self.direct = frozenset(direct_bindings(rpc.bindings, ahead))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.direct:
+            found = self.rpc.match(scope)
+            if found is not None and found[0] in self.direct:
+                await self.rpc.serve(found[0], found[1], scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def direct_bindings(bindings: Iterable[Binding], ahead: Sequence[BaseRoute]) -> list[Binding]:
+    """The bindings no route in ``ahead`` could take a request from."""
+    taken: set[str] = set()
+    for route in ahead:
+        segment = first_segment(route)
+        if segment is None:
+            return []  # unknown shape: it might match anything
+        taken.add(segment)
+    direct = []
+    for binding in bindings:
+        segments = binding.template.segments
+        first = segments[0] if segments else ""
+        if first != WILD and not first.startswith("*") and first not in taken:
+            direct.append(binding)
+    return direct
+
+
+def first_segment(route: BaseRoute) -> str | None:
+    """The literal first segment of every path ``route`` matches ("" for ``/``), or None.
+
+    ``/health`` gives ``health``; ``/demo`` (a Mount) ``demo``; ``/`` gives
+    ``""``: it matches only the root, which no binding's path is.
+    """
+    if not isinstance(route, Route | Mount | WebSocketRoute):
+        return None
+    path = route.path
+    if isinstance(route, Mount) and path == "":
+        return None  # a root mount takes every path
+    if not path.startswith("/"):
+        return None
+    head = path[1:].split("/", 1)[0]
+    if "{" in head or "*" in head:
+        return None
+    return unquote(head)
