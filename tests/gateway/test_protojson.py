@@ -77,3 +77,28 @@ def test_edge_values_render_as_json_format_does() -> None:
         assert render(wkt) == json_format.MessageToDict(wkt)
     assert_identical(pb.EventsGap(after_cursor=2**64 - 1, next_cursor=2**63))
     assert_identical(pb.MetricsUpdated(metrics={"a\u00e9": 0.1, "b": 1e-7}))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(0, 0), (1_764_547_200, 0), (1_764_547_200, 5_000_000), (1_764_547_200, 123_456_000),
+     (1_764_547_200, 1), (-62_135_596_800, 0), (253_402_300_799, 999_999_999)],
+)  # fmt: skip
+def test_timestamps_render_as_json_format_does_first_time_and_again(
+    seconds: int, nanos: int
+) -> None:
+    session = pb.Session(session_id="s")
+    session.session_started_at.seconds, session.session_started_at.nanos = seconds, nanos
+    assert_identical(session)
+    assert_identical(session)  # the second time its text is reused
+
+
+def test_an_out_of_range_timestamp_fails_as_json_format_does() -> None:
+    session = pb.Session(session_id="s")
+    session.session_started_at.seconds = 253_402_300_800  # year 10000
+    for _ in range(2):
+        with pytest.raises(json_format.SerializeToJsonError) as raised:
+            render(session)
+        with pytest.raises(json_format.SerializeToJsonError) as expected:
+            reference_bytes(session)
+        assert str(raised.value) == str(expected.value)

@@ -7,9 +7,10 @@ a 401) comes in as its options. The backend answers the RPCs: in-process, or
 nothing of the servers it fronts.
 """
 
-from .app import CorsOptions, create_app
+from .app import create_app
 from .backend import Backend, CallInfo
 from .bindings import Binding, BindingError, service_bindings
+from .cors import CorsOptions
 from .errors import HTTP_STATUS, RpcError
 from .openapi import Comments
 from .streaming import SseResume

@@ -25,14 +25,12 @@ Example (a standalone gateway in front of a remote server)::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -40,6 +38,7 @@ from starlette.routing import BaseRoute, Route
 from .backend import Backend
 from .bindings import Binding, BindingError, service_bindings
 from .bodies import DEFAULT_MAX_BODY_BYTES
+from .cors import Cors, CorsOptions
 from .dispatch import RpcDispatch
 from .docs import docs_routes
 from .errors import RpcError, internal_error, routing_error
@@ -50,29 +49,8 @@ from .streaming import CURSOR_RESUME, DEFAULT_HEARTBEAT, SseResume
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # OpenAPI's info.version when the caller names none (grpc-gateway's generator says the same).
 DEFAULT_VERSION = "version not set"
-
-
-@dataclass(frozen=True, slots=True)
-class CorsOptions:
-    """Which browser origins may call the gateway.
-
-    None by default: only pages the gateway's own origin serves (``*``: any).
-    A wildcard origin never allows credentials: browsers refuse that pairing,
-    and echoing any origin with credentials would let every site act as the
-    user.
-    """
-
-    allow_origins: Sequence[str] = ()
-    allow_methods: Sequence[str] = ("*",)
-    allow_headers: Sequence[str] = ("*",)
-    allow_credentials: bool = False
-
-    def __post_init__(self) -> None:
-        if self.allow_credentials and "*" in self.allow_origins:
-            raise ValueError(
-                "CORS credentials need explicit origins: browsers refuse credentials "
-                "with a wildcard origin"
-            )
+# CORS by default: only pages of the gateway's own origin.
+SAME_ORIGIN = CorsOptions()
 
 
 def create_app(
@@ -81,7 +59,7 @@ def create_app(
     services: Sequence[ServiceDescriptor],
     success_status: Mapping[str, int] | None = None,
     metrics: Callable[[], bytes] | None = None,
-    cors: CorsOptions | None = CorsOptions(),
+    cors: CorsOptions | None = SAME_ORIGIN,
     extra_routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     heartbeat: float = DEFAULT_HEARTBEAT,
@@ -170,7 +148,7 @@ def create_app(
     if cors is not None:
         middleware.append(
             Middleware(
-                CORSMiddleware,
+                Cors,
                 allow_origins=list(cors.allow_origins),
                 allow_methods=list(cors.allow_methods),
                 allow_headers=list(cors.allow_headers),

@@ -119,9 +119,26 @@ def _struct(struct: Any) -> dict[str, Any]:
     return {key: _value(fields[key]) for key in fields}
 
 
+# A session's times are rendered on every read of it: the text of recent ones is
+# kept (ToJsonString builds a datetime and a timedelta each time).
+_TIMESTAMPS: dict[tuple[int, int], str] = {}
+_TIMESTAMPS_KEPT = 4096
+
+
+def _timestamp(value: Any) -> str:
+    key = (value.seconds, value.nanos)
+    text = _TIMESTAMPS.get(key)
+    if text is None:
+        text = value.ToJsonString()  # an invalid one raises, as the printer would
+        if len(_TIMESTAMPS) >= _TIMESTAMPS_KEPT:
+            _TIMESTAMPS.clear()
+        _TIMESTAMPS[key] = text
+    return text
+
+
 # The well-known types the contract uses, rendered here; the others go to the printer.
 _WELL_KNOWN: dict[str, _Convert] = {
-    "google.protobuf.Timestamp": lambda value: value.ToJsonString(),
+    "google.protobuf.Timestamp": _timestamp,
     "google.protobuf.Struct": _struct,
     "google.protobuf.Value": _value,
     "google.protobuf.ListValue": lambda value: [_value(item) for item in value.values],

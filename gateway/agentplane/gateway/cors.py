@@ -1,0 +1,84 @@
+"""Which browser origins may call the gateway, and the middleware that says so.
+
+``Cors`` is Starlette's ``CORSMiddleware``: its options, its preflight
+answers and its origin checks, unchanged. What it adds is a short way for the
+common request, one with no ``Origin`` header (a backend, a same-origin GET):
+Starlette builds a ``Headers`` view and a ``MutableHeaders`` per response for
+it only to append ``Vary: Origin``; here that is one scan of the raw headers
+and one append. Every request with an ``Origin`` takes Starlette's own path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Message, Receive, Scope, Send
+
+_ORIGIN = b"origin"
+_VARY = b"vary"
+
+
+@dataclass(frozen=True, slots=True)
+class CorsOptions:
+    """Which browser origins may call the gateway.
+
+    None by default: only pages the gateway's own origin serves (``*``: any).
+    A wildcard origin never allows credentials: browsers refuse that pairing,
+    and echoing any origin with credentials would let every site act as the
+    user.
+    """
+
+    allow_origins: Sequence[str] = ()
+    allow_methods: Sequence[str] = ("*",)
+    allow_headers: Sequence[str] = ("*",)
+    allow_credentials: bool = False
+
+    def __post_init__(self) -> None:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError(
+                "CORS credentials need explicit origins: browsers refuse credentials "
+                "with a wildcard origin"
+            )
+
+
+class Cors(CORSMiddleware):
+    """``CORSMiddleware``, answering a request without ``Origin`` with less work."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, _ in scope["headers"]:
+                if name == _ORIGIN:
+                    break
+            else:
+                await self.app(scope, receive, _VaryOrigin(send))
+                return
+        await super().__call__(scope, receive, send)
+
+
+class _VaryOrigin:
+    """Adds ``Vary: Origin`` to the response, as Starlette's simple response does."""
+
+    __slots__ = ("send",)
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.setdefault("headers", [])
+            if any(name.lower() == _VARY for name, _ in headers):
+                # Merge with the Vary the app set: Starlette's own rule.
+                message = _merged_vary(message)
+            else:
+                headers.append((_VARY, b"Origin"))
+        await self.send(message)
+
+
+def _merged_vary(message: Message) -> Message:
+    from starlette.datastructures import MutableHeaders
+
+    headers = MutableHeaders(scope=message)
+    headers["Vary"] = ", ".join([*headers.getlist("Vary"), "Origin"])
+    return message
