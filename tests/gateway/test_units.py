@@ -171,6 +171,18 @@ def test_headers_forwarding_rules() -> None:
     }
 
 
+def test_an_http_call_forwards_its_headers_when_read() -> None:
+    from agentplane.gateway import CallInfo
+
+    headers = [(b"authorization", b"Bearer t"), (b"x-api-key", b"k"), (b"host", b"gw")]
+    call = CallInfo.from_http(headers, ("127.0.0.1", 5000))
+    assert call.peer == "127.0.0.1:5000"
+    assert call.metadata == forwarded_metadata(headers, "127.0.0.1")
+    assert call.metadata is call.metadata  # built once
+    anonymous = CallInfo.from_http([], None)
+    assert (anonymous.peer, list(anonymous.metadata)) == (None, [])
+
+
 def test_every_grpc_code_has_an_http_status() -> None:
     assert set(HTTP_STATUS) == set(Status)
     assert HTTP_STATUS[Status.FAILED_PRECONDITION] == 400

@@ -9,20 +9,48 @@ callers get the same answers either way.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf.message import Message
 
 from .bindings import Binding
+from .headers import forwarded_metadata
 
 
-@dataclass(frozen=True, slots=True)
 class CallInfo:
-    """Who is calling: forwarded metadata (lower-case keys) and the client address."""
+    """Who is calling: forwarded metadata (lower-case keys) and the client address.
 
-    metadata: Sequence[tuple[str, str]]
-    peer: str | None
+    From an HTTP request (``from_http``) the metadata is built from the headers
+    the first time it is read (``headers.forwarded_metadata``): a backend whose
+    calls need none of it (no auth configured) never pays for it.
+    """
+
+    __slots__ = ("_client", "_headers", "_metadata", "peer")
+
+    def __init__(self, metadata: Sequence[tuple[str, str]], peer: str | None) -> None:
+        self._metadata: Sequence[tuple[str, str]] | None = metadata
+        self._headers: Sequence[tuple[bytes, bytes]] = ()
+        self._client: str | None = None
+        self.peer = peer
+
+    @classmethod
+    def from_http(
+        cls, headers: Sequence[tuple[bytes, bytes]], client: tuple[str, int] | None
+    ) -> CallInfo:
+        call = cls((), f"{client[0]}:{client[1]}" if client else None)
+        call._metadata = None
+        call._headers = headers
+        call._client = client[0] if client else None
+        return call
+
+    @property
+    def metadata(self) -> Sequence[tuple[str, str]]:
+        if self._metadata is None:
+            self._metadata = forwarded_metadata(self._headers, self._client)
+        return self._metadata
+
+    def __repr__(self) -> str:
+        return f"CallInfo(metadata={self.metadata!r}, peer={self.peer!r})"
 
 
 class Backend(Protocol):

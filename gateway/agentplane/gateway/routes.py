@@ -25,7 +25,6 @@ from .bindings import Binding
 from .bodies import DEFAULT_MAX_BODY_BYTES, DecodedBody, decode_beacon, decode_body, read_body
 from .codec import RequestParts, build_request, dumps, response_json
 from .errors import JSON_TYPE, RpcError, routing_error
-from .headers import forwarded_metadata
 from .streaming import (
     CURSOR_RESUME,
     DEFAULT_HEARTBEAT,
@@ -185,11 +184,7 @@ class RpcRoutes(BaseRoute):
                 lenient=beacon,
             ),
         )
-        client = scope.get("client")
-        call = CallInfo(
-            metadata=forwarded_metadata(scope["headers"], client[0] if client else None),
-            peer=f"{client[0]}:{client[1]}" if client else None,
-        )
+        call = CallInfo.from_http(scope["headers"], scope.get("client"))
         if binding.server_streaming:
             fmt = self.sse if wants_sse(headers.get("accept", "")) else NDJSON
             last_id = headers.get("last-event-id")

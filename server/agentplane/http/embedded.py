@@ -8,7 +8,7 @@ standalone gateway (which proxies over gRPC) gets, unexpected errors included.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from google.protobuf.message import Message
@@ -43,7 +43,7 @@ class InProcessBackend:
 
     @staticmethod
     def _context(binding: Binding, call: CallInfo) -> RequestContext:
-        return RequestContext(method=binding.rpc_path, metadata=dict(call.metadata), peer=call.peer)
+        return RequestContext(method=binding.rpc_path, metadata=_Metadata(call), peer=call.peer)
 
     async def unary(self, binding: Binding, request: Message, call: CallInfo) -> Message:
         handler = self._unary.get(binding.rpc_path)
@@ -71,6 +71,36 @@ class InProcessBackend:
 
     async def aclose(self) -> None:
         pass
+
+
+class _Metadata(Mapping[str, str]):
+    """The call's metadata as a dict, built when a hook first reads it (never, without auth)."""
+
+    __slots__ = ("_call", "_dict")
+
+    def __init__(self, call: CallInfo) -> None:
+        self._call = call
+        self._dict: dict[str, str] | None = None
+
+    def _built(self) -> dict[str, str]:
+        if self._dict is None:
+            self._dict = dict(self._call.metadata)
+        return self._dict
+
+    def __getitem__(self, key: str) -> str:
+        return self._built()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._built().get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __repr__(self) -> str:
+        return repr(self._built())
 
 
 def rpc_error(status: ErrorStatus) -> RpcError:
