@@ -15,6 +15,11 @@ the gateway over ``InProcessBackend``, as ``agentplane serve`` assembles it)
 from this process, no socket, no uvicorn: process CPU per request of
 agentplane's own path alone, far steadier on a noisy machine.
 
+``--suite`` instead runs ``./dev bench``'s own scenarios, nothing else: HTTP
+Gets of one session at 50 concurrent against agentplane and the no-op stack
+(the issue's "Get server CPU / no-op" ratio, section 6 of the report) and HTTP
+lifecycles (section 1), alternating the servers round by round.
+
 ``--profile SECONDS`` instead records the server under a Get load with py-spy
 (``--profile-out``: its raw folded stacks) for a profile of the HTTP path.
 """
@@ -248,17 +253,57 @@ async def in_process(rounds: int, count: int) -> None:
         print(f"  lifecycle  {min(cycles):7.1f} µs")
 
 
+async def suite(rounds: int) -> None:
+    """The full bench's HTTP read and lifecycle scenarios, alternating the servers."""
+    from . import scenarios
+    from .noop import SESSION_ID
+
+    cfg = scenarios.Config()
+    cores = Cores.pick()
+    cores.pin_self()
+    logs = Path(tempfile.mkdtemp(prefix="http-suite-"))
+    ratios: list[float] = []
+    for index in range(rounds):
+        server = agentplane_server(cores, logs)
+        await server.start()
+        try:
+            ours = await scenarios.reads(server, "http", cfg.read_clients, cfg.read)
+            life = await scenarios.lifecycles(server, "http", cfg)
+        finally:
+            await server.stop()
+        server = noop_server(cores, logs)
+        await server.start()
+        try:
+            target = (SESSION_ID, "bench-call")
+            noop = await scenarios.reads(server, "http", cfg.read_clients, cfg.noop, target, "noop")
+        finally:
+            await server.stop()
+        ratio = ours["read/http/cpu_ms"] / noop["noop/cpu_ms"]
+        ratios.append(ratio)
+        print(
+            f"round {index + 1}: Get {1000 * ours['read/http/cpu_ms']:.1f} µs "
+            f"({ours['read/http/rate']:,.0f}/s), no-op {1000 * noop['noop/cpu_ms']:.1f} µs "
+            f"({noop['noop/rate']:,.0f}/s): {ratio:.2f}x; lifecycle "
+            f"{life['lifecycle/http/cpu_ms']:.3f} ms ({life['lifecycle/http/rate']:,.0f}/s)",
+            flush=True,
+        )
+    print(f"Get / no-op server CPU, median of {rounds}: {statistics.median(ratios):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--in-process", action="store_true", help="no socket: the ASGI app")
+    parser.add_argument("--suite", action="store_true", help="./dev bench's HTTP scenarios only")
     parser.add_argument("--profile", type=float, default=0.0)
     parser.add_argument("--profile-out", type=Path, default=Path("http-path.folded"))
     parser.add_argument("--profile-lifecycles", action="store_true", help="profile lifecycles too")
     args = parser.parse_args()
     if args.in_process:
         asyncio.run(in_process(args.rounds, args.requests))
+    elif args.suite:
+        asyncio.run(suite(args.rounds))
     elif args.profile:
         asyncio.run(profile(args.profile, args.profile_out, lifecycles=args.profile_lifecycles))
     else:
