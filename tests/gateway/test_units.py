@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
@@ -238,3 +241,82 @@ async def test_send_json_sends_what_starlette_response_sends(status: int) -> Non
     await send_json(keep_ours, status, body)
     await Response(body, status, media_type=JSON_TYPE)({"type": "http"}, receive, keep_theirs)
     assert ours == theirs
+
+
+class _Client:
+    """An ASGI receive whose client leaves when ``leave`` is set."""
+
+    def __init__(self) -> None:
+        self.leave = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.leave.wait()
+        return {"type": "http.disconnect"}
+
+
+async def test_a_client_leaving_cancels_the_call_as_cancelled() -> None:
+    from agentplane.gateway.routes import until_disconnect
+
+    client, entered = _Client(), asyncio.Event()
+
+    async def call() -> str:
+        entered.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    async def request() -> None:
+        with pytest.raises(RpcError) as raised:
+            await until_disconnect(call(), client.receive)
+        assert raised.value.status is Status.CANCELLED
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        await asyncio.sleep(0)  # the request goes on: it can still answer
+
+    task = asyncio.create_task(request())
+    await asyncio.wait_for(entered.wait(), 5)
+    client.leave.set()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_a_call_that_answers_despite_the_client_leaving_keeps_its_answer() -> None:
+    from agentplane.gateway.routes import until_disconnect
+
+    client, entered = _Client(), asyncio.Event()
+
+    async def stubborn() -> str:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "answered anyway"
+        return "never"
+
+    async def request() -> str:
+        answer = await until_disconnect(stubborn(), client.receive)
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+        return answer
+
+    task = asyncio.create_task(request())
+    await asyncio.wait_for(entered.wait(), 5)
+    client.leave.set()
+    assert await asyncio.wait_for(task, 5) == "answered anyway"
+
+
+@pytest.mark.parametrize("client_leaves_too", [False, True])
+async def test_a_cancellation_from_elsewhere_goes_on_as_it_is(client_leaves_too: bool) -> None:
+    from agentplane.gateway.routes import until_disconnect
+
+    client, entered = _Client(), asyncio.Event()
+
+    async def call() -> str:
+        entered.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    task = asyncio.create_task(until_disconnect(call(), client.receive))
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()  # the server stopping
+    if client_leaves_too:
+        client.leave.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)

@@ -10,7 +10,6 @@ into the request message, the call through the ``Backend``, the response
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -246,27 +245,41 @@ async def until_disconnect(call: Awaitable[_T], receive: Receive) -> _T:
     As over gRPC, a client that leaves cancels its call (a Start is rolled
     back rather than leaving an agent nobody knows the id of); the body has
     been read, so ``receive`` only reports ``http.disconnect`` from here on.
+    ``call`` runs in the request's own task; one watcher task cancels that
+    task when the client leaves (a task per call and ``asyncio.wait`` cost
+    more than the rest of a Close). A cancellation from elsewhere (the
+    server stopping) goes on as it is.
     """
-    task = asyncio.ensure_future(call)
-    watch = asyncio.ensure_future(_disconnected(receive))
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        left = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+        result = await call
+    except asyncio.CancelledError:
+        # Ours taken back: a cancellation left over is someone else's.
+        if left and task.uncancel() == 0:
+            raise RpcError(
+                Status.CANCELLED, "the client went away; the call was cancelled"
+            ) from None
+        raise
+    except BaseException:
+        if left:
+            task.uncancel()  # the call ended its own way after our cancellation
+        raise
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch
-    if task.cancelled():
-        raise RpcError(Status.CANCELLED, "the client went away; the call was cancelled")
-    return task.result()
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+        watcher.cancel()  # ends at its pending receive(); nothing to wait for
+    if left:
+        task.uncancel()  # the call took the cancellation in and still answered
+    return result
 
 
 def _raw_path(scope: Scope) -> str:
