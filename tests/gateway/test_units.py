@@ -320,3 +320,38 @@ async def test_a_cancellation_from_elsewhere_goes_on_as_it_is(client_leaves_too:
         client.leave.set()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"call_id": "c1", "call_type": "default"},
+        {"call_id": "é🙂", "call_type": "x", "idempotency_key": "k"},
+        {"call_id": "c\ud800"},  # an unpaired surrogate: refused
+        {"callId": "c1"},  # lowerCamel
+        {"call_id": "c1", "callId": "c2"},  # both names of one field: refused
+        {"call_id": None},
+        {"call_id": 5},
+        {"call_id": "c1", "unknown": "ignored"},
+        {"call_id": "c1", "metadata": {"a": 1}},
+        {},
+    ],
+    ids=repr,
+)
+def test_a_json_body_parses_as_parse_dict_does(body: dict[str, Any]) -> None:
+    from google.protobuf import json_format
+
+    from agentplane.gateway.codec import RequestParts
+
+    binding = next(b for b in service_bindings([session_service()]) if b.body == "*")
+    expected: Any
+    try:
+        expected = json_format.ParseDict(body, binding.request_type(), ignore_unknown_fields=True)
+    except json_format.ParseError as error:
+        expected = f"invalid request body: {error}"
+    parts = RequestParts(path_params={}, query=[], body=body, has_body=True)
+    try:
+        got: Any = build_request(binding, parts)
+    except RpcError as error:
+        got = error.message
+    assert got == expected

@@ -20,6 +20,7 @@ beacon's request keeps what can be read of it (its ``close_token``, say).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,8 @@ def _parse_body(binding: Binding, request: Message, body: Any) -> None:
             raise RpcError.invalid_argument(
                 f"request body must be a JSON object, got {_json_kind(body)}"
             )
+        if _set_strings(request, body):
+            return
         target, payload = request, body
     else:
         target, payload = request, {binding.body: body}
@@ -123,6 +126,48 @@ def _parse_body(binding: Binding, request: Message, body: Any) -> None:
         json_format.ParseDict(payload, target, ignore_unknown_fields=True)
     except json_format.ParseError as error:
         raise RpcError.invalid_argument(f"invalid request body: {error}") from None
+
+
+def _set_strings(request: Message, body: dict[str, Any]) -> bool:
+    """Set a body made only of top-level string fields (by proto name) with text values.
+
+    What ``ParseDict`` would do for such a body, without its walk; anything
+    else (another field, a lowerCamel name, a non-string value, text protobuf
+    refuses) answers False with ``request`` left empty, for ``ParseDict`` to
+    take it and name the problem.
+    """
+    strings = _string_fields_by_proto_name(request.DESCRIPTOR)
+    for key, value in body.items():
+        if type(value) is not str or key not in strings:
+            return False
+        if not value.isascii() and _SURROGATE.search(value):
+            return False  # ParseDict refuses an unpaired surrogate, in its words
+    try:
+        for key, value in body.items():
+            setattr(request, key, value)
+    except (TypeError, ValueError):
+        request.Clear()
+        return False
+    return True
+
+
+def _string_fields_by_proto_name(descriptor: Any) -> frozenset[str]:
+    found = _PROTO_STRING_FIELDS.get(descriptor)
+    if found is None:
+        found = _PROTO_STRING_FIELDS[descriptor] = frozenset(
+            field.name
+            for field in descriptor.fields
+            if field.type == FieldDescriptor.TYPE_STRING
+            and not field.is_repeated
+            # Members of a real oneof: ParseDict refuses two of them; a proto3
+            # ``optional`` is the only member of its own.
+            and (field.containing_oneof is None or len(field.containing_oneof.fields) == 1)
+        )
+    return found
+
+
+_PROTO_STRING_FIELDS: dict[Any, frozenset[str]] = {}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _salvage_body(binding: Binding, request: Message, body: Any) -> None:
