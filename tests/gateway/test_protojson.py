@@ -93,6 +93,22 @@ def test_timestamps_render_as_json_format_does_first_time_and_again(
     assert_identical(session)  # the second time its text is reused
 
 
+def test_timestamps_across_the_whole_range_render_as_json_format_does() -> None:
+    import random
+
+    from google.protobuf import timestamp_pb2
+
+    from agentplane.gateway.protojson import to_dict
+
+    draw = random.Random(16)
+    value = timestamp_pb2.Timestamp()
+    for _ in range(20_000):
+        value.seconds = draw.randint(-62_135_596_800, 253_402_300_799)
+        value.nanos = draw.choice([0, 1, 999_999_999, draw.randrange(10**9)])
+        value.nanos -= value.nanos % draw.choice([1, 1000, 1_000_000])
+        assert to_dict(value) == value.ToJsonString()
+
+
 def test_an_out_of_range_timestamp_fails_as_json_format_does() -> None:
     session = pb.Session(session_id="s")
     session.session_started_at.seconds = 253_402_300_800  # year 10000

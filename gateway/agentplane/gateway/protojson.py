@@ -15,6 +15,7 @@ message of the contract.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -119,21 +120,35 @@ def _struct(struct: Any) -> dict[str, Any]:
     return {key: _value(fields[key]) for key in fields}
 
 
-# A session's times are rendered on every read of it: the text of recent ones is
-# kept (ToJsonString builds a datetime and a timedelta each time).
-_TIMESTAMPS: dict[tuple[int, int], str] = {}
-_TIMESTAMPS_KEPT = 4096
+# Timestamp.ToJsonString builds a datetime and a timedelta per call; its text
+# is built here from integers, the date part kept per day (times cluster).
+_FIRST, _LAST = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31T23:59:59
+_EPOCH_DAY = datetime.date(1970, 1, 1).toordinal()
+_DATES: dict[int, str] = {}
+_DATES_KEPT = 4096
 
 
 def _timestamp(value: Any) -> str:
-    key = (value.seconds, value.nanos)
-    text = _TIMESTAMPS.get(key)
-    if text is None:
-        text = value.ToJsonString()  # an invalid one raises, as the printer would
-        if len(_TIMESTAMPS) >= _TIMESTAMPS_KEPT:
-            _TIMESTAMPS.clear()
-        _TIMESTAMPS[key] = text
-    return text
+    """RFC 3339 in UTC with 0, 3, 6 or 9 fractional digits, exactly as ``ToJsonString``."""
+    seconds, nanos = value.seconds, value.nanos
+    if not (_FIRST <= seconds <= _LAST and 0 <= nanos < 1_000_000_000):
+        return str(value.ToJsonString())  # out of range: its own error
+    days, rest = divmod(seconds, 86_400)
+    date = _DATES.get(days)
+    if date is None:
+        if len(_DATES) >= _DATES_KEPT:
+            _DATES.clear()
+        date = _DATES[days] = datetime.date.fromordinal(_EPOCH_DAY + days).isoformat()
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    # %-formatting: half the time of f-strings with format specs (CPython 3.11).
+    if nanos == 0:
+        return "%sT%02d:%02d:%02dZ" % (date, hours, minutes, secs)  # noqa: UP031
+    if nanos % 1_000_000 == 0:
+        return "%sT%02d:%02d:%02d.%03dZ" % (date, hours, minutes, secs, nanos // 1_000_000)  # noqa: UP031
+    if nanos % 1000 == 0:
+        return "%sT%02d:%02d:%02d.%06dZ" % (date, hours, minutes, secs, nanos // 1000)  # noqa: UP031
+    return "%sT%02d:%02d:%02d.%09dZ" % (date, hours, minutes, secs, nanos)  # noqa: UP031
 
 
 # The well-known types the contract uses, rendered here; the others go to the printer.
