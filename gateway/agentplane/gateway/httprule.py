@@ -97,12 +97,16 @@ class PathTemplate:
         """The variables of ``raw_path`` (percent-encoded), or None if it does not match."""
         if not raw_path.startswith("/"):
             return None
-        parts = raw_path[1:].split("/")
+        return self.match_segments(raw_path[1:].split("/"))
+
+    def match_segments(self, parts: list[str]) -> dict[str, str] | None:
+        """``match`` for a path already split at "/" (after its leading "/"); ``parts``
+        is not changed, so one split serves every template a request is tried on."""
         if self.verb is not None:
             head, sep, verb = parts[-1].rpartition(":")
             if not sep or unquote(verb) != self.verb:
                 return None
-            parts[-1] = head
+            parts = [*parts[:-1], head]
         if not self._segments_match(parts):
             return None
         values: dict[str, str] = {}

@@ -99,8 +99,11 @@ class RpcRoutes(BaseRoute):
     def match(self, scope: Scope) -> tuple[Binding, dict[str, str]] | None:
         """The first binding whose method and path fit ``scope``, with its path variables."""
         path = _raw_path(scope)
+        if not path.startswith("/"):
+            return None
+        parts = path[1:].split("/")
         for binding in self._by_method.get(scope["method"], ()):
-            params = binding.template.match(path)
+            params = binding.template.match_segments(parts)
             if params is not None:
                 return binding, params
         return None
