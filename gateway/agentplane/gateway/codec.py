@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from google.protobuf import json_format
@@ -48,13 +49,32 @@ def render(message: Message) -> Any:
     return to_dict(message)  # MessageToDict with those options, compiled per type
 
 
-# json.dumps with these options builds an encoder per call: one, built once.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+def _compact_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, its encoder built once.
+
+    ``json.dumps`` builds a ``JSONEncoder`` and then a C encoder per call; here
+    the C encoder (json's own, when CPython has it) is built once and called
+    directly, with no circular-reference bookkeeping: what it is given is
+    fresh dicts and lists from the renderer, never a cycle.
+    """
+    python = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    if c_make_encoder is None:
+        return python.encode
+    encode = c_make_encoder(None, python.default, encode_basestring, None, ":", ",",
+                            False, False, True)  # fmt: skip
+
+    def dumps(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+_DUMPS = _compact_encoder()
 
 
 def dumps(value: Any) -> bytes:
     """Compact JSON in UTF-8 (``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``)."""
-    return _ENCODER.encode(value).encode()
+    return _DUMPS(value).encode()
 
 
 def response_json(binding: Binding, response: Message) -> Any:
