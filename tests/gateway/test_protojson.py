@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from agentplane.clients.grpcio import session_pb2 as pb
 from agentplane.gateway.codec import dumps, render
+from agentplane.gateway.protojson import to_json
 from tests.contract.test_wire_compat import SAMPLES, cases, message_types, pb_class
 
 
@@ -32,7 +33,9 @@ def reference_bytes(message: Message) -> bytes:
 
 
 def assert_identical(message: Message) -> None:
-    assert dumps(render(message)) == reference_bytes(message)
+    expected = reference_bytes(message)
+    assert dumps(render(message)) == expected
+    assert to_json(message).encode() == expected  # written straight, no dict between
 
 
 @pytest.mark.parametrize(("name", "index"), cases())
@@ -61,9 +64,11 @@ def test_a_struct_with_a_non_finite_number_fails_as_json_format_does(value: floa
     session.metadata.update({"x": value})
     with pytest.raises(json_format.SerializeToJsonError) as raised:
         render(session)
+    with pytest.raises(json_format.SerializeToJsonError) as written:
+        to_json(session)
     with pytest.raises(json_format.SerializeToJsonError) as expected:
         reference_bytes(session)
-    assert str(raised.value) == str(expected.value)
+    assert str(raised.value) == str(written.value) == str(expected.value)
 
 
 def test_edge_values_render_as_json_format_does() -> None:
@@ -115,6 +120,103 @@ def test_an_out_of_range_timestamp_fails_as_json_format_does() -> None:
     for _ in range(2):
         with pytest.raises(json_format.SerializeToJsonError) as raised:
             render(session)
+        with pytest.raises(json_format.SerializeToJsonError) as written:
+            to_json(session)
         with pytest.raises(json_format.SerializeToJsonError) as expected:
             reference_bytes(session)
-        assert str(raised.value) == str(expected.value)
+        assert str(raised.value) == str(written.value) == str(expected.value)
+
+
+def _kitchen_sink() -> Any:
+    """A proto3 message with every kind of field the contract does not have (yet)."""
+    from google.protobuf import (
+        descriptor_pb2,
+        descriptor_pool,
+        duration_pb2,
+        message_factory,
+        timestamp_pb2,
+        wrappers_pb2,
+    )
+
+    pool = descriptor_pool.DescriptorPool()
+    for module in (timestamp_pb2, duration_pb2, wrappers_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        pool.AddSerializedFile(proto.SerializeToString())
+    f = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="sink.proto", package="sink", syntax="proto3",
+        dependency=["google/protobuf/timestamp.proto", "google/protobuf/duration.proto",
+                    "google/protobuf/wrappers.proto"],
+    )  # fmt: skip
+    color = file.enum_type.add(name="Color")
+    for number, name in enumerate(["COLOR_UNSPECIFIED", "RED", "GREEN"]):
+        color.value.add(name=name, number=number)
+    inner = file.message_type.add(name="Inner")
+    inner.field.add(
+        name="when", number=1, type=f.TYPE_MESSAGE, type_name=".google.protobuf.Timestamp"
+    )
+    inner.field.add(name="n", number=2, type=f.TYPE_INT32)
+    sink = file.message_type.add(name="Sink")
+    for entry_name, key_type, value_type, value_type_name in (
+        ("FlagsEntry", f.TYPE_BOOL, f.TYPE_INT64, ""),
+        ("InnersEntry", f.TYPE_STRING, f.TYPE_MESSAGE, ".sink.Inner"),
+        ("NumbersEntry", f.TYPE_UINT32, f.TYPE_DOUBLE, ""),
+    ):
+        entry = sink.nested_type.add(name=entry_name)
+        entry.options.map_entry = True
+        entry.field.add(name="key", number=1, type=key_type, label=f.LABEL_OPTIONAL)
+        value = entry.field.add(name="value", number=2, type=value_type, label=f.LABEL_OPTIONAL)
+        if value_type_name:
+            value.type_name = value_type_name
+    fields: list[tuple[str, int, int, str]] = [
+        ("flags", f.TYPE_MESSAGE, f.LABEL_REPEATED, ".sink.Sink.FlagsEntry"),
+        ("inners", f.TYPE_MESSAGE, f.LABEL_REPEATED, ".sink.Sink.InnersEntry"),
+        ("numbers", f.TYPE_MESSAGE, f.LABEL_REPEATED, ".sink.Sink.NumbersEntry"),
+        ("floats", f.TYPE_FLOAT, f.LABEL_REPEATED, ""),
+        ("blob", f.TYPE_BYTES, f.LABEL_OPTIONAL, ""),
+        ("big", f.TYPE_UINT64, f.LABEL_OPTIONAL, ""),
+        ("neg", f.TYPE_SINT64, f.LABEL_OPTIONAL, ""),
+        ("color", f.TYPE_ENUM, f.LABEL_OPTIONAL, ".sink.Color"),
+        ("colors", f.TYPE_ENUM, f.LABEL_REPEATED, ".sink.Color"),
+        ("inner", f.TYPE_MESSAGE, f.LABEL_OPTIONAL, ".sink.Inner"),
+        ("items", f.TYPE_MESSAGE, f.LABEL_REPEATED, ".sink.Inner"),
+        ("took", f.TYPE_MESSAGE, f.LABEL_OPTIONAL, ".google.protobuf.Duration"),
+        ("maybe", f.TYPE_MESSAGE, f.LABEL_OPTIONAL, ".google.protobuf.StringValue"),
+        ("flag", f.TYPE_BOOL, f.LABEL_OPTIONAL, ""),
+        ("ratio", f.TYPE_DOUBLE, f.LABEL_OPTIONAL, ""),
+        ("texts", f.TYPE_STRING, f.LABEL_REPEATED, ""),
+    ]
+    for number, (name, kind, label, type_name) in enumerate(fields, start=1):
+        added = sink.field.add(name=name, number=number, type=kind, label=label)
+        if type_name:
+            added.type_name = type_name
+    pool.AddSerializedFile(file.SerializeToString())
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("sink.Sink"))
+
+
+def test_every_kind_of_field_is_written_as_json_format_does() -> None:
+    sink_class = _kitchen_sink()
+    assert_identical(sink_class())
+    sink = sink_class()
+    sink.flags[True] = -(2**63)
+    sink.flags[False] = 7
+    sink.inners["é\n"].n = -3
+    sink.inners["b"].when.seconds = 1_764_547_200
+    sink.numbers[4_000_000_000] = 0.1
+    sink.numbers[1] = math.inf
+    sink.floats.extend([0.1, 1e-7, -0.0, 3.4e38])
+    sink.blob = b"\x00\xff binary"
+    sink.big = 2**64 - 1
+    sink.neg = -(2**63)
+    sink.color = 2
+    sink.colors.extend([1, 0, 57])  # 57: unknown, printed as a number
+    sink.inner.n = 2**31 - 1
+    sink.items.add().n = 1
+    sink.items.add()
+    sink.took.seconds, sink.took.nanos = 3, 500_000_000
+    sink.maybe.value = "wrapped"
+    sink.flag = True
+    sink.ratio = math.nan
+    sink.texts.extend(["a", '"q"', "\u2028", ""])
+    assert_identical(sink)

@@ -19,11 +19,9 @@ beacon's request keeps what can be read of it (its ``close_token``, say).
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from google.protobuf import json_format
@@ -32,7 +30,7 @@ from google.protobuf.message import Message
 
 from .bindings import Binding, resolve_field
 from .errors import RpcError
-from .protojson import to_dict
+from .protojson import compact_json, to_dict, to_json
 
 # strconv.ParseBool's spellings, as grpc-gateway accepts them in paths and queries.
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -49,32 +47,9 @@ def render(message: Message) -> Any:
     return to_dict(message)  # MessageToDict with those options, compiled per type
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, its encoder built once.
-
-    ``json.dumps`` builds a ``JSONEncoder`` and then a C encoder per call; here
-    the C encoder (json's own, when CPython has it) is built once and called
-    directly, with no circular-reference bookkeeping: what it is given is
-    fresh dicts and lists from the renderer, never a cycle.
-    """
-    python = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-    if c_make_encoder is None:
-        return python.encode
-    encode = c_make_encoder(None, python.default, encode_basestring, None, ":", ",",
-                            False, False, True)  # fmt: skip
-
-    def dumps(value: Any) -> str:
-        return "".join(encode(value, 0))
-
-    return dumps
-
-
-_DUMPS = _compact_encoder()
-
-
 def dumps(value: Any) -> bytes:
     """Compact JSON in UTF-8 (``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``)."""
-    return _DUMPS(value).encode()
+    return compact_json(value).encode()
 
 
 def response_json(binding: Binding, response: Message) -> Any:
@@ -82,6 +57,13 @@ def response_json(binding: Binding, response: Message) -> Any:
     if binding.response_body:
         return render(getattr(response, binding.response_body))
     return render(response)
+
+
+def response_bytes(binding: Binding, response: Message) -> bytes:
+    """``dumps(response_json(binding, response))``, written without the dict between."""
+    if binding.response_body:
+        return to_json(getattr(response, binding.response_body)).encode()
+    return to_json(response).encode()
 
 
 @dataclass(frozen=True, slots=True)

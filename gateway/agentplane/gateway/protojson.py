@@ -16,7 +16,10 @@ message of the contract.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
 from google.protobuf import json_format
@@ -28,6 +31,7 @@ _PRINTER: Any = json_format._Printer(  # type: ignore[attr-defined]
     preserving_proto_field_name=True, always_print_fields_with_no_presence=True
 )
 _Convert = Callable[[Any], Any]
+_Write = Callable[[Any], str]
 _INT64 = frozenset(
     {
         FieldDescriptor.CPPTYPE_INT64,
@@ -39,17 +43,23 @@ _INT64 = frozenset(
 class _Compiled:
     """One message type's fields: converter by field, and the defaults to add."""
 
-    __slots__ = ("converters", "defaults")
+    __slots__ = ("converters", "default_texts", "defaults", "writers")
 
     def __init__(self) -> None:
         # Filled after registration, so recursive types find themselves.
         self.converters: dict[Any, tuple[str, _Convert]] = {}
         # (name, factory of the default's JSON), in declaration order.
         self.defaults: list[tuple[str, Callable[[], Any]]] = []
+        # For to_json: '"name":' and a writer of the value's JSON text, by field;
+        # (name, '"name":<default>') in declaration order.
+        self.writers: dict[Any, tuple[str, str, _Write]] = {}
+        self.default_texts: list[tuple[str, str]] = []
 
     def fill(self, descriptor: Any) -> None:
         for field in descriptor.fields:
+            key = _encode_string(field.name) + ":"
             self.converters[field] = (field.name, _field_converter(field))
+            self.writers[field] = (field.name, key, _field_writer(field))
             if field.has_presence:
                 continue
             if _is_map(field):
@@ -59,6 +69,7 @@ class _Compiled:
             else:
                 default = _PRINTER._FieldToJsonObject(field, field.default_value)
                 self.defaults.append((field.name, _constant(default)))
+            self.default_texts.append((field.name, key + compact_json(self.defaults[-1][1]())))
 
 
 def _constant(value: Any) -> Callable[[], Any]:
@@ -95,6 +106,65 @@ def to_dict(message: Message) -> Any:
         if name not in js:
             js[name] = default()
     return js
+
+
+def _compact_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, its encoder built once.
+
+    ``json.dumps`` builds a ``JSONEncoder`` and then a C encoder per call; here
+    the C encoder (json's own, when CPython has it) is built once and called
+    directly, with no circular-reference bookkeeping: what it is given is
+    fresh dicts and lists from the renderer, never a cycle.
+    """
+    python = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+    if c_make_encoder is None:
+        return python.encode
+    encode = c_make_encoder(None, python.default, _encode_string, None, ":", ",",
+                            False, False, True)  # fmt: skip
+
+    def dumps(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+compact_json = _compact_encoder()
+
+
+def to_json(message: Message) -> str:
+    """``compact_json(to_dict(message))``, written straight from the message, no dict between.
+
+    Each field's text comes from a writer compiled with its type (``_field_writer``);
+    whatever ``to_dict`` hands to ``json_format``'s printer (an extension, a
+    value it refuses) is rendered through ``to_dict``, so the text and the
+    errors stay the same.
+    """
+    descriptor: Any = message.DESCRIPTOR
+    compiled = _COMPILED.get(descriptor)
+    if compiled is None:
+        well_known = _WELL_KNOWN_TEXT.get(descriptor.full_name)
+        if well_known is not None:
+            return well_known(message)
+        if descriptor.full_name.startswith("google.protobuf."):
+            return compact_json(to_dict(message))
+        compiled = _compile(descriptor)
+    writers = compiled.writers
+    parts: list[str] = []
+    present: set[str] = set()
+    try:
+        for field, value in message.ListFields():
+            entry = writers.get(field)
+            if entry is None:  # an extension
+                return compact_json(to_dict(message))
+            name, key, write = entry
+            parts.append(key + write(value))
+            present.add(name)
+    except ValueError:
+        return compact_json(to_dict(message))  # the printer's own error
+    for name, text in compiled.default_texts:
+        if name not in present:
+            parts.append(text)
+    return "{" + ",".join(parts) + "}"
 
 
 def _value(value: Any) -> Any:
@@ -186,6 +256,16 @@ def _field_converter(field: Any) -> _Convert:
     return convert
 
 
+def _enum_names(field: Any) -> dict[int, str]:
+    """Number -> name of ``field``'s enum, when the printer would print the plain name."""
+    enum_type = field.enum_type
+    if enum_type.full_name == "google.protobuf.NullValue" or any(
+        value.GetOptions().ListFields() for value in enum_type.values
+    ):
+        return {}  # json_name options and the like: the printer knows them
+    return {value.number: value.name for value in enum_type.values}
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -205,7 +285,7 @@ def _value_converter(field: Any) -> _Convert:
             value.GetOptions().ListFields() for value in enum_type.values
         ):
             return reference  # json_name options and the like: the printer knows them
-        names = {value.number: value.name for value in enum_type.values}
+        names = _enum_names(field)
         if enum_type.is_closed:
             return lambda value: names[value] if value in names else reference(value)
         return lambda value: names.get(value, value)
@@ -221,3 +301,60 @@ def _value_converter(field: Any) -> _Convert:
     if cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32):
         return _same
     return reference  # float: the printer's shortest repr
+
+
+# to_json's writers: the text compact_json gives for what the converter above returns.
+_WELL_KNOWN_TEXT: dict[str, _Write] = {
+    "google.protobuf.Timestamp": lambda value: '"' + _timestamp(value) + '"',
+    "google.protobuf.Struct": lambda value: compact_json(_struct(value)),
+    "google.protobuf.Value": lambda value: compact_json(_value(value)),
+    "google.protobuf.ListValue": lambda value: compact_json([_value(v) for v in value.values]),
+}
+
+
+def _field_writer(field: Any) -> _Write:
+    if _is_map(field):
+        value_field = field.message_type.fields_by_name["value"]
+        write_value = _value_writer(value_field)
+        if field.message_type.fields_by_name["key"].cpp_type == FieldDescriptor.CPPTYPE_BOOL:
+            return lambda value: (
+                "{"
+                + ",".join(
+                    ('"true":' if key else '"false":') + write_value(value[key]) for key in value
+                )
+                + "}"
+            )
+        return lambda value: (
+            "{"
+            + ",".join(_encode_string(str(key)) + ":" + write_value(value[key]) for key in value)
+            + "}"
+        )
+    write = _value_writer(field)
+    if field.is_repeated:
+        return lambda value: "[" + ",".join([write(item) for item in value]) + "]"
+    return write
+
+
+def _value_writer(field: Any) -> _Write:
+    """One value of ``field`` as compact JSON text: ``compact_json(converter(value))``."""
+    convert = _value_converter(field)
+    cpp_type = field.cpp_type
+    if cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
+        return _WELL_KNOWN_TEXT.get(field.message_type.full_name, to_json)
+    if cpp_type == FieldDescriptor.CPPTYPE_STRING and field.type == FieldDescriptor.TYPE_STRING:
+        return _encode_string
+    if cpp_type == FieldDescriptor.CPPTYPE_BOOL:
+        return lambda value: "true" if value else "false"
+    if cpp_type in _INT64:
+        return lambda value: '"' + str(value) + '"'
+    if cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32):
+        return int.__repr__
+    if cpp_type == FieldDescriptor.CPPTYPE_DOUBLE:
+        # Finite: float's repr, as json writes it; NaN and infinities as the printer says.
+        return lambda value: (
+            float.__repr__(value) if value - value == 0 else compact_json(convert(value))
+        )
+    if cpp_type == FieldDescriptor.CPPTYPE_ENUM:
+        texts = {number: compact_json(name) for number, name in _enum_names(field).items()}
+        return lambda value: texts.get(value) or compact_json(convert(value))
+    return lambda value: compact_json(convert(value))  # bytes, float: the printer's value

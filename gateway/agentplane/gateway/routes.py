@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from .backend import Backend, CallInfo
 from .bindings import Binding
 from .bodies import DEFAULT_MAX_BODY_BYTES, DecodedBody, decode_beacon, decode_body, read_body
-from .codec import RequestParts, build_request, dumps, response_json
+from .codec import RequestParts, build_request, response_bytes
 from .errors import JSON_TYPE, RpcError, routing_error
 from .streaming import (
     CURSOR_RESUME,
@@ -206,7 +206,7 @@ class RpcRoutes(BaseRoute):
         else:
             response = await until_disconnect(unary, receive)
         status = self.success_status.get(binding.rpc_path, 200)
-        await send_json(send, status, dumps(response_json(binding, response)))
+        await send_json(send, status, response_bytes(binding, response))
 
     def _check_origin(self, headers: Headers) -> None:
         origin = headers.get("origin")
