@@ -66,7 +66,7 @@ def response_bytes(binding: Binding, response: Message) -> bytes:
     return to_json(response).encode()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost a setattr each
 class RequestParts:
     """What an HTTP request offers to fill a protobuf request."""
 

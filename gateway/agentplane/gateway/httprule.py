@@ -49,10 +49,12 @@ class Variable:
     field_path: str
     start: int
     end: int | None
+    # More than one segment ("{name=a/*}", "**"): its "%2F" stays encoded.
+    multi_segment: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def multi_segment(self) -> bool:
-        return self.end is None or self.end - self.start != 1
+    def __post_init__(self) -> None:
+        multi = self.end is None or self.end - self.start != 1
+        object.__setattr__(self, "multi_segment", multi)
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,9 +198,25 @@ _DATES: dict[int, str] = {}
 _DATES_KEPT = 4096
 
 
+# The text of recent times as well: a session's start is rendered on every read of it.
+_TIMES: dict[tuple[int, int], str] = {}
+_TIMES_KEPT = 4096
+
+
 def _timestamp(value: Any) -> str:
     """RFC 3339 in UTC with 0, 3, 6 or 9 fractional digits, exactly as ``ToJsonString``."""
     seconds, nanos = value.seconds, value.nanos
+    key = (seconds, nanos)
+    text = _TIMES.get(key)
+    if text is None:
+        text = _timestamp_text(seconds, nanos, value)
+        if len(_TIMES) >= _TIMES_KEPT:
+            _TIMES.clear()
+        _TIMES[key] = text
+    return text
+
+
+def _timestamp_text(seconds: int, nanos: int, value: Any) -> str:
     if not (_FIRST <= seconds <= _LAST and 0 <= nanos < 1_000_000_000):
         return str(value.ToJsonString())  # out of range: its own error
     days, rest = divmod(seconds, 86_400)
