@@ -111,7 +111,7 @@ class EventLog:
         self._sessions: dict[str, _SessionLog] = {}
         # The waiting watchers per watched key (None: the feed of all sessions);
         # a key is present only while somebody waits on it.
-        self._wakeups: dict[str | None, set[asyncio.Future[None]]] = {}
+        self._wakeups: dict[str | None, dict[asyncio.Future[None], None]] = {}
         # Open watches per watched key (None: the feed of all sessions).
         self._watching: dict[str | None, int] = {}
         self._closed = False
@@ -272,14 +272,14 @@ class EventLog:
 
     async def _wait(self, key: str | None) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._wakeups.setdefault(key, set())
-        waiters.add(waiter)
+        waiters = self._wakeups.setdefault(key, {})
+        waiters[waiter] = None
         try:
             await waiter
         finally:
             # A cancelled watcher must not leave its waiter behind.
             if self._wakeups.get(key) is waiters:
-                waiters.discard(waiter)
+                waiters.pop(waiter, None)
                 if not waiters:
                     del self._wakeups[key]
 
