@@ -124,6 +124,8 @@ class GrpcLimits:
 class DecodingCodec(ProtoCodec):
     """grpclib's protobuf codec; an undecodable message is INVALID_ARGUMENT, logged once.
 
+    ``bytes`` given to send are taken as a message serialized already.
+
     grpclib raises the parser's error out of ``recv_message``: UNKNOWN and
     an ERROR traceback per request. Here it is a status that names the
     problem, and a WARNING line at most once per interval (``bad_log``).
@@ -131,6 +133,14 @@ class DecodingCodec(ProtoCodec):
 
     def __init__(self, bad_log: BadRequestLog) -> None:
         self.bad_log = bad_log
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        # A message already serialized (StreamEvents serializes each event
+        # once for all its watchers) goes out as it is.
+        if type(message) is bytes:
+            return message
+        data: bytes = super().encode(message, message_type)
+        return data
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
