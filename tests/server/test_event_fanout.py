@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,8 @@ import agentplane.clients.betterproto as bp
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.core.events import EventLog
 from agentplane.core.models import EventKind, SessionEvent
+from agentplane.net import BadRequestLog
+from agentplane.rpc.transport import DecodingCodec
 from agentplane.service import convert
 from agentplane.service.api import SessionAPI
 from agentplane.service.auth import RequestContext
@@ -150,3 +153,32 @@ def test_the_message_cache_is_bounded_and_checks_the_event() -> None:
     assert mine.cursor == theirs.cursor
     assert convert.event_message(theirs, "e").agent_event.name == "theirs"
     assert convert.event_message(mine, "e").agent_event.name == mine.payload["name"]
+
+
+async def test_each_shared_message_is_serialized_once_and_gaps_alone() -> None:
+    log = EventLog(buffer_size=4)
+    events = published(log, 10)
+    shared = convert.event_message(events[-5], "e")
+    wire = convert.event_wire(shared)
+    assert wire == shared.SerializeToString()
+    assert convert.event_wire(shared) is wire  # every watcher sends the same bytes
+    # A GAP's message carries the same cursor, and its own bytes.
+    gap = convert.event_message(await gap_of(log, 0), "e")
+    assert gap.cursor == shared.cursor
+    assert convert.event_wire(gap) == gap.SerializeToString() != wire
+    assert convert.event_wire(shared) == wire
+    # An equal message that is another object is serialized for itself.
+    copy = api_pb.StreamEventsResponse()
+    copy.CopyFrom(shared)
+    assert convert.event_wire(copy) == wire
+
+
+def test_the_grpc_codec_sends_bytes_as_they_are() -> None:
+    codec = DecodingCodec(BadRequestLog(logging.getLogger("test"), 10.0))
+    message = api_pb.StreamEventsResponse(cursor=7, epoch="e")
+    wire = message.SerializeToString()
+    assert codec.encode(wire, api_pb.StreamEventsResponse) is wire
+    assert codec.encode(message, api_pb.StreamEventsResponse) == wire
+    with pytest.raises(TypeError):  # any other object is still checked, as grpclib does
+        codec.encode(api_pb.StreamEventsRequest(), api_pb.StreamEventsResponse)
+    assert codec.decode(wire, api_pb.StreamEventsResponse) == message

@@ -191,9 +191,16 @@ async def stream_response(
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     lock = asyncio.Lock()
 
-    async def write(chunk: bytes) -> None:
+    async def locked_write(chunk: bytes) -> None:
         async with lock:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def sole_write(chunk: bytes) -> None:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    # Heartbeats and messages share the body; without heartbeats the pump is
+    # its only writer and needs no lock (every message to every watcher).
+    write = sole_write if fmt.heartbeat() is None else locked_write
 
     async def pump() -> None:
         try:

@@ -111,7 +111,7 @@ class EventLog:
         self._sessions: dict[str, _SessionLog] = {}
         # The waiting watchers per watched key (None: the feed of all sessions);
         # a key is present only while somebody waits on it.
-        self._wakeups: dict[str | None, set[asyncio.Future[None]]] = {}
+        self._wakeups: dict[str | None, dict[asyncio.Future[None], None]] = {}
         # Open watches per watched key (None: the feed of all sessions).
         self._watching: dict[str | None, int] = {}
         self._closed = False
@@ -272,14 +272,14 @@ class EventLog:
 
     async def _wait(self, key: str | None) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._wakeups.setdefault(key, set())
-        waiters.add(waiter)
+        waiters = self._wakeups.setdefault(key, {})
+        waiters[waiter] = None
         try:
             await waiter
         finally:
             # A cancelled watcher must not leave its waiter behind.
             if self._wakeups.get(key) is waiters:
-                waiters.discard(waiter)
+                waiters.pop(waiter, None)
                 if not waiters:
                     del self._wakeups[key]
 
@@ -293,7 +293,7 @@ class EventLog:
             payload={"after_cursor": after, "next_cursor": next_cursor},
         )
 
-    async def watch(
+    def watch(
         self, session_id: str | None, after_cursor: int | None, epoch: str = ""
     ) -> AsyncIterator[SessionEvent]:
         """Yield events after ``after_cursor`` (None: from now on), forever.
@@ -302,23 +302,25 @@ class EventLog:
         iteration ends after its ENDED event (or when it is forgotten).
         ``epoch`` is the log ``after_cursor`` came from (empty: unknown, taken
         as this one); another log's cursor starts with a GAP and replays
-        everything still held.
+        everything still held. Nothing happens until the first event is
+        asked for: the watch counts as open from then until it ends or is
+        closed.
         """
-        foreign = after_cursor is not None and self._foreign(after_cursor, epoch)
-        self._watching[session_id] = self._watching.get(session_id, 0) + 1
-        try:
-            if session_id is None:
-                async for event in self._watch_all(after_cursor, foreign):
-                    yield event
-            else:
-                async for event in self._watch_session(session_id, after_cursor, foreign):
-                    yield event
-        finally:
-            left = self._watching[session_id] - 1
-            if left:
-                self._watching[session_id] = left
-            else:
-                del self._watching[session_id]
+        # The watcher's own generator, not one wrapping it: every event to
+        # every watcher passes one generator fewer (issue 16).
+        if session_id is None:
+            return self._watch_all(after_cursor, epoch)
+        return self._watch_session(session_id, after_cursor, epoch)
+
+    def _opened(self, key: str | None) -> None:
+        self._watching[key] = self._watching.get(key, 0) + 1
+
+    def _closed_watch(self, key: str | None) -> None:
+        left = self._watching[key] - 1
+        if left:
+            self._watching[key] = left
+        else:
+            del self._watching[key]
 
     def _foreign(self, after_cursor: int, epoch: str) -> bool:
         """Whether ``after_cursor`` cannot be a position in this log."""
@@ -331,84 +333,94 @@ class EventLog:
         """The oldest cursor the ring can still hold."""
         return max(self._floor, self._last_cursor - self._size + 1, 1)
 
-    async def _watch_all(
-        self, after_cursor: int | None, foreign: bool
-    ) -> AsyncIterator[SessionEvent]:
-        generation = self._generation
-        if after_cursor is None:
-            position = self._last_cursor
-        elif foreign:
-            # Another log's cursor (a restart, another node): say so, then
-            # replay everything still held.
-            oldest = self._oldest()
-            yield self._gap(after_cursor, oldest)
-            position = oldest - 1
-        else:
-            position = max(after_cursor, 0)
-        while True:
-            if generation != self._generation:
-                # The shared log restarted: this position means nothing in it.
-                generation = self._generation
-                position = -1
-            oldest = self._oldest()
-            if position < oldest - 1:
-                yield self._gap(max(position, 0), oldest)
+    async def _watch_all(self, after_cursor: int | None, epoch: str) -> AsyncIterator[SessionEvent]:
+        foreign = after_cursor is not None and self._foreign(after_cursor, epoch)
+        self._opened(None)
+        try:
+            generation = self._generation
+            if after_cursor is None:
+                position = self._last_cursor
+            elif foreign:
+                # Another log's cursor (a restart, another node): say so, then
+                # replay everything still held.
+                oldest = self._oldest()
+                yield self._gap(after_cursor, oldest)
                 position = oldest - 1
-            if position < self._last_cursor:
-                event = self._ring[(position + 1) % self._size]
-                if event is None or event.cursor != position + 1:
-                    continue  # overwritten while we yielded: the check above reports the gap
-                position = event.cursor
-                yield event
-                continue
-            if self._closed:
-                return
-            await self._wait(None)
+            else:
+                position = max(after_cursor, 0)
+            while True:
+                if generation != self._generation:
+                    # The shared log restarted: this position means nothing in it.
+                    generation = self._generation
+                    position = -1
+                oldest = self._oldest()
+                if position < oldest - 1:
+                    yield self._gap(max(position, 0), oldest)
+                    position = oldest - 1
+                if position < self._last_cursor:
+                    event = self._ring[(position + 1) % self._size]
+                    if event is None or event.cursor != position + 1:
+                        continue  # overwritten while we yielded: the check above reports the gap
+                    position = event.cursor
+                    yield event
+                    continue
+                if self._closed:
+                    return
+                await self._wait(None)
+        finally:
+            self._closed_watch(None)
 
     async def _watch_session(
-        self, session_id: str, after_cursor: int | None, foreign: bool
+        self, session_id: str, after_cursor: int | None, epoch: str
     ) -> AsyncIterator[SessionEvent]:
-        generation = self._generation
-        log = self._sessions.get(session_id)
-        if log is None:
-            if self._relay is None:
-                return
-            # Another node's session with no event here since the floor: wait for its next.
-            log = self._sessions[session_id] = _SessionLog()
-            log.evicted_upto = self._floor - 1
-        if after_cursor is None:
-            ended = [e for e in log.events if e.kind is EventKind.ENDED]
-            if ended:
-                # Nothing new will ever come: tell the watcher how it ended.
-                yield ended[-1]
-                return
-            position = self._last_cursor
-        elif foreign:
-            # Another log's cursor (a restart, another node).
-            first = log.events[0].cursor if log.events else self._last_cursor + 1
-            yield self._gap(after_cursor, first)
-            position = first - 1
-        else:
-            position = max(after_cursor, 0)
-        while True:
-            if generation != self._generation:
-                generation = self._generation
-                position = -1
-            if position < log.evicted_upto:
-                index = bisect.bisect_right(log.events, log.evicted_upto, key=_cursor_of)
-                first = (
-                    log.events[index].cursor if index < len(log.events) else log.evicted_upto + 1
-                )
-                yield self._gap(max(position, 0), first)
-                position = first - 1
-            index = bisect.bisect_right(log.events, position, key=_cursor_of)
-            if index < len(log.events):
-                event = log.events[index]
-                position = event.cursor
-                yield event
-                if event.kind is EventKind.ENDED:
+        foreign = after_cursor is not None and self._foreign(after_cursor, epoch)
+        self._opened(session_id)
+        try:
+            generation = self._generation
+            log = self._sessions.get(session_id)
+            if log is None:
+                if self._relay is None:
                     return
-                continue
-            if log.closed or log.ended or self._closed:
-                return  # a watcher resumed after the ENDED event: nothing will come
-            await self._wait(session_id)
+                # Another node's session with no event here since the floor: wait for its next.
+                log = self._sessions[session_id] = _SessionLog()
+                log.evicted_upto = self._floor - 1
+            if after_cursor is None:
+                ended = [e for e in log.events if e.kind is EventKind.ENDED]
+                if ended:
+                    # Nothing new will ever come: tell the watcher how it ended.
+                    yield ended[-1]
+                    return
+                position = self._last_cursor
+            elif foreign:
+                # Another log's cursor (a restart, another node).
+                first = log.events[0].cursor if log.events else self._last_cursor + 1
+                yield self._gap(after_cursor, first)
+                position = first - 1
+            else:
+                position = max(after_cursor, 0)
+            while True:
+                if generation != self._generation:
+                    generation = self._generation
+                    position = -1
+                if position < log.evicted_upto:
+                    index = bisect.bisect_right(log.events, log.evicted_upto, key=_cursor_of)
+                    first = (
+                        log.events[index].cursor
+                        if index < len(log.events)
+                        else log.evicted_upto + 1
+                    )
+                    yield self._gap(max(position, 0), first)
+                    position = first - 1
+                index = bisect.bisect_right(log.events, position, key=_cursor_of)
+                if index < len(log.events):
+                    event = log.events[index]
+                    position = event.cursor
+                    yield event
+                    if event.kind is EventKind.ENDED:
+                        return
+                    continue
+                if log.closed or log.ended or self._closed:
+                    return  # a watcher resumed after the ENDED event: nothing will come
+                await self._wait(session_id)
+        finally:
+            self._closed_watch(session_id)

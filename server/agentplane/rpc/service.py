@@ -9,7 +9,7 @@ errors are INTERNAL there). Nothing else lives here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -19,6 +19,7 @@ from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.clients.grpcio.session_service_grpc import SessionServiceBase
 from agentplane.service.api import SessionAPI
 from agentplane.service.auth import RequestContext
+from agentplane.service.convert import event_wire
 from agentplane.service.status import ErrorStatus, error_status
 
 Req = TypeVar("Req")
@@ -105,6 +106,7 @@ class SessionService(SessionServiceBase):
                     break
                 except Exception as error:
                     raise grpc_error(error_status(error, ctx.method)) from None
-                await stream.send_message(event)
+                # Serialized once for all watchers; the codec passes bytes through.
+                await stream.send_message(cast(api_pb.StreamEventsResponse, event_wire(event)))
         finally:
             await events.aclose()  # type: ignore[attr-defined]

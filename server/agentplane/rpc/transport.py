@@ -24,6 +24,9 @@ the adapter, with one subclass at each of three grpclib seams:
   and before the handler (auth included) sees anything; decodes header bytes
   itself and refuses only the stream whose values are not ASCII.
 
+Each connection's transport is wrapped so that consecutive writes to it go
+out as one socket write (``coalesce.py``).
+
 A refused stream gets a trailers-only response, then RST_STREAM(NO_ERROR) so
 the client stops sending; its handler task is cancelled; the connection and
 its other streams go on. ``tests/server/test_grpc_limits.py`` pins every
@@ -63,6 +66,8 @@ from h2.events import (
 from h2.settings import SettingCodes
 
 from agentplane.net import BadRequestLog, RateLimitedLog
+
+from .coalesce import CoalescingTransport, WriteBatch
 
 log = logging.getLogger("agentplane.rpc")
 
@@ -119,6 +124,8 @@ class GrpcLimits:
 class DecodingCodec(ProtoCodec):
     """grpclib's protobuf codec; an undecodable message is INVALID_ARGUMENT, logged once.
 
+    ``bytes`` given to send are taken as a message serialized already.
+
     grpclib raises the parser's error out of ``recv_message``: UNKNOWN and
     an ERROR traceback per request. Here it is a status that names the
     problem, and a WARNING line at most once per interval (``bad_log``).
@@ -126,6 +133,14 @@ class DecodingCodec(ProtoCodec):
 
     def __init__(self, bad_log: BadRequestLog) -> None:
         self.bad_log = bad_log
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        # A message already serialized (StreamEvents serializes each event
+        # once for all its watchers) goes out as it is.
+        if type(message) is bytes:
+            return message
+        data: bytes = super().encode(message, message_type)
+        return data
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
@@ -391,6 +406,8 @@ class _ConnectionGate:
         self.bad_log = BadRequestLog(log, limits.log_interval)
         self._period = min(limits.idle_timeout, limits.request_timeout) / 5
         self._timer: asyncio.TimerHandle | None = None
+        # Consecutive writes to one connection go out as one (coalesce.py).
+        self.writes = WriteBatch()
 
     @property
     def open(self) -> int:
@@ -461,7 +478,10 @@ class _GuardedProtocol(H2Protocol):
             self.handler.close()
             return
         self._admitted = True
-        super().connection_made(transport)
+        # Consecutive writes to this connection go out as one (coalesce.py);
+        # the wrapper passes the rest of the transport's interface through.
+        coalescing = CoalescingTransport(cast(asyncio.Transport, transport), gate.writes)
+        super().connection_made(cast(asyncio.Transport, coalescing))
         h2_conn: H2Connection = self.connection._connection
         h2_conn.update_settings({SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_bytes})
         # Enforce at once, not only once the client acknowledges the setting.

@@ -162,8 +162,16 @@ class SessionAPI:
         allowed: dict[str, bool] = {}
         log = self.launcher.events
         async for event in log.watch(None, after, epoch):
-            if event.kind is EventKind.GAP or await self._may_view(ctx, event, allowed):
-                yield event_message(event, log.epoch)
+            kind = event.kind
+            if kind is not EventKind.GAP:
+                # A session already judged needs no coroutine (this runs for
+                # every event and every watcher); its ENDED event forgets it.
+                verdict = allowed.get(event.session_id)
+                if verdict is None or kind is EventKind.ENDED:
+                    verdict = await self._may_view(ctx, event, allowed)
+                if not verdict:
+                    continue
+            yield event_message(event, log.epoch)
 
     async def _may_view(
         self, ctx: RequestContext, event: SessionEvent, allowed: dict[str, bool]

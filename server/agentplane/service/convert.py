@@ -145,3 +145,21 @@ def _build_event_message(event: SessionEvent, epoch: str) -> api_pb.StreamEvents
     else:  # pragma: no cover - a new EventKind must be mapped here
         raise AssertionError(f"unmapped event kind {kind}")
     return message
+
+
+# Each shared event message serialized once for every gRPC watcher (the codec
+# passes bytes through: rpc/transport.py). Keyed by the message's cursor and
+# checked by identity, as the ring above; a GAP's message or an evicted one is
+# serialized again and takes the slot.
+_event_wire: list[tuple[api_pb.StreamEventsResponse, bytes] | None] = [None] * EVENT_MESSAGE_CACHE
+
+
+def event_wire(message: api_pb.StreamEventsResponse) -> bytes:
+    """``message.SerializeToString()``, made once for a message ``event_message`` shares."""
+    slot = message.cursor % EVENT_MESSAGE_CACHE
+    cached = _event_wire[slot]
+    if cached is not None and cached[0] is message:
+        return cached[1]
+    data = message.SerializeToString()
+    _event_wire[slot] = (message, data)
+    return data
