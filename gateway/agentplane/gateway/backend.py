@@ -70,6 +70,10 @@ class Backend(Protocol):
         (``aclose()``) cancels the call at once. A yielded message must not be
         changed afterwards: the same object may be yielded to many streams, and
         the gateway renders it once for all of them (see ``streaming``).
+        The iterator raises ``RpcError``; a backend whose iterator raises
+        its own exceptions instead may define ``stream_error(binding,
+        exception) -> RpcError``, which the gateway then applies to them
+        (one call at the end of a stream, not a wrapper around every message).
         """
         ...
 

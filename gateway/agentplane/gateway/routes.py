@@ -10,6 +10,7 @@ into the request message, the call through the ``Backend``, the response
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -197,7 +198,15 @@ class RpcRoutes(BaseRoute):
             ):
                 self.sse.resume.fill(request, last_id)
             messages = await self.backend.open_stream(binding, request, call)
-            await stream_response(messages, receive, send, fmt=fmt, heartbeat=self.heartbeat)
+            stream_error = getattr(self.backend, "stream_error", None)
+            await stream_response(
+                messages,
+                receive,
+                send,
+                fmt=fmt,
+                heartbeat=self.heartbeat,
+                errors=functools.partial(stream_error, binding) if stream_error else None,
+            )
             return
         unary = self.backend.unary(binding, request, call)
         if scope["method"] in SAFE_METHODS:

@@ -180,8 +180,15 @@ async def stream_response(
     *,
     fmt: StreamFormat = NDJSON,
     heartbeat: float = DEFAULT_HEARTBEAT,
+    errors: Callable[[Exception], RpcError] | None = None,
 ) -> None:
-    """Send ``messages`` in ``fmt`` as one streamed HTTP response until either side ends."""
+    """Send ``messages`` in ``fmt`` as one streamed HTTP response until either side ends.
+
+    ``messages`` ends with an ``RpcError`` for a failure the caller may see;
+    ``errors`` turns any other exception into one (a backend's own error
+    table, applied here rather than by a generator wrapped around every
+    message), else it is a bug: logged, and sent as INTERNAL.
+    """
     headers = [
         (b"content-type", fmt.content_type.encode()),
         (b"cache-control", b"no-cache"),
@@ -214,7 +221,11 @@ async def stream_response(
                 except RpcError as error:
                     await write(fmt.error(error))
                     return
-                except Exception:  # a backend should raise RpcError: a bug, logged here once
+                except Exception as error:
+                    if errors is not None:
+                        await write(fmt.error(errors(error)))
+                        return
+                    # A backend should raise RpcError: a bug, logged here once.
                     logger.exception("stream failed")
                     await write(fmt.error(internal_error()))
                     return

@@ -64,7 +64,11 @@ class InProcessBackend:
             events = await opener(request, self._context(binding, call))
         except Exception as error:
             raise rpc_error(error_status(error, binding.rpc_path)) from None
-        return _mapped(events, binding.rpc_path)
+        return events  # what it raises later: stream_error
+
+    def stream_error(self, binding: Binding, error: Exception) -> RpcError:
+        """A failure of an open stream, as the gateway sends it (the one error table)."""
+        return rpc_error(error_status(error, binding.rpc_path))
 
     async def ready(self) -> bool:
         return self._launcher.accepting
@@ -108,13 +112,3 @@ def rpc_error(status: ErrorStatus) -> RpcError:
     as it does when the status came over gRPC)."""
     code = Status(status.code)
     return RpcError(code, status.message or code.name, status.details)
-
-
-async def _mapped(events: AsyncIterator[Message], rpc: str) -> AsyncIterator[Message]:
-    try:
-        async for event in events:
-            yield event
-    except Exception as error:
-        raise rpc_error(error_status(error, rpc)) from None
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
