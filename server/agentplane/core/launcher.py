@@ -18,7 +18,6 @@ import dataclasses
 import inspect
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Unpack
 
@@ -54,7 +53,7 @@ from .session import LiveSession, SessionPolicy
 from .settings import DEFAULT_LIMIT_RETRY_AFTER, LauncherSettings, SettingChanges
 from .stats import LauncherCounters
 from .tasks import AbandonedTasks, OwnedTasks
-from .validation import validate_session_id, validate_start
+from .validation import new_session_id, validate_session_id, validate_start
 
 logger = logging.getLogger("agentplane.launcher")
 
@@ -523,7 +522,7 @@ class AgentLauncher:
         metadata = dict(metadata or {})
         validate_start(call_id, call_type, metadata, idempotency_key, self._create_keywords)
         record = SessionRecord(
-            session_id=str(uuid.uuid4()),
+            session_id=new_session_id(),
             call_id=call_id,
             call_type=call_type,
             started_at=time.time(),
