@@ -110,9 +110,9 @@ class SessionAPI:
         record = await self._session(request.session_id, request.call_id)
         await self.auth.check_view_metrics(ctx, record)
         record, metrics = await self.launcher.get_metrics(record.session_id)
-        response = api_pb.MetricsResponse(
-            session_id=record.session_id, call_id=record.call_id, metrics=metrics
-        )
+        response = api_pb.MetricsResponse(session_id=record.session_id, call_id=record.call_id)
+        if metrics:  # the map's update is Python code even for an empty dict
+            response.metrics.update(metrics)
         set_time(response.session_started_at, record.started_at)
         set_time(response.metrics_generated_at, time.time())
         return response
