@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from agentplane.core import (
     SessionState,
     Unavailable,
 )
+from agentplane.core.validation import new_session_id
 from tests.support import FakeAgent, FakeAgents, VirtualClockLoop, joined, settle, wait_until
 
 from .conftest import MakeLauncher
@@ -339,3 +341,13 @@ async def test_limit_retry_after_is_configurable_and_can_be_off(
 def test_limit_retry_after_must_be_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="limit_retry_after"):
         FakeAgents().launcher(limit_retry_after=bad)
+
+
+def test_session_ids_are_random_uuids_in_canonical_form() -> None:
+    ids = {new_session_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for session_id in ids:
+        parsed = uuid.UUID(session_id)
+        assert str(parsed) == session_id
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from agentplane.core import EndReason, SessionNotFound, SessionState
+from agentplane.core import EndReason, SessionNotFound, SessionRecord, SessionState
 from tests.support import FakeAgents, VirtualClockLoop, joined, settle, wait_ended
 
 from .conftest import MakeLauncher
@@ -130,3 +132,29 @@ async def test_returned_records_are_snapshots(make_launcher: MakeLauncher) -> No
     closed.final_metrics["injected"] = 1.0
     again = await launcher.get_session(record.session_id)
     assert again.final_metrics == {}
+
+
+def test_a_snapshot_copies_every_field() -> None:
+    # snapshot() sets the fields one by one: a new field must be copied too.
+    record = SessionRecord(
+        session_id="s",
+        call_id="c",
+        call_type="video",
+        started_at=1.5,
+        created_by="u",
+        metadata={"voice": "alloy"},
+        idempotency_key="k",
+        state=SessionState.ENDED,
+        end_reason=EndReason.ERROR,
+        ended_at=2.5,
+        error_message="boom",
+        final_metrics={"m": 1.0},
+    )
+    defaults = SessionRecord("", "", "", 0.0)
+    assert all(
+        getattr(record, f.name) != getattr(defaults, f.name) for f in dataclasses.fields(record)
+    )
+    copy = record.snapshot()
+    assert copy == record
+    assert copy.metadata is not record.metadata
+    assert copy.final_metrics is not record.final_metrics

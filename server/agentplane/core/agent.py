@@ -250,7 +250,7 @@ async def close_agent(
     """
     if adapted is not None:
         try:
-            await asyncio.wait_for(adapted.close(), grace)
+            await _within(adapted.close(), grace)
         except TimeoutError:
             logger.error("closing the agent of session %s timed out", session_id)
         except Exception:
@@ -262,9 +262,20 @@ async def close_agent(
         closer = getattr(agent, name, None)
         if callable(closer):
             try:
-                await asyncio.wait_for(maybe_await(closer()), grace)
+                await _within(closer(), grace)
             except TimeoutError:
                 logger.error("agent.%s() of session %s timed out", name, session_id)
             except Exception:
                 logger.exception("agent.%s() of session %s raised", name, session_id)
             return
+
+
+async def _within(result: Any, grace: float) -> None:
+    """Await ``result`` (if awaitable) in this task, cancelled past ``grace`` (TimeoutError).
+
+    In this task rather than wait_for's own: a close that returns at once costs
+    no task, and one that returned a plain value no timer either.
+    """
+    if inspect.isawaitable(result):
+        async with asyncio.timeout(grace):
+            await result

@@ -13,10 +13,11 @@ sessions costs no CPU while they are quiet.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
+import inspect
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Unpack
 
@@ -52,7 +53,7 @@ from .session import LiveSession, SessionPolicy
 from .settings import DEFAULT_LIMIT_RETRY_AFTER, LauncherSettings, SettingChanges
 from .stats import LauncherCounters
 from .tasks import AbandonedTasks, OwnedTasks
-from .validation import validate_session_id, validate_start
+from .validation import new_session_id, validate_session_id, validate_start
 
 logger = logging.getLogger("agentplane.launcher")
 
@@ -521,7 +522,7 @@ class AgentLauncher:
         metadata = dict(metadata or {})
         validate_start(call_id, call_type, metadata, idempotency_key, self._create_keywords)
         record = SessionRecord(
-            session_id=str(uuid.uuid4()),
+            session_id=new_session_id(),
             call_id=call_id,
             call_type=call_type,
             started_at=time.time(),
@@ -606,16 +607,27 @@ class AgentLauncher:
         """
         record = live.record
         loop = asyncio.get_running_loop()
-        create = loop.create_task(
-            self._call_factory(record.metadata, live), name=f"agentplane-create-{record.session_id}"
-        )
+        # The factory's own context: current_session() answers in it.
+        context = contextvars.copy_context()
+        create: asyncio.Task[Any] | None = None
         try:
-            done, _ = await asyncio.wait({create}, timeout=self._create_timeout)
-            if not done:
-                raise AgentStartFailed(
-                    f"create_agent did not finish within {self._create_timeout:g} s"
+            made = context.run(self._call_create_agent, live)
+            if self._adapter is None and not inspect.isawaitable(made):
+                # A plain function returned the agent: it had no time to run
+                # out, and no task or timer is needed to wait for it.
+                agent = made
+            else:
+                create = loop.create_task(
+                    self._finish_factory(made, live),
+                    name=f"agentplane-create-{record.session_id}",
+                    context=context,
                 )
-            agent = create.result()
+                done, _ = await asyncio.wait({create}, timeout=self._create_timeout)
+                if not done:
+                    raise AgentStartFailed(
+                        f"create_agent did not finish within {self._create_timeout:g} s"
+                    )
+                agent = create.result()
             if video_override:
                 try:
                     agent_contract.set_video_track_override(agent, video_override)
@@ -663,12 +675,15 @@ class AgentLauncher:
         return exc
 
     async def _undo_start(
-        self, create: asyncio.Task[Any], live: LiveSession, failure: BaseException
+        self, create: asyncio.Task[Any] | None, live: LiveSession, failure: BaseException
     ) -> None:
-        """Stop create_agent, free the admission, tell idempotent retries why."""
-        finished = await self._cancel_create(create, live)
+        """Stop create_agent, free the admission, tell idempotent retries why.
+
+        ``create``: the task finishing the factory; None when it ran in the Start itself.
+        """
+        finished = create is None or await self._cancel_create(create, live)
         await self._abort_start(live, release_slot=finished)
-        if not finished:
+        if create is not None and not finished:
             self._hold_slot(create, live, forget=True)
         if live.started is not None and not live.started.done():
             if isinstance(failure, Exception):
@@ -677,17 +692,28 @@ class AgentLauncher:
             else:
                 live.started.cancel()
 
-    async def _call_factory(self, metadata: dict[str, Any], live: LiveSession | None = None) -> Any:
-        """``create_agent``, then (for a session) the adapter's ``prepare``.
+    async def _call_factory(self, metadata: dict[str, Any]) -> Any:
+        """``create_agent`` outside any session (the adapter's start-up)."""
+        return await agent_contract.maybe_await(self._create_agent(**metadata))
 
-        Run in its own task: for a session, ``current_session()`` answers it
-        inside ``create_agent``.
+    def _call_create_agent(self, live: LiveSession) -> Any:
+        """``create_agent(**metadata)`` for ``live``, in the factory's context.
+
+        An async factory only makes its coroutine here; ``_finish_factory``
+        runs it.
         """
-        if live is not None:
-            bind_current(live.context)
-        agent = await agent_contract.maybe_await(self._create_agent(**metadata))
+        bind_current(live.context)
+        return self._create_agent(**live.record.metadata)
+
+    async def _finish_factory(self, made: Any, live: LiveSession) -> Any:
+        """Await what ``create_agent`` returned, then the adapter's ``prepare``.
+
+        A task of its own, in the factory's context: ``current_session()``
+        answers ``live`` in it.
+        """
+        agent = await agent_contract.maybe_await(made)
         adapter = self._adapter
-        if adapter is None or live is None:
+        if adapter is None:
             return agent
         try:
             live.adapted = await adapter.prepare(agent)

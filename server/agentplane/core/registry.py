@@ -140,11 +140,13 @@ class InMemorySessionRegistry:
         self._check_limits(record.call_id, limits, now)
         self._records[record.session_id] = record
         self._order.add(record.started_at, record.session_id)
-        self._call_order.setdefault(record.call_id, AdmissionOrder()).add(
-            record.started_at, record.session_id
-        )
+        in_call = self._call_order.get(record.call_id)
+        if in_call is None:
+            in_call = self._call_order[record.call_id] = AdmissionOrder()
+        in_call.add(record.started_at, record.session_id)
         self._admitted.add(record.session_id)
-        self._per_call[record.call_id] += 1
+        # get, not Counter's += (a Python __missing__ call for each new call).
+        self._per_call[record.call_id] = self._per_call.get(record.call_id, 0) + 1
         if limits.permits_per_minute is not None:
             self._recent_admissions.append(now)
         if record.idempotency_key:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from typing import Any
 
@@ -101,7 +102,12 @@ def validate_start(
                 )
     if keywords is not None:
         violations.extend(_keyword_violations(metadata, keywords))
-    size = len(json.dumps(metadata, separators=(",", ":"), default=str, skipkeys=True).encode())
+    # Empty metadata ("{}") is never too large: no encoding to measure it.
+    size = (
+        len(json.dumps(metadata, separators=(",", ":"), default=str, skipkeys=True).encode())
+        if metadata
+        else 2
+    )
     if size > METADATA_MAX_BYTES:
         violations.append(
             FieldViolation("metadata", f"must be at most {METADATA_MAX_BYTES} bytes, got {size}")
@@ -153,3 +159,16 @@ def validate_session_id(session_id: str) -> None:
 def call_id_violation(field: str, call_id: str) -> FieldViolation | None:
     """What is wrong with ``call_id`` as a call id (None: nothing)."""
     return _check_identifier(field, call_id, CALL_ID_MAX)
+
+
+def new_session_id() -> str:
+    """A random (version 4) UUID in its canonical form, as ``str(uuid.uuid4())``.
+
+    From the same 16 bytes of os.urandom with the same 6 fixed bits, without
+    the UUID object and its formatting: less than half the cost, every Start.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # variant RFC 4122
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

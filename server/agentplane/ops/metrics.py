@@ -127,6 +127,10 @@ class OperatorMetrics:
             ["reason"],
             registry=self.registry,
         )
+        # The labelled children, kept once made: .labels() per call is slow.
+        # Made on first use, as .labels() would: a reason shows from then on.
+        self._ended_by_reason: dict[str, Counter] = {}
+        self._rejected_by_reason: dict[str, Counter] = {}
         self.start_seconds = Histogram(
             "agentplane_session_start_seconds",
             "Time from admission to the agent running (create_agent included).",
@@ -180,10 +184,16 @@ class OperatorMetrics:
 
     def session_ended(self, record: SessionRecord) -> None:
         reason = record.end_reason.name if record.end_reason is not None else "UNKNOWN"
-        self.ended.labels(reason=reason).inc()
+        child = self._ended_by_reason.get(reason)
+        if child is None:
+            child = self._ended_by_reason[reason] = self.ended.labels(reason=reason)
+        child.inc()
 
     def admission_rejected(self, reason: str) -> None:
-        self.rejected.labels(reason=reason).inc()
+        child = self._rejected_by_reason.get(reason)
+        if child is None:
+            child = self._rejected_by_reason[reason] = self.rejected.labels(reason=reason)
+        child.inc()
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.core import AgentLauncher, SessionNotFound, SessionRecord
@@ -18,13 +17,18 @@ from agentplane.core.models import EventKind, SessionEvent
 from agentplane.core.validation import validate_session_id
 
 from .auth import AuthPolicy, PermissionDenied, RequestContext, user_id
-from .convert import event_message, session_message, struct_to_dict, timestamp
+from .convert import event_message, fill_session, session_message, set_time, struct_to_dict
 from .listing import decode_page_token, encode_page_token, page_size, query_from_request
 
 
-def _naming(ctx: RequestContext, **fields: str) -> RequestContext:
-    """``ctx`` with the request's ``call_id`` / ``session_id`` (those it has) as path fields."""
-    return replace(ctx, path_fields={name: value for name, value in fields.items() if value})
+def _naming(ctx: RequestContext, session_id: str = "", call_id: str = "") -> RequestContext:
+    """``ctx`` with the request's ``session_id`` / ``call_id`` (those it has) as path fields."""
+    fields = {}
+    if session_id:
+        fields["session_id"] = session_id
+    if call_id:
+        fields["call_id"] = call_id
+    return RequestContext(ctx.method, ctx.metadata, ctx.peer, ctx.user, fields)
 
 
 class SessionAPI:
@@ -33,6 +37,18 @@ class SessionAPI:
     def __init__(self, launcher: AgentLauncher, auth: AuthPolicy) -> None:
         self.launcher = launcher
         self.auth = auth
+
+    async def _caller(
+        self, ctx: RequestContext, session_id: str = "", call_id: str = ""
+    ) -> RequestContext:
+        """The authenticated caller: ``ctx`` naming the request's ids, with its user set.
+
+        With no token and no hook nothing reads it: ``ctx`` is answered as it
+        came (its user is None, as authentication would leave it).
+        """
+        if not self.auth.reads_context and ctx.user is None:
+            return ctx
+        return await self.auth.authenticate(_naming(ctx, session_id, call_id))
 
     async def _session(self, session_id: str, call_id: str) -> SessionRecord:
         validate_session_id(session_id)
@@ -45,7 +61,7 @@ class SessionAPI:
     async def start(
         self, request: api_pb.StartRequest, ctx: RequestContext
     ) -> api_pb.StartResponse:
-        ctx = await self.auth.authenticate(_naming(ctx, call_id=request.call_id))
+        ctx = await self._caller(ctx, call_id=request.call_id)
         await self.auth.check_start(ctx)
         record = await self.launcher.start_session(
             request.call_id,
@@ -54,11 +70,8 @@ class SessionAPI:
             idempotency_key=request.idempotency_key,
             created_by=user_id(ctx.user),
         )
-        response = api_pb.StartResponse(
-            session_id=record.session_id,
-            call_id=record.call_id,
-            session_started_at=timestamp(record.started_at),
-        )
+        response = api_pb.StartResponse(session_id=record.session_id, call_id=record.call_id)
+        set_time(response.session_started_at, record.started_at)
         if self.auth.enabled:
             response.close_token = self.auth.close_token(record.session_id)
         return response
@@ -74,35 +87,35 @@ class SessionAPI:
                 raise PermissionDenied("close_token does not match this session")
             await self._session(request.session_id, request.call_id)
         else:
-            ctx = _naming(ctx, session_id=request.session_id, call_id=request.call_id)
-            ctx = await self.auth.authenticate(ctx)
+            ctx = await self._caller(ctx, request.session_id, request.call_id)
             record = await self._session(request.session_id, request.call_id)
             await self.auth.check_close(ctx, record)
         final = await self.launcher.close_session(request.session_id)
-        return api_pb.CloseResponse(session=session_message(final))
+        response = api_pb.CloseResponse()
+        fill_session(response.session, final)
+        return response
 
     async def get(self, request: api_pb.GetRequest, ctx: RequestContext) -> api_pb.GetResponse:
-        ctx = _naming(ctx, session_id=request.session_id, call_id=request.call_id)
-        ctx = await self.auth.authenticate(ctx)
+        ctx = await self._caller(ctx, request.session_id, request.call_id)
         record = await self._session(request.session_id, request.call_id)
         await self.auth.check_view(ctx, record)
-        return api_pb.GetResponse(session=session_message(record))
+        response = api_pb.GetResponse()
+        fill_session(response.session, record)
+        return response
 
     async def metrics(
         self, request: api_pb.MetricsRequest, ctx: RequestContext
     ) -> api_pb.MetricsResponse:
-        ctx = _naming(ctx, session_id=request.session_id, call_id=request.call_id)
-        ctx = await self.auth.authenticate(ctx)
+        ctx = await self._caller(ctx, request.session_id, request.call_id)
         record = await self._session(request.session_id, request.call_id)
         await self.auth.check_view_metrics(ctx, record)
         record, metrics = await self.launcher.get_metrics(record.session_id)
-        return api_pb.MetricsResponse(
-            session_id=record.session_id,
-            call_id=record.call_id,
-            session_started_at=timestamp(record.started_at),
-            metrics_generated_at=timestamp(time.time()),
-            metrics=metrics,
-        )
+        response = api_pb.MetricsResponse(session_id=record.session_id, call_id=record.call_id)
+        if metrics:  # the map's update is Python code even for an empty dict
+            response.metrics.update(metrics)
+        set_time(response.session_started_at, record.started_at)
+        set_time(response.metrics_generated_at, time.time())
+        return response
 
     async def list_sessions(
         self, request: api_pb.ListSessionsRequest, ctx: RequestContext
@@ -112,7 +125,7 @@ class SessionAPI:
         The view check runs on each session of the page: sessions the caller
         may not view are left out, so a page can be short while more remain.
         """
-        ctx = await self.auth.authenticate(_naming(ctx, call_id=request.call_id))
+        ctx = await self._caller(ctx, call_id=request.call_id)
         query = query_from_request(request)
         size = page_size(request)
         after = decode_page_token(request.page_token, query)
@@ -137,7 +150,7 @@ class SessionAPI:
         checks happen before the stream is returned, so a refused watcher gets
         its error before any response headers.
         """
-        ctx = await self.auth.authenticate(_naming(ctx, session_id=request.session_id))
+        ctx = await self._caller(ctx, session_id=request.session_id)
         after = request.after_cursor if request.HasField("after_cursor") else None
         if request.session_id:
             record = await self._session(request.session_id, "")

@@ -25,7 +25,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentplane.core.errors import LauncherError
@@ -127,6 +127,17 @@ class AuthPolicy:
         self._can_view = can_view_session
         self._can_view_metrics = can_view_metrics
         self._secret = close_token_secret
+        # Without a token and hooks nothing ever reads a call's context.
+        self.reads_context = api_token is not None or any(
+            hook is not None
+            for hook in (
+                get_current_user,
+                can_start_session,
+                can_close_session,
+                can_view_session,
+                can_view_metrics,
+            )
+        )
 
     @property
     def enabled(self) -> bool:
@@ -144,7 +155,8 @@ class AuthPolicy:
         user: Any = None
         if self._get_current_user is not None:
             user = await self._get_current_user(ctx)
-        return replace(ctx, user=user)
+        # The constructor, not dataclasses.replace: a third of the cost.
+        return RequestContext(ctx.method, ctx.metadata, ctx.peer, user, ctx.path_fields)
 
     @staticmethod
     async def _apply(check: Callable[..., Awaitable[Any]] | None, what: str, *args: Any) -> None:
@@ -153,17 +165,22 @@ class AuthPolicy:
         if await check(*args) is False:
             raise PermissionDenied(f"not allowed to {what}")
 
+    # Each check tests for its hook before making the _apply coroutine.
     async def check_start(self, ctx: RequestContext) -> None:
-        await self._apply(self._can_start, "start a session", ctx)
+        if self._can_start is not None:
+            await self._apply(self._can_start, "start a session", ctx)
 
     async def check_close(self, ctx: RequestContext, session: SessionRecord | None) -> None:
-        await self._apply(self._can_close, "close this session", ctx, session)
+        if self._can_close is not None:
+            await self._apply(self._can_close, "close this session", ctx, session)
 
     async def check_view(self, ctx: RequestContext, session: SessionRecord | None) -> None:
-        await self._apply(self._can_view, "view this session", ctx, session)
+        if self._can_view is not None:
+            await self._apply(self._can_view, "view this session", ctx, session)
 
     async def check_view_metrics(self, ctx: RequestContext, session: SessionRecord | None) -> None:
-        await self._apply(self._can_view_metrics, "view this session's metrics", ctx, session)
+        if self._can_view_metrics is not None:
+            await self._apply(self._can_view_metrics, "view this session's metrics", ctx, session)
 
     def close_token(self, session_id: str) -> str:
         """The secret that lets its holder close ``session_id`` and nothing else."""

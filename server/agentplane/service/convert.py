@@ -32,11 +32,16 @@ def end_reason_from_message(value: int) -> EndReason | None:
 
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
+    set_time(ts, seconds)
+    return ts
+
+
+def set_time(ts: timestamp_pb2.Timestamp, seconds: float) -> None:
+    """Set ``ts`` (a message's own field: no Timestamp built and copied in) to ``seconds``."""
     # Microseconds are what time.time() really resolves; more digits would be noise.
     micros = round(seconds * 1_000_000)
-    ts.seconds, rest = divmod(micros, 1_000_000)
-    ts.nanos = rest * 1000
-    return ts
+    ts.seconds = micros // 1_000_000
+    ts.nanos = micros % 1_000_000 * 1000
 
 
 def struct_to_dict(value: struct_pb2.Struct, field: str = "metadata") -> dict[str, Any]:
@@ -66,22 +71,26 @@ def dict_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def session_message(record: SessionRecord) -> pb.Session:
-    message = pb.Session(
-        session_id=record.session_id,
-        call_id=record.call_id,
-        session_started_at=timestamp(record.started_at),
-        call_type=record.call_type,
-        state=_STATES[record.state],
-        error_message=record.error_message,
-        created_by=record.created_by,
-    )
+    message = pb.Session()
+    fill_session(message, record)
+    return message
+
+
+def fill_session(message: pb.Session, record: SessionRecord) -> None:
+    """Set the empty ``message`` (a response's own ``session``: no copy) from ``record``."""
+    message.session_id = record.session_id
+    message.call_id = record.call_id
+    set_time(message.session_started_at, record.started_at)
+    message.call_type = record.call_type
+    message.state = _STATES[record.state]
+    message.error_message = record.error_message
+    message.created_by = record.created_by
     if record.metadata:
         message.metadata.update(record.metadata)
     if record.end_reason is not None:
         message.end_reason = _REASONS[record.end_reason]
     if record.ended_at is not None:
-        message.ended_at.CopyFrom(timestamp(record.ended_at))
-    return message
+        set_time(message.ended_at, record.ended_at)
 
 
 # The message of each published event, built once however many watchers
