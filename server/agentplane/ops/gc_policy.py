@@ -13,8 +13,8 @@ full passes. ``HeldHeapGc`` does that with the permanent generation:
   (modules, descriptors, the agent's warm-up state), which never dies;
 * after every full pass, it freezes what survived: it was alive a moment
   ago, so the next full pass walks only what was promoted since; and it
-  runs such a pass every 5 s itself, so that is never more than a few
-  seconds' worth of objects (a burst of 3,000 Starts is ~70,000);
+  runs such a pass every second itself, so that is never more than a
+  second's worth of objects (a burst of 3,000 Starts is ~70,000);
 * frozen objects are never collected, so a frozen cycle that dies later
   (an ended agent's, typically) would be kept. The policy thaws (unfreeze,
   one full pass, freeze again) when the sessions that were frozen and have
@@ -50,11 +50,10 @@ THAW_MIN_ENDED = 1_000
 # ... and at least this often (seconds) while anything new was frozen.
 THAW_INTERVAL = 300.0
 # A full pass walks what was promoted since the last one: run one every
-# second, so that is one second's worth. With 10,000 sessions held, the
-# loop's timer heap keeps every cancelled timer (uvicorn's keep-alive timer,
-# re-armed per request) for its full delay, so a Get loop promotes ~4 objects
-# per request: at 5 s, passes of ~10,000 objects (10-25 ms on a busy 2-core
-# VM; bench/held_stall.py). Each object is walked once either way.
+# second, so that is one second's worth. (At 5 s, before the sessions' timers
+# left the loop's heap, a Get loop with 10,000 held made passes of ~10,000
+# objects: 10-25 ms on a busy 2-core VM; bench/held_stall.py.) Each object is
+# walked once either way.
 CHECK_INTERVAL = 1.0
 # Generation 1 every 3 young passes instead of 11: the same objects walked,
 # in passes a quarter the size (CPython's thresholds are 700, 10, 10).
