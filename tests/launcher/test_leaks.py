@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from agentplane.core import AgentStartFailed, EndReason, SessionState
+from agentplane.core.timers import session_timers
 from tests.support import FakeAgent, FakeAgents, VirtualClockLoop, settle, wait_until
 
 from .conftest import MakeLauncher
@@ -150,8 +151,11 @@ async def test_idle_sessions_cost_no_periodic_work(
         assert live.idle_timer.when() >= now + 50  # due at the idle timeout, not sooner
         assert live.max_duration_timer is None
         assert live.metrics_timer is None
+    # Held in the sessions' own timer heap (core/timers.py); the loop holds one for all.
+    timers = len(session_timers(loop))
+    assert timers == IDLE_SESSIONS
     scheduled = len(loop._scheduled)  # type: ignore[attr-defined]
-    assert IDLE_SESSIONS <= scheduled - baseline_scheduled <= IDLE_SESSIONS + 5
+    assert scheduled - baseline_scheduled <= 5
     tasks = len(asyncio.all_tasks())
 
     # Half a minute of quiet: the loop runs (almost) no callbacks at all, not one per session.
@@ -160,6 +164,7 @@ async def test_idle_sessions_cost_no_periodic_work(
     assert counter.count < 20, counter.count
 
     assert len(loop._scheduled) == scheduled  # type: ignore[attr-defined]
+    assert len(session_timers(loop)) == timers
     assert len(asyncio.all_tasks()) == tasks
     assert all(live.idle_timer is not None for live in launcher._live.values())
 

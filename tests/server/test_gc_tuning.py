@@ -56,6 +56,17 @@ def _no_frozen_leftovers() -> Iterator[None]:
     assert gc.get_freeze_count() == 0, "a test left objects frozen"
 
 
+async def test_young_passes_are_smaller_while_it_runs_and_restored_after() -> None:
+    before = gc.get_threshold()
+    held = HeldHeapGc(lambda: 0, young_thresholds=(700, 2))
+    held.start()
+    try:
+        assert gc.get_threshold() == (700, 2, before[2])
+    finally:
+        await held.aclose()
+    assert gc.get_threshold() == before
+
+
 async def test_start_freezes_the_heap_and_aclose_hands_it_back() -> None:
     survivor, _ = cycle()
     held = HeldHeapGc(lambda: 0)

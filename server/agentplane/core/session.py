@@ -8,8 +8,9 @@ agent its adapter took on (``AdaptedAgent``, see ``agentplane.core.agent``) is
 asked through the adapter, and its collector is read every metrics interval
 while anyone watches the session's events, so its figures reach watchers live.
 
-Every timer runs on the event loop's clock (``loop.call_later`` and
-``loop.time()``), so a test loop with a virtual clock drives them all.
+Every timer runs on the event loop's clock (one loop timer for all sessions'
+timers, ``timers.py``, and ``loop.time()``), so a test loop with a virtual
+clock drives them all.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .errors import failure_message, new_error_id
 from .events import EventLog
 from .metrics import SessionMetrics
 from .models import EndReason, EventKind, SessionRecord
+from .timers import session_timers
 
 logger = logging.getLogger("agentplane.launcher")
 
@@ -64,6 +66,7 @@ class LiveSession:
         "_events",
         "_loop",
         "_policy",
+        "_timers",
         "adapted",
         "agent",
         "alone_since",
@@ -96,6 +99,8 @@ class LiveSession:
         self._events = events
         self._end = end
         self._loop = loop
+        # Off the loop's own timer heap (see timers.py): one loop timer for all.
+        self._timers = session_timers(loop)
         self.metrics = SessionMetrics()
         self.agent: Any = None
         # Set by the launcher when its agent adapter took the agent on.
@@ -198,20 +203,22 @@ class LiveSession:
     def _arm_timers(self) -> None:
         policy = self._policy
         if policy.max_duration is not None:
-            self.max_duration_timer = self._loop.call_later(
+            self.max_duration_timer = self._timers.call_later(
                 policy.max_duration, self.end, EndReason.MAX_DURATION
             )
         if self.adapted is not None:
-            self.collector_timer = self._loop.call_later(
+            self.collector_timer = self._timers.call_later(
                 self._collector_period(), self._read_watched_collector
             )
         if policy.idle_timeout is not None:
             if self._asks_agent_idle():
-                self.idle_timer = self._loop.call_later(policy.idle_timeout, self._check_agent_idle)
+                self.idle_timer = self._timers.call_later(
+                    policy.idle_timeout, self._check_agent_idle
+                )
             else:
                 # Nobody but the agent is on the call until someone joins.
                 self.alone_since = self._loop.time()
-                self.idle_timer = self._loop.call_later(policy.idle_timeout, self._check_presence)
+                self.idle_timer = self._timers.call_later(policy.idle_timeout, self._check_presence)
 
     def _disarm_timers(self) -> None:
         timers = (
@@ -241,7 +248,7 @@ class LiveSession:
         if idle >= timeout - CLOCK_SLACK:
             self.end(EndReason.IDLE_TIMEOUT)
             return
-        self.idle_timer = self._loop.call_later(timeout - idle, self._check_agent_idle)
+        self.idle_timer = self._timers.call_later(timeout - idle, self._check_agent_idle)
 
     def _check_presence(self) -> None:
         timeout = self._policy.idle_timeout
@@ -253,7 +260,7 @@ class LiveSession:
         if alone_for >= timeout - CLOCK_SLACK:
             self.end(EndReason.IDLE_TIMEOUT)
             return
-        self.idle_timer = self._loop.call_later(timeout - alone_for, self._check_presence)
+        self.idle_timer = self._timers.call_later(timeout - alone_for, self._check_presence)
 
     # ------------------------------------------- reports (from SessionContext)
 
@@ -290,7 +297,7 @@ class LiveSession:
                 self.idle_timer = None
         elif self.idle_timer is None:
             remaining = timeout - (self._loop.time() - self.alone_since)
-            self.idle_timer = self._loop.call_later(max(remaining, 0.0), self._check_presence)
+            self.idle_timer = self._timers.call_later(max(remaining, 0.0), self._check_presence)
 
     def observe(self, name: str, value: float) -> None:
         if not self.accepts_reports:
@@ -315,7 +322,7 @@ class LiveSession:
     def _metrics_changed(self) -> None:
         # Reports within one interval become one event.
         if self.metrics_timer is None and not self.ending:
-            self.metrics_timer = self._loop.call_later(
+            self.metrics_timer = self._timers.call_later(
                 self._policy.metrics_interval, self._flush_metrics
             )
 
@@ -349,7 +356,7 @@ class LiveSession:
                     self.metrics_timer.cancel()
                     self.metrics_timer = None
                 self._publish_metrics(metrics)
-        self.collector_timer = self._loop.call_later(
+        self.collector_timer = self._timers.call_later(
             self._collector_period(), self._read_watched_collector
         )
 

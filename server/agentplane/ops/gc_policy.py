@@ -13,8 +13,8 @@ full passes. ``HeldHeapGc`` does that with the permanent generation:
   (modules, descriptors, the agent's warm-up state), which never dies;
 * after every full pass, it freezes what survived: it was alive a moment
   ago, so the next full pass walks only what was promoted since; and it
-  runs such a pass every 5 s itself, so that is never more than a few
-  seconds' worth of objects (a burst of 3,000 Starts is ~70,000);
+  runs such a pass every second itself, so that is never more than a
+  second's worth of objects (a burst of 3,000 Starts is ~70,000);
 * frozen objects are never collected, so a frozen cycle that dies later
   (an ended agent's, typically) would be kept. The policy thaws (unfreeze,
   one full pass, freeze again) when the sessions that were frozen and have
@@ -49,7 +49,15 @@ THAW_ENDED_FRACTION = 0.25
 THAW_MIN_ENDED = 1_000
 # ... and at least this often (seconds) while anything new was frozen.
 THAW_INTERVAL = 300.0
-CHECK_INTERVAL = 5.0
+# A full pass walks what was promoted since the last one: run one every
+# second, so that is one second's worth. (At 5 s, before the sessions' timers
+# left the loop's heap, a Get loop with 10,000 held made passes of ~10,000
+# objects: 10-25 ms on a busy 2-core VM; bench/held_stall.py.) Each object is
+# walked once either way.
+CHECK_INTERVAL = 1.0
+# Generation 1 every 3 young passes instead of 11: the same objects walked,
+# in passes a quarter the size (CPython's thresholds are 700, 10, 10).
+YOUNG_THRESHOLDS = (700, 2)
 
 
 def _reset_full_pass_trigger() -> None:
@@ -108,12 +116,15 @@ class HeldHeapGc:
         thaw_min_ended: int = THAW_MIN_ENDED,
         thaw_interval: float = THAW_INTERVAL,
         check_interval: float = CHECK_INTERVAL,
+        young_thresholds: tuple[int, int] | None = YOUNG_THRESHOLDS,
     ) -> None:
         self._held = held
         self._fraction = thaw_ended_fraction
         self._min_ended = thaw_min_ended
         self._thaw_interval = thaw_interval
         self._check_interval = check_interval
+        self._young_thresholds = young_thresholds
+        self._saved_thresholds: tuple[int, int, int] | None = None
         self._task: asyncio.Task[None] | None = None
         self._frozen_at = 0.0  # wall clock, as SessionRecord.started_at
         self._frozen_ended = 0
@@ -127,6 +138,9 @@ class HeldHeapGc:
     # ---------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        if self._young_thresholds is not None:
+            self._saved_thresholds = gc.get_threshold()
+            gc.set_threshold(*self._young_thresholds, self._saved_thresholds[2])
         gc.collect()
         self._freeze()
         _reset_full_pass_trigger()
@@ -144,6 +158,9 @@ class HeldHeapGc:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._saved_thresholds is not None:
+            gc.set_threshold(*self._saved_thresholds)
+            self._saved_thresholds = None
         gc.unfreeze()
 
     # -------------------------------------------------------------- hooks
