@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agentplane.core import AgentStartFailed, EndReason, SessionState
-from agentplane.core.timers import session_timers
+from agentplane.core.timers import SessionTimer, session_timers
 from tests.support import FakeAgent, FakeAgents, VirtualClockLoop, settle, wait_until
 
 from .conftest import MakeLauncher
@@ -146,7 +146,7 @@ async def test_idle_sessions_cost_no_periodic_work(
     # One idle timer per session, due at the idle timeout: nothing else is armed.
     now = loop.time()
     for live in launcher._live.values():
-        assert isinstance(live.idle_timer, asyncio.TimerHandle)
+        assert isinstance(live.idle_timer, SessionTimer)
         assert not live.idle_timer.cancelled()
         assert live.idle_timer.when() >= now + 50  # due at the idle timeout, not sooner
         assert live.max_duration_timer is None

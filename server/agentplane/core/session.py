@@ -29,7 +29,7 @@ from .errors import failure_message, new_error_id
 from .events import EventLog
 from .metrics import SessionMetrics
 from .models import EndReason, EventKind, SessionRecord
-from .timers import session_timers
+from .timers import SessionTimer, session_timers
 
 logger = logging.getLogger("agentplane.launcher")
 
@@ -116,10 +116,10 @@ class LiveSession:
         self.context = SessionContext(self)
         self.participants: set[str] | None = None
         self.alone_since: float | None = None
-        self.max_duration_timer: asyncio.TimerHandle | None = None
-        self.idle_timer: asyncio.TimerHandle | None = None
-        self.metrics_timer: asyncio.TimerHandle | None = None
-        self.collector_timer: asyncio.TimerHandle | None = None
+        self.max_duration_timer: SessionTimer | None = None
+        self.idle_timer: SessionTimer | None = None
+        self.metrics_timer: SessionTimer | None = None
+        self.collector_timer: SessionTimer | None = None
         # The last metrics published (as compared), so an unchanged read publishes nothing.
         self.published: tuple[tuple[str, float | None], ...] | None = None
 

@@ -11,9 +11,12 @@ the sessions' timers have their own heap, and the loop holds one timer for
 its earliest: the loop's heap stays small, so it drops cancelled timers as
 designed.
 
-The handles are ``asyncio.TimerHandle``: the callback runs in the context
-current when it was armed, an exception goes to the loop's exception handler,
-and ``cancel()``, ``cancelled()`` and ``when()`` answer as the loop's do. A
+The handles are ``asyncio.Handle`` with a ``when()``, as the loop's timer
+handles: the callback runs in the context current when it was armed, an
+exception goes to the loop's exception handler, and ``cancel()``,
+``cancelled()`` and ``when()`` answer as the loop's do. They touch no loop
+internals (``asyncio.TimerHandle.cancel`` calls one that only the stdlib loop
+has), so they work on any loop, uvloop's included. A
 wave of timers due together runs at most ``MAX_PER_ITERATION`` per loop
 iteration, so other callbacks (a Get) wait for a slice of it, not all of it.
 """
@@ -34,10 +37,10 @@ MAX_PER_ITERATION = 200
 MIN_CANCELLED_PURGE = 100
 
 
-class _Timer(asyncio.TimerHandle):
-    """A loop TimerHandle whose cancel() tells the queue that holds it."""
+class SessionTimer(asyncio.Handle):
+    """A handle due at ``when()`` whose cancel() tells the queue that holds it."""
 
-    __slots__ = ("_queue",)
+    __slots__ = ("_queue", "_when")
 
     def __init__(
         self,
@@ -47,8 +50,16 @@ class _Timer(asyncio.TimerHandle):
         loop: asyncio.AbstractEventLoop,
         queue: SessionTimers,
     ) -> None:
-        super().__init__(when, callback, args, loop)
+        super().__init__(callback, args, loop)
+        self._when = when
         self._queue: SessionTimers | None = queue
+
+    def when(self) -> float:
+        """The loop time this timer is due at."""
+        return self._when
+
+    def __lt__(self, other: SessionTimer) -> bool:  # heap order
+        return self._when < other._when
 
     def cancel(self) -> None:
         queue, self._queue = self._queue, None
@@ -64,7 +75,7 @@ class SessionTimers:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._heap: list[_Timer] = []
+        self._heap: list[SessionTimer] = []
         self._cancelled = 0
         self._armed: asyncio.TimerHandle | None = None
         self._armed_for = math.inf
@@ -75,15 +86,11 @@ class SessionTimers:
         """Timers waiting, cancelled ones not yet dropped included."""
         return len(self._heap)
 
-    def call_later(
-        self, delay: float, callback: Callable[..., object], *args: Any
-    ) -> asyncio.TimerHandle:
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> SessionTimer:
         return self.call_at(self._loop.time() + delay, callback, *args)
 
-    def call_at(
-        self, when: float, callback: Callable[..., object], *args: Any
-    ) -> asyncio.TimerHandle:
-        timer = _Timer(when, callback, args, self._loop, self)
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> SessionTimer:
+        timer = SessionTimer(when, callback, args, self._loop, self)
         heapq.heappush(self._heap, timer)
         if when < self._armed_for:
             self._arm(when)

@@ -128,7 +128,8 @@ class GrpcServer:
         except OSError as error:
             raise ListenError("gRPC", host, port, error) from error
         listener = self.server._server
-        sockets = listener.sockets if isinstance(listener, asyncio.Server) else ()
+        # Any loop's server (uvloop's is no asyncio.Server) has ``sockets``.
+        sockets = tuple(getattr(listener, "sockets", None) or ())
         self.port = sockets[0].getsockname()[1] if sockets else port
         self._accept_log = AcceptFailureLog(
             asyncio.get_running_loop(), sockets, "gRPC", log, self.limits.log_interval
