@@ -1,4 +1,5 @@
-"""An HTTP Start whose client goes away is cancelled and rolled back (issue 12).
+"""An HTTP Start whose client goes away is cancelled and rolled back (issue 12);
+a Close whose client goes away still closes.
 
 Before, the gateway kept awaiting Start after the client left: the session
 was created anyway, nobody had its id, and with ``max_sessions_per_call=1``
@@ -13,6 +14,7 @@ import asyncio
 import json
 from typing import Any
 
+from agentplane.core import SessionQuery
 from agentplane.server import AgentLauncher, SessionContext
 from tests.support import wait_until
 
@@ -55,6 +57,15 @@ async def _start_and_leave(port: int, body: dict[str, Any], slow: SlowStart) -> 
     await writer.wait_closed()
 
 
+async def _send_and_leave(port: int, head: bytes) -> None:
+    """Send a request and close the connection as soon as it has been read."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
 async def test_an_abandoned_start_is_rolled_back(kind: str) -> None:
     slow = SlowStart()
     launcher = AgentLauncher(
@@ -84,3 +95,39 @@ async def test_a_retry_with_the_same_idempotency_key_finds_its_session(kind: str
         again = await gw.http.post("/sessions", json=body)
         assert first.status_code == 201 and again.status_code == 201, again.text
         assert again.json()["session_id"] == first.json()["session_id"]
+
+
+async def test_a_close_whose_client_leaves_still_closes(kind: str) -> None:
+    # The Close waits for the Start under way; its client leaves meanwhile.
+    # A DELETE is idempotent: finished after the client left, it is what the
+    # client asked for (the gateway watches only a Start for a departure).
+    slow = SlowStart()
+    launcher = AgentLauncher(slow.create_agent, slow.join_call, drain_timeout=2)
+    async with deploy(kind, launcher) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        start = asyncio.create_task(gw.http.post("/sessions", json={"call_id": "c"}))
+        await asyncio.wait_for(slow.entered.wait(), 10)
+        page = await launcher.list_sessions(SessionQuery())
+        (session_id,) = [record.session_id for record in page.records]
+        await _send_and_leave(
+            port, b"DELETE /sessions/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % session_id.encode()
+        )
+
+        # The server runs in this loop and the FIN is on its socket already: a
+        # round trip through the gateway (and its upstream) gives it the loop
+        # iterations to see the client leave (a watched call is cancelled then).
+        for _ in range(2):
+            got = await gw.http.get(f"/sessions/{session_id}")
+            assert got.json()["state"] == "SESSION_STATE_STARTING", got.text
+        slow.release.set()
+        started = await start
+        assert started.status_code == 201, started.text
+
+        async def closed() -> bool:
+            record = await launcher.get_session(session_id)
+            return record.end_reason is not None
+
+        await wait_until(closed, 5)
+        record = await launcher.get_session(session_id)
+        assert record.end_reason is not None
+        assert record.end_reason.name == "CLOSED_BY_REQUEST"

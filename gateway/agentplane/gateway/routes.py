@@ -209,8 +209,8 @@ class RpcRoutes(BaseRoute):
             )
             return
         unary = self.backend.unary(binding, request, call)
-        if scope["method"] in SAFE_METHODS:
-            # Nothing to roll back: not worth a watcher task per read.
+        if scope["method"] in IDEMPOTENT_METHODS:
+            # Nothing to roll back: not worth a watcher task per call.
             response = await unary
         else:
             response = await until_disconnect(unary, receive)
@@ -247,8 +247,10 @@ async def send_json(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-# Methods without side effects: a client that leaves one needs no rollback.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A client that leaves one of these needs no rollback (RFC 9110, 9.2.2): a read
+# changes nothing, and a DELETE (Close) finished after it left is what it asked
+# for, as its retry would be. Only a Start (POST) is cancelled and rolled back.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 async def until_disconnect(call: Awaitable[_T], receive: Receive) -> _T:
