@@ -210,6 +210,28 @@ async def test_the_next_request_on_a_kept_connection_has_its_own_head_deadline(
     assert status == 408
 
 
+async def test_requests_on_a_kept_connection_move_the_deadline_on(server: HttpServer) -> None:
+    # One clock per connection re-arms only when it fires: requests paced over
+    # three head timeouts each get their own deadline, not the connection's first.
+    reader, writer = await _connect(server)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    while loop.time() - began < 3 * LIMITS.head_timeout:
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _ = await _answer(reader)
+        assert status == 200
+        # Pacing, not a wait for anything: the next request comes a while later.
+        await asyncio.sleep(LIMITS.head_timeout / 5)
+    # The clock still runs: a head begun now and never finished gets its 408,
+    # no sooner than its own head timeout.
+    writer.write(b"GET / HTTP/1.1\r\n")
+    sent = loop.time()
+    status, body = await _answer(reader)
+    assert status == 408
+    assert "no complete request head" in json.loads(body)["message"]
+    assert loop.time() - sent >= LIMITS.head_timeout * 0.9
+
+
 async def test_past_the_connection_cap_a_new_connection_gets_503(server: HttpServer) -> None:
     held = [await _connect(server) for _ in range(LIMITS.max_connections)]
     for _, writer in held:

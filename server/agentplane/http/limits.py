@@ -23,6 +23,11 @@ parser callback raises), so no route has to check anything:
 * past ``max_connections`` open connections, a new one is answered 503 and
   closed at once, before it costs more than its socket.
 
+The head and body clocks are one deadline per connection and one loop timer
+that re-arms only when it fires (or when a deadline comes sooner than it is
+armed for): a request moves a float, not a timer (a timer armed and
+cancelled twice per request cost ~9 µs, ~4% of a lifecycle's server CPU).
+
 Example::
 
     HttpServer(app, "127.0.0.1", 8000, limits=HttpLimits(max_connections=200))
@@ -33,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import resource
 from dataclasses import dataclass
 from typing import Any
@@ -128,8 +134,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self._heads_begun = 0
         self._in_head = False
         self._refusal: tuple[int, int, str] | None = None
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
+        # The clock: which part of a request it times ("head", "body", or
+        # None), until when, and the one loop timer (armed for _clock_at).
+        self._phase: str | None = None
+        self._deadline = math.inf
+        self._clock: asyncio.TimerHandle | None = None
+        self._clock_at = math.inf
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -137,11 +147,10 @@ class GuardedProtocol(HttpToolsProtocol):
             _CAP_LOG.warning("HTTP connection cap of %d reached: refusing with 503", self.cap)
             self._refuse(503, 14, f"the server holds its maximum of {self.cap} connections")
             return
-        self._arm_head_timer()
+        self._start_clock("head", self.limits.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        self._cancel_body_timer()
+        self._stop_clock(disarm=True)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -166,8 +175,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = self._url_bytes = self._header_count = 0
         self._heads_begun += 1
         self._in_head = True
-        if self._head_timer is None:
-            self._arm_head_timer()
+        if self._phase is None:  # the first head's clock runs from the connection's start
+            self._start_clock("head", self.limits.head_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)
@@ -189,13 +198,12 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
         self._in_head = False
-        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
+        self._start_clock("body", self.limits.body_timeout)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._cancel_body_timer()
+        self._stop_clock()
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -208,27 +216,46 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, code: int, message: str) -> None:
         self._refusal = (status, code, message)  # reads nothing more
-        self._cancel_head_timer()
-        self._cancel_body_timer()
+        self._stop_clock(disarm=True)
         if not self.transport.is_closing():
             self.transport.write(_status_json(status, code, message))
             self.transport.close()
 
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+    def _start_clock(self, phase: str, timeout: float) -> None:
+        self._phase = phase
+        self._deadline = deadline = self.loop.time() + timeout
+        if deadline < self._clock_at:  # armed for later (or not at all): re-arm
+            if self._clock is not None:
+                self._clock.cancel()
+            self._clock_at = deadline
+            self._clock = self.loop.call_at(deadline, self._clock_fired)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _stop_clock(self, *, disarm: bool = False) -> None:
+        """No part of a request is timed; the timer stays armed unless ``disarm``."""
+        self._phase = None
+        self._deadline = math.inf
+        if disarm and self._clock is not None:
+            self._clock.cancel()
+            self._clock, self._clock_at = None, math.inf
 
-    def _cancel_body_timer(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+    def _clock_fired(self) -> None:
+        armed_for = self._clock_at
+        self._clock, self._clock_at = None, math.inf
+        phase, deadline = self._phase, self._deadline
+        if phase is None:
+            return  # nothing is timed now: the next phase arms it again
+        if deadline > armed_for:
+            # A later request moved the deadline on since this was armed.
+            self._clock_at = deadline
+            self._clock = self.loop.call_at(deadline, self._clock_fired)
+            return
+        self._stop_clock()
+        if phase == "head":
+            self._head_timed_out()
+        else:
+            self._body_timed_out()
 
     def _body_timed_out(self) -> None:
-        self._body_timer = None
         if self.transport.is_closing():
             return
         if self.cycle is not None and self.cycle.response_started:
@@ -238,7 +265,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self._refuse(408, 4, message)
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
