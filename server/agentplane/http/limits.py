@@ -47,6 +47,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from agentplane.net import BadRequestLog, RateLimitedLog
 
+from .writes import JoinedWrites
+
 logger = logging.getLogger("agentplane.http")
 
 
@@ -142,7 +144,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._clock_at = math.inf
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # A response's head and body leave in one send (writes.py).
+        super().connection_made(JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
         if len(self.connections) > self.cap:
             _CAP_LOG.warning("HTTP connection cap of %d reached: refusing with 503", self.cap)
             self._refuse(503, 14, f"the server holds its maximum of {self.cap} connections")

@@ -1,0 +1,61 @@
+"""A response's head and body in one socket send.
+
+uvicorn writes a response head to the transport when the app sends
+``http.response.start``, and the body when it sends ``http.response.body``;
+asyncio sends each write at once (``TCP_NODELAY``). A JSON answer was two
+system calls and two packets, and the client woke twice. ``JoinedWrites``
+holds a write until the end of the loop pass: a write that follows in the
+same pass (the body after its head) goes out with it in one send, and the end
+of the pass (``call_soon``) sends whatever is still held, so nothing waits
+for a timer or for another connection. Bytes keep their order; closing sends
+what is held first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class JoinedWrites:
+    """``transport`` with the writes of one loop pass joined; everything else passes through."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._held = None
+            self._transport.write(held + data)
+
+    def flush(self) -> None:
+        """Send what is held now."""
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        # is_closing, get_extra_info, pause_reading, ...: the transport's own.
+        return getattr(self._transport, name)
