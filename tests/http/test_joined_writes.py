@@ -46,6 +46,7 @@ async def _pass() -> None:
 async def test_a_head_and_its_body_are_one_send() -> None:
     sends = Sends()
     joined = JoinedWrites(sends, asyncio.get_running_loop())  # type: ignore[arg-type]
+    joined.hold_next()
     joined.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     joined.write(b"{}")
     assert sends.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
@@ -57,15 +58,27 @@ async def test_a_lone_write_goes_out_at_the_end_of_the_pass() -> None:
     # A stream's head: its first event may come much later; the head may not wait.
     sends = Sends()
     joined = JoinedWrites(sends, asyncio.get_running_loop())  # type: ignore[arg-type]
+    joined.hold_next()
     joined.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
     assert sends.writes == []
     await _pass()
     assert sends.writes == [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"]
 
 
+async def test_a_streams_later_writes_go_straight_out() -> None:
+    # Events fanned out to many streams: each write is sent at once, none held.
+    sends = Sends()
+    joined = JoinedWrites(sends, asyncio.get_running_loop())  # type: ignore[arg-type]
+    for event in (b"data: 1\n\n", b"data: 2\n\n"):
+        joined.write(event)
+        assert sends.writes[-1] == event
+    assert len(sends.writes) == 2
+
+
 async def test_bytes_keep_their_order_and_a_close_sends_what_is_held() -> None:
     sends = Sends()
     joined = JoinedWrites(sends, asyncio.get_running_loop())  # type: ignore[arg-type]
+    joined.hold_next()
     for piece in (b"a", b"", b"b", b"c"):
         joined.write(piece)
     joined.close()
@@ -78,6 +91,7 @@ async def test_bytes_keep_their_order_and_a_close_sends_what_is_held() -> None:
 async def test_abort_drops_what_is_held_and_other_calls_pass_through() -> None:
     sends = Sends()
     joined = JoinedWrites(sends, asyncio.get_running_loop())  # type: ignore[arg-type]
+    joined.hold_next()
     joined.write(b"lost")
     joined.abort()
     await _pass()

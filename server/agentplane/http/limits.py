@@ -145,7 +145,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # A response's head and body leave in one send (writes.py).
-        super().connection_made(JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+        self._writes = JoinedWrites(transport, self.loop)
+        super().connection_made(self._writes)  # type: ignore[arg-type]
         if len(self.connections) > self.cap:
             _CAP_LOG.warning("HTTP connection cap of %d reached: refusing with 503", self.cap)
             self._refuse(503, 14, f"the server holds its maximum of {self.cap} connections")
@@ -202,6 +203,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._writes.hold_next()  # this request's answer: its head waits for its body
         self._start_clock("body", self.limits.body_timeout)
         super().on_headers_complete()
 

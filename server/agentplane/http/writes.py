@@ -4,11 +4,13 @@ uvicorn writes a response head to the transport when the app sends
 ``http.response.start``, and the body when it sends ``http.response.body``;
 asyncio sends each write at once (``TCP_NODELAY``). A JSON answer was two
 system calls and two packets, and the client woke twice. ``JoinedWrites``
-holds a write until the end of the loop pass: a write that follows in the
-same pass (the body after its head) goes out with it in one send, and the end
-of the pass (``call_soon``) sends whatever is still held, so nothing waits
-for a timer or for another connection. Bytes keep their order; closing sends
-what is held first.
+holds a response's first write (its head; ``hold_next()`` marks where a
+response begins) until the end of the loop pass: the body written in the same
+pass goes out with it in one send, and the end of the pass (``call_soon``)
+sends a head still held (a stream's, whose first event comes later), so
+nothing waits for a timer or for another connection. Later writes of a
+response (a stream's events) go straight out: a fan-out to many streams pays
+nothing for this. Bytes keep their order; closing sends what is held first.
 """
 
 from __future__ import annotations
@@ -20,23 +22,31 @@ from typing import Any
 class JoinedWrites:
     """``transport`` with the writes of one loop pass joined; everything else passes through."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_hold", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
+        self._hold = False
         self._held: bytes | None = None
+
+    def hold_next(self) -> None:
+        """A response begins: hold its first write (the head) for what follows it."""
+        self._hold = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
         held = self._held
-        if held is None:
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif self._hold:
+            self._hold = False
             self._held = bytes(data)
             self._loop.call_soon(self.flush)
         else:
-            self._held = None
-            self._transport.write(held + data)
+            self._transport.write(data)
 
     def flush(self) -> None:
         """Send what is held now."""
