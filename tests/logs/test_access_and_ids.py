@@ -6,6 +6,7 @@ Every wait is for a record to arrive, bounded; nothing is decided by a sleep.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -312,3 +313,38 @@ async def test_the_agents_close_logs_with_its_session(records: Records) -> None:
         await agents.shutdown()
     assert closing.session_id == record.session_id  # type: ignore[attr-defined]
     assert closing.call_id == "call-9"  # type: ignore[attr-defined]
+
+
+async def test_a_session_started_over_grpc_keeps_its_request_id_not_the_call(
+    records: Records,
+) -> None:
+    """A session's task copies its Start's context and outlives the call: it keeps the
+    request id (its lines name the Start) and no other agentplane value of the call
+    (the access line's state was ~0.5 KiB per held session)."""
+    kept: list[dict[str, Any]] = []
+
+    async def join_call(agent: object, call_type: str, call_id: str, **_: Any) -> None:
+        context = contextvars.copy_context()
+        kept.append({var.name: value for var, value in context.items()})
+        await asyncio.Event().wait()
+
+    agents = AgentLauncher(create_agent=lambda **_: object(), join_call=join_call)
+    async with serving(agents, open_options(), http=False) as served:
+        channel = Channel("127.0.0.1", served.grpc_port)
+        try:
+            async with channel.request(
+                f"{SERVICE}/Start", Cardinality.UNARY_UNARY, pb.StartRequest, pb.StartResponse,
+                metadata={"x-request-id": "start-8"},
+            ) as stream:  # fmt: skip
+                await stream.send_message(pb.StartRequest(call_id="c8"), end=True)
+                await stream.recv_message()
+        finally:
+            channel.close()
+        await wait_for(records, access("grpc", request_id="start-8"))
+        deadline = time.monotonic() + 10.0
+        while not kept:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+    ours = {name: value for name, value in kept[0].items() if name.startswith("agentplane")}
+    assert set(ours) == {"agentplane_request_id", "agentplane_session"}, ours
+    assert ours["agentplane_request_id"] == "start-8"

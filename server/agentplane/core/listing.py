@@ -140,21 +140,33 @@ def collect(
     return builder.page
 
 
+# A session's place in admission order: (started_at, session_id).
+SessionKey = tuple[float, str]
+
+
 class AdmissionOrder:
     """Session keys ``(started_at, session_id)`` sorted, with keyset walks.
 
     Inserting and removing cost a binary search and a memmove; a walk costs
-    a binary search plus the keys it yields.
+    a binary search plus the keys it yields. ``add_key`` keeps the tuple it
+    is given, so two orders of the same session can share one.
     """
 
+    __slots__ = ("_keys",)
+
     def __init__(self) -> None:
-        self._keys: list[tuple[float, str]] = []
+        self._keys: list[SessionKey] = []
 
     def add(self, started_at: float, session_id: str) -> None:
-        bisect.insort(self._keys, (started_at, session_id))
+        self.add_key((started_at, session_id))
+
+    def add_key(self, key: SessionKey) -> None:
+        bisect.insort(self._keys, key)
 
     def remove(self, started_at: float, session_id: str) -> None:
-        key = (started_at, session_id)
+        self.remove_key((started_at, session_id))
+
+    def remove_key(self, key: SessionKey) -> None:
         index = bisect.bisect_left(self._keys, key)
         if index < len(self._keys) and self._keys[index] == key:
             del self._keys[index]
@@ -164,12 +176,13 @@ class AdmissionOrder:
 
     def walk(self, query: SessionQuery, after: ListPosition | None) -> Iterator[str]:
         """Session ids in the query's order, strictly after ``after``."""
-        return _walk(self._keys, query, after)
+        return walk_keys(self._keys, query, after)
 
 
-def _walk(
-    keys: Sequence[tuple[float, str]], query: SessionQuery, after: ListPosition | None
+def walk_keys(
+    keys: Sequence[SessionKey], query: SessionQuery, after: ListPosition | None
 ) -> Iterator[str]:
+    """The ids of sorted ``keys`` in the query's order, strictly after ``after``."""
     start = query.first_key()
     if query.newest_first:
         index = len(keys)

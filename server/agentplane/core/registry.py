@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import AdmissionRejected
-from .listing import MAX_EXAMINED, AdmissionOrder, ListPosition, SessionPage, SessionQuery, collect
+from .listing import (
+    MAX_EXAMINED,
+    AdmissionOrder,
+    ListPosition,
+    SessionKey,
+    SessionPage,
+    SessionQuery,
+    collect,
+    walk_keys,
+)
 from .models import SessionRecord
 
 RATE_WINDOW_SECONDS = 60.0
@@ -128,7 +137,11 @@ class InMemorySessionRegistry:
         self._per_call: collections.Counter[str] = collections.Counter()
         self._recent_admissions: collections.deque[float] = collections.deque()
         self._order = AdmissionOrder()
-        self._call_order: dict[str, AdmissionOrder] = {}
+        # A call's sessions in admission order: the key its one session shares
+        # with ``_order`` (most calls have one agent), an AdmissionOrder from
+        # its second session on. An order per call cost ~0.25 KiB per held
+        # session of its own call (the object, its list, a second key).
+        self._call_order: dict[str, SessionKey | AdmissionOrder] = {}
 
     async def admit(
         self, record: SessionRecord, limits: Limits, now: float
@@ -139,11 +152,17 @@ class InMemorySessionRegistry:
                 return self._records[existing_id]
         self._check_limits(record.call_id, limits, now)
         self._records[record.session_id] = record
-        self._order.add(record.started_at, record.session_id)
+        key = (record.started_at, record.session_id)
+        self._order.add_key(key)
         in_call = self._call_order.get(record.call_id)
         if in_call is None:
-            in_call = self._call_order[record.call_id] = AdmissionOrder()
-        in_call.add(record.started_at, record.session_id)
+            self._call_order[record.call_id] = key
+        elif isinstance(in_call, AdmissionOrder):
+            in_call.add_key(key)
+        else:
+            order = self._call_order[record.call_id] = AdmissionOrder()
+            order.add_key(in_call)
+            order.add_key(key)
         self._admitted.add(record.session_id)
         # get, not Counter's += (a Python __missing__ call for each new call).
         self._per_call[record.call_id] = self._per_call.get(record.call_id, 0) + 1
@@ -200,16 +219,19 @@ class InMemorySessionRegistry:
         if record is None:
             return
         await self.release(record)
-        self._order.remove(record.started_at, session_id)
+        key = (record.started_at, session_id)
+        self._order.remove_key(key)
         in_call = self._call_order.get(record.call_id)
-        if in_call is not None:
-            in_call.remove(record.started_at, session_id)
+        if isinstance(in_call, AdmissionOrder):
+            in_call.remove_key(key)
             if not in_call:
                 del self._call_order[record.call_id]
+        elif in_call == key:
+            del self._call_order[record.call_id]
         if record.idempotency_key:
-            key = _scoped_key(record)
-            if self._by_key.get(key) == session_id:
-                del self._by_key[key]
+            scoped = _scoped_key(record)
+            if self._by_key.get(scoped) == session_id:
+                del self._by_key[scoped]
 
     async def get(self, session_id: str) -> SessionRecord | None:
         return self._records.get(session_id)
@@ -222,13 +244,17 @@ class InMemorySessionRegistry:
         max_examined: int = MAX_EXAMINED,
     ) -> SessionPage:
         if query.call_id:
-            order = self._call_order.get(query.call_id)
-            if order is None:
+            in_call = self._call_order.get(query.call_id)
+            if in_call is None:
                 return SessionPage()
+            if isinstance(in_call, AdmissionOrder):
+                ids = in_call.walk(query, after)
+            else:
+                ids = walk_keys((in_call,), query, after)
         else:
-            order = self._order
+            ids = self._order.walk(query, after)
         records = self._records
-        walk = (records[session_id] for session_id in order.walk(query, after))
+        walk = (records[session_id] for session_id in ids)
         return collect(walk, query, limit, max_examined)
 
     def __len__(self) -> int:
