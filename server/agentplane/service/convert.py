@@ -51,6 +51,8 @@ def struct_to_dict(value: struct_pb2.Struct, field: str = "metadata") -> dict[st
     ValueError), so a request carrying one is the client's error, not ours.
     """
     result: dict[str, Any] = {}
+    if not value.fields:
+        return result  # most Starts: items() on an empty map still costs ~4 µs
     violations: list[FieldViolation] = []
     for key, item in value.fields.items():
         try:
