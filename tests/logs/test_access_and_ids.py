@@ -22,7 +22,7 @@ from grpclib.exceptions import GRPCError
 from agentplane.clients.grpcio import session_service_pb2 as pb
 from agentplane.server import AgentLauncher
 from agentplane.server.logs import JsonFormatter, TextFormatter, install_context
-from agentplane.testing import serving
+from agentplane.testing import serving, wait_until
 from tests.support import GatewayAgents, deploy, open_options
 
 SERVICE = "/agentplane.v1.SessionService"
@@ -341,10 +341,7 @@ async def test_a_session_started_over_grpc_keeps_its_request_id_not_the_call(
         finally:
             channel.close()
         await wait_for(records, access("grpc", request_id="start-8"))
-        deadline = time.monotonic() + 10.0
-        while not kept:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: kept, 10)
     ours = {name: value for name, value in kept[0].items() if name.startswith("agentplane")}
     assert set(ours) == {"agentplane_request_id", "agentplane_session"}, ours
     assert ours["agentplane_request_id"] == "start-8"
