@@ -336,6 +336,27 @@ async def test_an_idle_kept_alive_connection_is_closed_after_keep_alive_timeout(
         await http.stop(1.0)
 
 
+async def test_a_connection_used_within_keep_alive_stays_open_past_it() -> None:
+    # The keep-alive wait is on the connection's one clock: each request moves
+    # it on, and the first quiet keep-alive timeout after the last closes it.
+    http = HttpServer(APP, "127.0.0.1", 0, limits=HttpLimits(keep_alive_timeout=1, head_timeout=30))
+    await http.start()
+    try:
+        reader, writer = await _connect(http)
+        loop = asyncio.get_running_loop()
+        began = answered = loop.time()
+        while loop.time() - began < 3.0:  # three keep-alive timeouts on one connection
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status, _ = await _answer(reader)
+            assert status == 200
+            answered = loop.time()
+            await asyncio.sleep(0.3)  # pacing: quiet for less than the keep-alive timeout
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        assert 0.7 <= loop.time() - answered < 5
+    finally:
+        await http.stop(1.0)
+
+
 async def test_malformed_requests_are_logged_once_per_interval(
     server: HttpServer, caplog: pytest.LogCaptureFixture
 ) -> None:

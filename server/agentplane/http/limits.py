@@ -23,7 +23,7 @@ parser callback raises), so no route has to check anything:
 * past ``max_connections`` open connections, a new one is answered 503 and
   closed at once, before it costs more than its socket.
 
-The head and body clocks are one deadline per connection and one loop timer
+The head, body and keep-alive clocks are one deadline per connection and one loop timer
 that re-arms only when it fires (or when a deadline comes sooner than it is
 armed for): a request moves a float, not a timer (a timer armed and
 cancelled twice per request cost ~9 µs, ~4% of a lifecycle's server CPU).
@@ -136,8 +136,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._heads_begun = 0
         self._in_head = False
         self._refusal: tuple[int, int, str] | None = None
-        # The clock: which part of a request it times ("head", "body", or
-        # None), until when, and the one loop timer (armed for _clock_at).
+        # The clock: what it times ("head", "body", "idle": the keep-alive
+        # wait between requests; None: nothing), until when, and the one loop
+        # timer (armed for _clock_at).
         self._phase: str | None = None
         self._deadline = math.inf
         self._clock: asyncio.TimerHandle | None = None
@@ -160,6 +161,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return
+        if self._phase == "idle":
+            self._stop_clock()  # bytes came: the keep-alive wait is over
         heads_begun = self._heads_begun
         super().data_received(data)
         if self._refusal is not None or not self._in_head or self.transport.is_closing():
@@ -211,6 +214,20 @@ class GuardedProtocol(HttpToolsProtocol):
         self._stop_clock()
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        # uvicorn's (0.54), with the keep-alive wait on the connection's clock
+        # rather than a timer armed per response and cancelled by the next.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._start_clock("idle", self.timeout_keep_alive)
+
     def send_400_response(self, msg: str) -> None:
         if self._refusal is None:
             super().send_400_response(msg)
@@ -257,8 +274,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._stop_clock()
         if phase == "head":
             self._head_timed_out()
-        else:
+        elif phase == "body":
             self._body_timed_out()
+        else:
+            self.timeout_keep_alive_handler()
 
     def _body_timed_out(self) -> None:
         if self.transport.is_closing():
