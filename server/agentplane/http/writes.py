@@ -20,7 +20,7 @@ from typing import Any
 
 
 class JoinedWrites:
-    """``transport`` with the writes of one loop pass joined; everything else passes through."""
+    """``transport`` with a response's head joined to its body; everything else passes through."""
 
     __slots__ = ("_held", "_hold", "_loop", "_transport")
 
