@@ -157,14 +157,8 @@ class AdmissionOrder:
     def __init__(self) -> None:
         self._keys: list[SessionKey] = []
 
-    def add(self, started_at: float, session_id: str) -> None:
-        self.add_key((started_at, session_id))
-
     def add_key(self, key: SessionKey) -> None:
         bisect.insort(self._keys, key)
-
-    def remove(self, started_at: float, session_id: str) -> None:
-        self.remove_key((started_at, session_id))
 
     def remove_key(self, key: SessionKey) -> None:
         index = bisect.bisect_left(self._keys, key)
