@@ -20,6 +20,11 @@ Gets of one session at 50 concurrent against agentplane and the no-op stack
 (the issue's "Get server CPU / no-op" ratio, section 6 of the report) and HTTP
 lifecycles (section 1), alternating the servers round by round.
 
+``--interleave PAIRS`` instead keeps agentplane, the no-op stack and the
+reference server up at once and alternates their windows pair by pair: the
+same two ratios (Get / no-op CPU, lifecycles / peer), each from measurements
+seconds apart rather than a server restart apart.
+
 ``--profile SECONDS`` instead records the server under a Get load with py-spy
 (``--profile-out``: its raw folded stacks) for a profile of the HTTP path.
 """
@@ -290,18 +295,81 @@ async def suite(rounds: int) -> None:
     print(f"Get / no-op server CPU, median of {rounds}: {statistics.median(ratios):.2f}x")
 
 
+async def interleaved(pairs: int) -> None:
+    """The suite's two ratios from servers that stay up, their windows alternating.
+
+    agentplane, the no-op stack and (when its venv is there) the reference
+    server run at once, each pinned to the server core; each pair measures
+    ours and then the other, one window each (3 s, as the suite's), so both
+    sides of a ratio are seconds apart instead of a server restart apart.
+    """
+    from . import scenarios
+    from .noop import SESSION_ID
+    from .servers import peer_python, peer_server
+
+    cfg = scenarios.Config()
+    cores = Cores.pick()
+    cores.pin_self()
+    logs = Path(tempfile.mkdtemp(prefix="http-interleaved-"))
+    servers = [agentplane_server(cores, logs), noop_server(cores, logs)]
+    with_peer = peer_python().exists()
+    if with_peer:
+        servers.append(peer_server(cores, logs))
+    for server in servers:
+        await server.start()
+    ours, noop = servers[0], servers[1]
+    gets: list[float] = []
+    lives: list[float] = []
+    try:
+        target = (SESSION_ID, "bench-call")
+        for index in range(pairs):
+            mine = await scenarios.reads(ours, "http", cfg.read_clients, cfg.read)
+            floor = await scenarios.reads(noop, "http", cfg.read_clients, cfg.noop, target, "noop")
+            gets.append(mine["read/http/cpu_ms"] / floor["noop/cpu_ms"])
+            line = (
+                f"pair {index + 1}: Get {1000 * mine['read/http/cpu_ms']:.1f} µs, no-op "
+                f"{1000 * floor['noop/cpu_ms']:.1f} µs: {gets[-1]:.2f}x"
+            )
+            if with_peer:
+                life = await scenarios.lifecycles(ours, "http", cfg)
+                theirs = await scenarios.lifecycles(servers[2], "peer", cfg)
+                lives.append(life["lifecycle/http/rate"] / theirs["lifecycle/peer/rate"])
+                line += (
+                    f"; lifecycles {life['lifecycle/http/rate']:,.0f}/s, peer "
+                    f"{theirs['lifecycle/peer/rate']:,.0f}/s: {lives[-1]:.2f}x"
+                )
+            print(line, flush=True)
+    finally:
+        for server in servers:
+            await server.stop()
+    print(
+        f"Get / no-op server CPU, median of {pairs}: {statistics.median(gets):.2f}x "
+        f"({min(gets):.2f}-{max(gets):.2f})"
+    )
+    if lives:
+        print(
+            f"lifecycles / peer, median of {pairs}: {statistics.median(lives):.2f}x "
+            f"({min(lives):.2f}-{max(lives):.2f})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--in-process", action="store_true", help="no socket: the ASGI app")
     parser.add_argument("--suite", action="store_true", help="./dev bench's HTTP scenarios only")
+    parser.add_argument(
+        "--interleave", type=int, default=0, help="PAIRS: the suite's ratios, servers kept up"
+    )
     parser.add_argument("--profile", type=float, default=0.0)
     parser.add_argument("--profile-out", type=Path, default=Path("http-path.folded"))
     parser.add_argument("--profile-lifecycles", action="store_true", help="profile lifecycles too")
     args = parser.parse_args()
     if args.in_process:
         asyncio.run(in_process(args.rounds, args.requests))
+    elif args.interleave:
+        asyncio.run(interleaved(args.interleave))
     elif args.suite:
         asyncio.run(suite(args.rounds))
     elif args.profile:

@@ -13,7 +13,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from agentplane.gateway import streaming
-from agentplane.gateway.streaming import RenderMemo
+from agentplane.gateway.codec import RenderMemo
 from tests.support import wait_until
 
 from .support import CountingWatches, Deployment

@@ -57,7 +57,14 @@ class Backend(Protocol):
     """Answers the RPCs behind the HTTP bindings."""
 
     async def unary(self, binding: Binding, request: Message, call: CallInfo) -> Message:
-        """One request, one response; raises ``RpcError``."""
+        """One request, one response; raises ``RpcError``.
+
+        A response must not be changed once returned. A backend that returns
+        the same message object again for some RPCs (the embedded server, for
+        a Get of a session that has not changed) may name their gRPC paths in
+        ``shared_answers``; the gateway then remembers what it rendered for
+        those and sends the same bytes again (``codec.RenderMemo``).
+        """
         ...
 
     async def open_stream(

@@ -20,7 +20,8 @@ beacon's request keeps what can be read of it (its ``close_token``, say).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +62,53 @@ def response_json(binding: Binding, response: Message) -> Any:
 
 def response_bytes(binding: Binding, response: Message) -> bytes:
     """``dumps(response_json(binding, response))``, written without the dict between."""
-    if binding.response_body:
-        return to_json(getattr(response, binding.response_body)).encode()
+    return body_renderer(binding.response_body)(response)
+
+
+def body_renderer(response_body: str) -> Callable[[Message], bytes]:
+    """What ``response_bytes`` sends for a binding whose ``response_body`` is this field ("": all)."""
+    if not response_body:
+        return _whole_message
+
+    def field_bytes(response: Message) -> bytes:
+        return to_json(getattr(response, response_body)).encode()
+
+    return field_bytes
+
+
+def _whole_message(response: Message) -> bytes:
     return to_json(response).encode()
+
+
+class RenderMemo:
+    """``render(message)``, remembered for the last ``size`` message objects.
+
+    Keyed by identity: each entry holds its message, so the ``id`` of a cached
+    message cannot be reused by another object while the entry lives. A
+    message handed out many times (an event to a thousand streams, the answer
+    to a Get of a session that has not changed since) is rendered once, so a
+    backend must never change a message it has handed out. Messages that are
+    never shared (each proxied upstream message is its own object) are
+    rendered once each, as without the memo; at most ``size`` of them are kept.
+    """
+
+    def __init__(self, render: Callable[[Message], bytes], size: int = 1024) -> None:
+        self._render = render
+        self.size = size
+        self._entries: OrderedDict[int, tuple[Message, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __call__(self, message: Message) -> bytes:
+        entry = self._entries.get(id(message))
+        if entry is not None and entry[0] is message:
+            return entry[1]
+        chunk = self._render(message)
+        self._entries[id(message)] = (message, chunk)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return chunk
 
 
 @dataclass(slots=True)  # not frozen: built per request, and frozen inits cost a setattr each

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from google.protobuf.message import Message
 from grpclib.const import Status
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
@@ -23,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from .backend import Backend, CallInfo
 from .bindings import Binding
 from .bodies import DEFAULT_MAX_BODY_BYTES, DecodedBody, decode_beacon, decode_body, read_body
-from .codec import RequestParts, build_request, response_bytes
+from .codec import RenderMemo, RequestParts, body_renderer, build_request
 from .errors import JSON_TYPE, RpcError, routing_error
 from .streaming import (
     CURSOR_RESUME,
@@ -41,6 +42,8 @@ _T = TypeVar("_T")
 _BINDING = "gateway.binding"
 _PATH_PARAMS = "gateway.path_params"
 _ALLOW = "gateway.allow"
+# Answers of a shared_answers RPC remembered (RenderMemo), per RPC and response field.
+ANSWERS_REMEMBERED = 256
 
 
 class RpcRoutes(BaseRoute):
@@ -93,6 +96,20 @@ class RpcRoutes(BaseRoute):
         for binding in self.bindings:
             by_method.setdefault(binding.http_method, []).append(binding)
         self._by_method = {method: tuple(found) for method, found in by_method.items()}
+        # What each binding sends for a response: rendered once per message
+        # object where the backend hands the same one out again (a Get of an
+        # unchanged session), one memo for all of an RPC's bindings that send
+        # the same field; a memo elsewhere would only cost.
+        shared = frozenset(getattr(backend, "shared_answers", ()))
+        memos: dict[tuple[str, str], RenderMemo] = {}
+        # By identity: a Binding's own hash walks all its fields.
+        self._answers: dict[int, Callable[[Message], bytes]] = {}
+        for binding in self.bindings:
+            render = body_renderer(binding.response_body)
+            if binding.rpc_path in shared:
+                key = (binding.rpc_path, binding.response_body)
+                render = memos.setdefault(key, RenderMemo(render, size=ANSWERS_REMEMBERED))
+            self._answers[id(binding)] = render
 
     def __repr__(self) -> str:
         return f"RpcRoutes({len(self.bindings)} bindings)"
@@ -215,7 +232,7 @@ class RpcRoutes(BaseRoute):
         else:
             response = await until_disconnect(unary, receive)
         status = self.success_status.get(binding.rpc_path, 200)
-        await send_json(send, status, response_bytes(binding, response))
+        await send_json(send, status, self._answers[id(binding)](response))
 
     def _check_origin(self, headers: Headers) -> None:
         origin = headers.get("origin")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,7 @@ from typing import Any
 from google.protobuf.message import Message
 from starlette.types import Receive, Send
 
-from .codec import dumps, render, set_from_strings
+from .codec import RenderMemo, dumps, render, set_from_strings
 from .errors import RpcError, internal_error
 
 logger = logging.getLogger(__name__)
@@ -93,35 +92,6 @@ CURSOR_RESUME = SseResume()
 
 def wants_sse(accept: str) -> bool:
     return any(part.split(";")[0].strip() == SSE_TYPE for part in accept.split(","))
-
-
-class RenderMemo:
-    """``render(message)``, remembered for the last ``size`` message objects.
-
-    Keyed by identity: each entry holds its message, so the ``id`` of a cached
-    message cannot be reused by another object while the entry lives. A
-    message yielded to a thousand streams is rendered once. Messages that are
-    never shared (each proxied upstream message is its own object) are
-    rendered once each, as without the memo; at most ``size`` of them are kept.
-    """
-
-    def __init__(self, render: Callable[[Message], bytes], size: int = 1024) -> None:
-        self._render = render
-        self.size = size
-        self._entries: OrderedDict[int, tuple[Message, bytes]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __call__(self, message: Message) -> bytes:
-        entry = self._entries.get(id(message))
-        if entry is not None and entry[0] is message:
-            return entry[1]
-        chunk = self._render(message)
-        self._entries[id(message)] = (message, chunk)
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-        return chunk
 
 
 def _ndjson_line(message: Message) -> bytes:

@@ -28,6 +28,10 @@ _SERVICE = "/agentplane.v1.SessionService/"
 class InProcessBackend:
     """Answers the gateway's calls with the server's own ``SessionAPI``."""
 
+    # Get answers the same message while a session is unchanged (GetAnswers):
+    # the gateway renders it once. The other answers are new each call.
+    shared_answers = frozenset({_SERVICE + "Get"})
+
     def __init__(self, api: SessionAPI, launcher: AgentLauncher) -> None:
         self._launcher = launcher
         self._unary: dict[str, Callable[[Any, RequestContext], Awaitable[Message]]] = {

@@ -18,6 +18,7 @@ from agentplane.core.validation import validate_session_id
 
 from .auth import AuthPolicy, PermissionDenied, RequestContext, user_id
 from .convert import event_message, fill_session, session_message, set_time, struct_to_dict
+from .get_cache import GetAnswers
 from .listing import decode_page_token, encode_page_token, page_size, query_from_request
 
 
@@ -32,11 +33,17 @@ def _naming(ctx: RequestContext, session_id: str = "", call_id: str = "") -> Req
 
 
 class SessionAPI:
-    """The RPCs of ``agentplane.v1.SessionService``."""
+    """The RPCs of ``agentplane.v1.SessionService``.
+
+    Its answers are read-only: Get answers the same message object while a
+    session is unchanged (``GetAnswers``), and every watcher of an event
+    gets the same message.
+    """
 
     def __init__(self, launcher: AgentLauncher, auth: AuthPolicy) -> None:
         self.launcher = launcher
         self.auth = auth
+        self._gets = GetAnswers()
 
     async def _caller(
         self, ctx: RequestContext, session_id: str = "", call_id: str = ""
@@ -99,9 +106,7 @@ class SessionAPI:
         ctx = await self._caller(ctx, request.session_id, request.call_id)
         record = await self._session(request.session_id, request.call_id)
         await self.auth.check_view(ctx, record)
-        response = api_pb.GetResponse()
-        fill_session(response.session, record)
-        return response
+        return self._gets.answer(record)
 
     async def metrics(
         self, request: api_pb.MetricsRequest, ctx: RequestContext
