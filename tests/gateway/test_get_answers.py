@@ -104,8 +104,10 @@ def test_an_answer_is_rebuilt_when_any_field_of_its_record_differs() -> None:
 
 def test_the_answers_kept_are_bounded() -> None:
     answers = GetAnswers(size=3)
-    for n in range(10):
-        answers.answer(record(f"s-{n}"))
-        assert len(answers) <= 3
+    kept = [answers.answer(record(f"s-{n}")) for n in range(10)]
+    assert len(answers) == 3
+    # The oldest answers went first: the last three are still the same objects.
+    assert all(answers.answer(record(f"s-{n}")) is kept[n] for n in (7, 8, 9))
+    assert answers.answer(record("s-0")) is not kept[0]
     with pytest.raises(ValueError, match="at least 1"):
         GetAnswers(size=0)

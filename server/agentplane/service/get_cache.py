@@ -13,12 +13,14 @@ and builds a new answer, so nothing here has to be told of changes.
 
 The answers handed out are shared, so nobody may change them: the gRPC
 service only serializes them and the gateway only renders them. At most
-``size`` sessions are kept; past that the memo starts over, which a server
-reading more sessions than that in turn (the held-sessions bench) pays for
-with one dictionary insert per Get.
+``size`` sessions are kept, the oldest answer going first; a server reading
+more sessions than that in turn (the held-sessions bench) pays one insert
+and one eviction per Get, never a pause to drop them all at once.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.core import SessionRecord
@@ -40,7 +42,7 @@ class GetAnswers:
         if size < 1:
             raise ValueError("size must be at least 1")
         self.size = size
-        self._entries: dict[str, tuple[SessionRecord, api_pb.GetResponse]] = {}
+        self._entries: OrderedDict[str, tuple[SessionRecord, api_pb.GetResponse]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -52,8 +54,8 @@ class GetAnswers:
             return entry[1]
         response = api_pb.GetResponse()
         fill_session(response.session, record)
-        if len(self._entries) >= self.size:
-            # Start over: cheaper per Get than keeping an order for eviction.
-            self._entries.clear()
-        self._entries[record.session_id] = (record, response)
+        entries = self._entries
+        entries[record.session_id] = (record, response)
+        if len(entries) > self.size:
+            entries.popitem(last=False)
         return response
