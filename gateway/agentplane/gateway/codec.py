@@ -53,20 +53,11 @@ def dumps(value: Any) -> bytes:
     return compact_json(value).encode()
 
 
-def response_json(binding: Binding, response: Message) -> Any:
-    """The JSON of ``response``, or of its ``response_body`` field."""
-    if binding.response_body:
-        return render(getattr(response, binding.response_body))
-    return render(response)
-
-
-def response_bytes(binding: Binding, response: Message) -> bytes:
-    """``dumps(response_json(binding, response))``, written without the dict between."""
-    return body_renderer(binding.response_body)(response)
-
-
 def body_renderer(response_body: str) -> Callable[[Message], bytes]:
-    """What ``response_bytes`` sends for a binding whose ``response_body`` is this field ("": all)."""
+    """The JSON a binding answers: of its ``response_body`` field, or ("") of the whole response.
+
+    ``dumps(render(...))`` of it, written without the dict between.
+    """
     if not response_body:
         return _whole_message
 

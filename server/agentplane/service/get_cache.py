@@ -27,9 +27,8 @@ from agentplane.core import SessionRecord
 
 from .convert import fill_session
 
-# Sessions whose answer is kept: a dashboard's worth of polled sessions. Each
-# kept answer also keeps its memory from being reused at once, which a Get of
-# a new session pays for (a lifecycle's Get): kept small.
+# Sessions whose answer is kept: a dashboard's worth of polled sessions, and
+# small, since a Get of a session not kept (a new one) pays for its insert.
 DEFAULT_SIZE = 256
 
 
