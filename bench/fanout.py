@@ -126,7 +126,7 @@ async def interleaved(chunks: int, watchers: int, base: Path, via: str) -> None:
         for label, server in servers.items():
             await server.start()
             group = groups[label] = scenarios._Watchers(server, watchers, f"il-{label}")
-            await (group.open_grpc() if via == "grpc" else group.open_http())
+            await group.open(via)
             transport = open_transport("grpcio", server.endpoint)
             transports.append(transport)
             drivers[label] = await transport.driver()
@@ -224,7 +224,7 @@ async def count(watchers: int, events: int, base: Path | None, via: str) -> None
         group = scenarios._Watchers(server, watchers, f"count-{label}")
         transport = open_transport("grpcio", server.endpoint)
         try:
-            await (group.open_grpc() if via == "grpc" else group.open_http())
+            await group.open(via)
             driver = await transport.driver()
             # Two windows as long: a session emitting one event, then one
             # emitting 1 + ``events``; the difference is ``events`` events alone.
@@ -265,7 +265,7 @@ async def profile(seconds: float, out: Path, watchers: int, via: str) -> None:
     group = scenarios._Watchers(server, watchers, "profile")
     transport = open_transport("grpcio", server.endpoint)
     try:
-        await (group.open_grpc() if via == "grpc" else group.open_http())
+        await group.open(via)
         driver = await transport.driver()
         py_spy = str(Path(sys.executable).parent / "py-spy")
         argv = [py_spy, "record", "-f", "raw", "--nolineno", "-r", "500", "-o", str(out)]
@@ -286,7 +286,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--watchers", type=int, default=1_000)
     parser.add_argument("--base", type=Path, help="the A side: another checkout's root")
-    parser.add_argument("--via", choices=("grpc", "http"), action="append")
+    parser.add_argument("--via", choices=scenarios.FANOUT_VIAS, action="append")
     parser.add_argument("--interleave", type=int, default=0, help="chunks, A and B at once")
     parser.add_argument("--count", type=int, default=0, help="events, under callgrind")
     parser.add_argument("--profile", type=float, default=0.0)

@@ -174,9 +174,8 @@ def _targets(f: Figures, has_peer: bool) -> list[list[str]]:
         for w, via in fan:
             if w == top:
                 p99 = f.stat(AP, f"fanout/{w}/{via}/p99")
-                name = "gRPC" if via == "grpc" else "HTTP NDJSON"
                 add(
-                    f"{top:,} watchers ({name}): delivery p99 ≤ 50 ms",
+                    f"{top:,} watchers ({_VIA_NAMES.get(via, via)}): delivery p99 ≤ 50 ms",
                     p99,
                     p99.fmt(1, " ms"),
                     lambda v: v <= 50,
@@ -351,8 +350,9 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
             f"{cfg['fanout_interval_ms']:g} ms; latency from the event's creation (its "
             "server-stamped `time`) to its arrival at each watcher. gRPC watchers: grpclib with "
             "the protobuf classes, 25 per connection, timed when the message reaches the watcher; "
-            "HTTP watchers: the gateway's NDJSON `GET /events`, one connection each, timed when "
-            "the bytes arrive. The peer has no event stream.",
+            "grpcio watchers: the same over grpc.aio, whose C core receives off the watchers' "
+            "event loop; HTTP watchers: the gateway's NDJSON `GET /events`, one connection each, "
+            "timed when the bytes arrive. The peer has no event stream.",
             "",
         ]
         rows = []
@@ -361,7 +361,7 @@ def render(result: dict[str, Any], chart_name: str | None) -> str:
             rows.append(
                 [
                     f"{w:,}",
-                    "gRPC" if via == "grpc" else "HTTP NDJSON",
+                    _VIA_NAMES.get(via, via),
                     f.stat(AP, f"{key}/p50").fmt(1),
                     f.stat(AP, f"{key}/p99").fmt(1),
                     f.stat(AP, f"{key}/max").fmt(1),
@@ -488,7 +488,12 @@ def _fanout_keys(f: Figures) -> list[tuple[int, str]]:
         for k in s
         if k.startswith("fanout/") and len(parts := k.split("/")) == 4
     }
-    return sorted(keys, key=lambda item: (item[0], item[1] != "grpc"))
+    order = {via: index for index, via in enumerate(_VIA_NAMES)}
+    return sorted(keys, key=lambda item: (item[0], order.get(item[1], len(order)), item[1]))
+
+
+# How fan-out watchers received (scenarios.FANOUT_VIAS), in the order the report shows them.
+_VIA_NAMES = {"grpc": "gRPC", "grpcio": "gRPC, grpcio watchers", "http": "HTTP NDJSON"}
 
 
 def load_text(values: list[float] | None) -> str:

@@ -16,9 +16,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from grpclib.client import Channel
 
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
+from agentplane.clients.grpcio import session_service_pb2_grpc
 from agentplane.clients.grpcio.session_service_grpc import SessionServiceStub
 
 from .clients import Driver, open_transport
@@ -245,8 +247,12 @@ async def _held_steps(
 _TIME = re.compile(rb'"time":"([^"]+)"')
 
 
+# How fan-out watchers receive: grpclib, grpcio (grpc.aio, its C core), the HTTP gateway's NDJSON.
+FANOUT_VIAS = ("grpc", "grpcio", "http")
+
+
 class _Watchers:
-    """``count`` watchers of every session, over gRPC (grpclib) or HTTP (NDJSON)."""
+    """``count`` watchers of every session, by one of ``FANOUT_VIAS``."""
 
     def __init__(self, server: ServerProcess, count: int, call_id: str) -> None:
         self.server = server
@@ -255,7 +261,19 @@ class _Watchers:
         self.delays: list[float] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._channels: list[Channel] = []
+        self._aio_channels: list[grpc.aio.Channel] = []
         self._streams: list[StreamWatcher] = []
+
+    async def open(self, via: str) -> None:
+        """Subscribe every watcher ``via`` one of ``FANOUT_VIAS``; returns once all are."""
+        if via == "grpc":
+            await self.open_grpc()
+        elif via == "grpcio":
+            await self.open_grpcio()
+        elif via == "http":
+            await self.open_http()
+        else:
+            raise ValueError(f"unknown fan-out via {via!r}: one of {FANOUT_VIAS}")
 
     async def open_grpc(self) -> None:
         assert self.server.endpoint.grpc_port is not None
@@ -285,6 +303,38 @@ class _Watchers:
                 elif event.HasField("ended"):
                     return
 
+    async def open_grpcio(self) -> None:
+        """As ``open_grpc``, with grpc.aio: the C core receives, Python sees decoded messages."""
+        target = f"{self.server.endpoint.host}:{self.server.endpoint.grpc_port}"
+        self._aio_channels = [
+            grpc.aio.insecure_channel(target)
+            for _ in range(math.ceil(self.count / WATCHERS_PER_CHANNEL))
+        ]
+        subscribed: list[asyncio.Future[None]] = []
+        for index in range(self.count):
+            channel = self._aio_channels[index // WATCHERS_PER_CHANNEL]
+            stub = session_service_pb2_grpc.SessionServiceStub(channel)  # type: ignore[no-untyped-call]
+            ready = asyncio.get_running_loop().create_future()
+            subscribed.append(ready)
+            self._tasks.append(asyncio.create_task(self._watch_grpcio(stub, ready)))
+        await asyncio.wait_for(asyncio.gather(*subscribed), 60)
+
+    async def _watch_grpcio(self, stub: Any, ready: asyncio.Future[None]) -> None:
+        call = stub.StreamEvents(api_pb.StreamEventsRequest())
+        try:
+            await call.initial_metadata()
+            ready.set_result(None)
+            async for event in call:
+                now = time.time()
+                if event.call_id != self.call_id:
+                    continue
+                if event.HasField("agent_event"):
+                    self.delays.append(now - event.time.seconds - event.time.nanos * 1e-9)
+                elif event.HasField("ended"):
+                    return
+        finally:
+            call.cancel()
+
     async def open_http(self) -> None:
         host, port = self.server.endpoint.host, self.server.endpoint.http_port
         wanted = f'"call_id":"{self.call_id}"'.encode()
@@ -308,6 +358,8 @@ class _Watchers:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for channel in self._channels:
             channel.close()
+        for aio_channel in self._aio_channels:
+            await aio_channel.close()
         for stream in self._streams:
             stream.close()
 
@@ -318,14 +370,16 @@ async def fanout(server: ServerProcess, watchers: int, via: str, cfg: Config) ->
     Delivery latency: the event's creation time (its ``time`` field, stamped by
     the server when it was published) to its arrival at each watcher, both
     read from this machine's clock. ``via`` is ``grpc`` (grpclib with the
-    protobuf classes, 25 watchers per connection) or ``http`` (the gateway's
-    NDJSON ``GET /events``, one connection each, timed when the bytes arrive).
+    protobuf classes, 25 watchers per connection), ``grpcio`` (the same over
+    grpc.aio, whose C core receives off the event loop) or ``http`` (the
+    gateway's NDJSON ``GET /events``, one connection each, timed when the
+    bytes arrive).
     """
     call_id = _call_id("fanout")
     group = _Watchers(server, watchers, call_id)
     transport = open_transport("grpcio", server.endpoint)
     try:
-        await (group.open_grpc() if via == "grpc" else group.open_http())
+        await group.open(via)
         driver = await transport.driver()
         cpu0, t0, client0 = server.cpu_seconds(), time.perf_counter(), client_cpu_seconds()
         session_id = await driver.start(

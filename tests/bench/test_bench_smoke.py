@@ -48,9 +48,15 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert all(0 <= sample[f"held/{k}/empty_cpu_pct"] < 100 for k in held)
     fanout = [key for key in sample if key.startswith("fanout/") and key.endswith("/delivered_pct")]
     assert fanout and all(sample[key] == 100.0 for key in fanout)
+    # Every way of watching was measured: grpclib, grpcio and (served) the gateway's NDJSON.
+    vias = {key.split("/")[2] for key in fanout}
+    assert vias == (
+        {"grpc", "grpcio", "http"} if "lifecycle/http/rate" in sample else {"grpc", "grpcio"}
+    )
     assert sample["start/p50"] > 0
 
     report = (out / "report.md").read_text()
     assert "## Targets" in report
     assert "## 6. The stack's own limit" in report
     assert "an empty process meanwhile (same core)" in report
+    assert "| gRPC, grpcio watchers |" in report
