@@ -306,8 +306,11 @@ class _Watchers:
     async def open_grpcio(self) -> None:
         """As ``open_grpc``, with grpc.aio: the C core receives, Python sees decoded messages."""
         target = f"{self.server.endpoint.host}:{self.server.endpoint.grpc_port}"
+        # A pool of its own per channel: grpc shares one connection among equal
+        # channels, and 1,000 streams on it would wait for the server's stream limit.
+        options = [("grpc.use_local_subchannel_pool", 1)]
         self._aio_channels = [
-            grpc.aio.insecure_channel(target)
+            grpc.aio.insecure_channel(target, options=options)
             for _ in range(math.ceil(self.count / WATCHERS_PER_CHANNEL))
         ]
         subscribed: list[asyncio.Future[None]] = []
