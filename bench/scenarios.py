@@ -295,13 +295,16 @@ class _Watchers:
             await stream.recv_initial_metadata()
             ready.set_result(None)
             async for event in stream:
-                now = time.time()
-                if event.call_id != self.call_id:
-                    continue
-                if event.HasField("agent_event"):
-                    self.delays.append(now - event.time.seconds - event.time.nanos * 1e-9)
-                elif event.HasField("ended"):
+                if self._received(event, time.time()):
                     return
+
+    def _received(self, event: api_pb.StreamEventsResponse, now: float) -> bool:
+        """Time one of our session's agent events; True at its end (the stream is done)."""
+        if event.call_id != self.call_id:
+            return False
+        if event.HasField("agent_event"):
+            self.delays.append(now - event.time.seconds - event.time.nanos * 1e-9)
+        return event.HasField("ended")
 
     async def open_grpcio(self) -> None:
         """As ``open_grpc``, with grpc.aio: the C core receives, Python sees decoded messages."""
@@ -328,12 +331,7 @@ class _Watchers:
             await call.initial_metadata()
             ready.set_result(None)
             async for event in call:
-                now = time.time()
-                if event.call_id != self.call_id:
-                    continue
-                if event.HasField("agent_event"):
-                    self.delays.append(now - event.time.seconds - event.time.nanos * 1e-9)
-                elif event.HasField("ended"):
+                if self._received(event, time.time()):
                     return
         finally:
             call.cancel()
