@@ -28,11 +28,11 @@ class CountingWatches:
         original = launcher.events.watch
 
         async def counting(
-            session_id: str | None, after: int | None, epoch: str = ""
+            session_id: str | None, after: int | None, epoch: str = "", live: Any = None
         ) -> AsyncIterator[Any]:
             self.active += 1
             try:
-                async for event in original(session_id, after, epoch):
+                async for event in original(session_id, after, epoch, live):
                     yield event
             finally:
                 self.active -= 1

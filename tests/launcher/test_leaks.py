@@ -55,6 +55,7 @@ async def test_start_close_cycles_leave_nothing_behind(make_launcher: MakeLaunch
     assert not registry._per_call
     assert len(launcher.events._sessions) == retained
     assert launcher.events._wakeups == {}
+    assert launcher.events._live == {}
     stats = launcher.stats()
     assert stats.in_flight == 0
     assert stats.started == CYCLES

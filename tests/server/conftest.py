@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 from grpclib.client import Channel
+from grpclib.config import Configuration
 
 from agentplane.clients.grpcio import session_service_pb2_grpc as pb_grpc
 from tests.support import ServerAgents, Servers
@@ -38,8 +39,8 @@ class Clients:
     _aio: list[grpc.aio.Channel] = field(default_factory=list)
     _sync: list[grpc.Channel] = field(default_factory=list)
 
-    def grpclib(self, port: int) -> Channel:
-        channel = Channel("127.0.0.1", port)
+    def grpclib(self, port: int, config: Configuration | None = None) -> Channel:
+        channel = Channel("127.0.0.1", port, config=config)
         self._grpclib.append(channel)
         return channel
 

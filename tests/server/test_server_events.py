@@ -139,18 +139,8 @@ async def test_a_long_session_stream_reports_a_gap(
 
 
 def _waiting_watchers(launcher: AgentLauncher) -> int:
-    """Watchers parked in the event log, read from its private wake-ups table.
-
-    Each entry is an asyncio.Event or a collection of futures, depending on
-    the EventLog version; either way its pending waiters are counted.
-    """
-    total = 0
-    for entry in launcher.events._wakeups.values():
-        if isinstance(entry, asyncio.Event):
-            total += len(entry._waiters or ())  # type: ignore[attr-defined]
-        else:
-            total += sum(1 for waiter in entry if not waiter.done())
-    return total
+    """Watchers parked in the event log, plain or live."""
+    return launcher.events.parked
 
 
 async def _nothing_left(served: Served, baseline: int) -> None:

@@ -25,6 +25,16 @@ their cursors (``ingest``), the node's own included. Watchers read the
 replica exactly as they read a local log, so cursors and epochs mean the same
 on every node. A hole in what arrives (the shared log was trimmed past this
 node, or it restarted empty: ``reset``) is a GAP for whoever it skips.
+
+A watcher that has caught up may follow the log live (``watch(live=...)``):
+its consumer gives a function that sends an event at once, without waiting,
+when it can (a transport with room in its buffers and windows). Events then
+go to such watchers in one pass per loop turn, with no task woken and no
+generator resumed for each (issue 16: this was most of a fan-out's cost).
+Whatever the function declines (a full buffer, an event needing a check that
+awaits, the end of a session) is handed back: the watch yields it as usual
+and follows live again once caught up. Live or not, a watcher sees the same
+events in the same order.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -39,6 +50,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from .models import EventKind, SessionEvent
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BUFFER = 10_000
 DEFAULT_SESSION_BUFFER = 256
@@ -63,6 +76,25 @@ def approx_bytes(event: SessionEvent) -> int:
 
 # Where a relayed log sends what is published: (session_id, call_id, time, kind, payload).
 Relay = Callable[[str, str, float, EventKind, dict[str, Any]], None]
+
+# A live watcher's sender: True when ``event`` was sent (or is not for this
+# watcher), False to have the watch yield it instead. It must not block.
+LiveSend = Callable[[SessionEvent], bool]
+
+
+class _LiveWatch:
+    """A caught-up watcher that takes events from the delivery pass."""
+
+    __slots__ = ("generation", "handback", "position", "send")
+
+    def __init__(
+        self, send: LiveSend, position: int, generation: int, handback: asyncio.Future[None]
+    ) -> None:
+        self.send = send
+        self.position = position
+        self.generation = generation
+        # Done when the watch should go on by itself from ``position``.
+        self.handback = handback
 
 
 class _SessionLog:
@@ -121,6 +153,9 @@ class EventLog:
         self._floor = 1
         # Bumped by reset(): a watcher from an older generation is told of the gap.
         self._generation = 0
+        # Watchers following live, per watched key (None: the feed of all sessions).
+        self._live: dict[str | None, dict[_LiveWatch, None]] = {}
+        self._delivery_due = False
 
     @property
     def last_cursor(self) -> int:
@@ -145,6 +180,14 @@ class EventLog:
         if self._relay is not None:
             return True
         return bool(self._watching.get(session_id) or self._watching.get(None))
+
+    @property
+    def parked(self) -> int:
+        """How many watchers have caught up and wait for events (live ones included)."""
+        waiting = sum(
+            1 for waiters in self._wakeups.values() for waiter in waiters if not waiter.done()
+        )
+        return waiting + sum(len(watches) for watches in self._live.values())
 
     @property
     def relayed(self) -> bool:
@@ -176,6 +219,8 @@ class EventLog:
             log.evicted_upto = last_cursor
         for key in list(self._wakeups):
             self._wake(key)
+        for key in list(self._live):
+            self._hand_back(key)
 
     def ingest(self, events: Sequence[SessionEvent]) -> None:
         """Take events of the shared log, in cursor order, with the cursors it gave."""
@@ -199,6 +244,8 @@ class EventLog:
         self._closed = True
         for key in list(self._wakeups):
             self._wake(key)
+        for key in list(self._live):
+            self._hand_back(key)
 
     def open_session(self, session_id: str) -> None:
         """Start keeping a per-session list for ``session_id``."""
@@ -211,6 +258,7 @@ class EventLog:
         if log is not None:
             log.closed = True
             self._wake(session_id)
+            self._hand_back(session_id)
 
     def _retain(self, session_id: str, log: _SessionLog) -> None:
         """Account an ended session's list; trim the oldest ones past the budget."""
@@ -264,11 +312,79 @@ class EventLog:
                 self._retain(session_id, log)
             self._wake(session_id)
         self._wake(None)
+        if self._live and not self._delivery_due:
+            # One pass for every event placed in this loop turn.
+            self._delivery_due = True
+            asyncio.get_running_loop().call_soon(self._deliver_live)
 
     def _wake(self, key: str | None) -> None:
         for waiter in self._wakeups.pop(key, ()):
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _hand_back(self, key: str | None) -> None:
+        """Every live watcher of ``key`` goes on by itself."""
+        for watch in self._live.pop(key, ()):
+            if not watch.handback.done():
+                watch.handback.set_result(None)
+
+    def _deliver_live(self) -> None:
+        """Send what was placed to every live watcher; hand back the ones that cannot take it."""
+        self._delivery_due = False
+        for key, watches in list(self._live.items()):
+            stopped = [watch for watch in watches if not self._send_live(key, watch)]
+            for watch in stopped:
+                del watches[watch]
+                if not watch.handback.done():
+                    watch.handback.set_result(None)
+            if not watches and self._live.get(key) is watches:
+                del self._live[key]
+
+    def _send_live(self, key: str | None, watch: _LiveWatch) -> bool:
+        """Send ``watch`` the events after its position; False: the watch must go on by itself."""
+        if watch.generation != self._generation or self._closed:
+            return False
+        send = watch.send
+        try:
+            if key is None:
+                oldest = self._oldest()
+                while watch.position < self._last_cursor:
+                    if watch.position < oldest - 1:
+                        return False  # fell out of the ring: the watch reports the gap
+                    event = self._ring[(watch.position + 1) % self._size]
+                    if event is None or event.cursor != watch.position + 1 or not send(event):
+                        return False
+                    watch.position = event.cursor
+                return True
+            log = self._sessions.get(key)
+            if log is None or log.closed or watch.position < log.evicted_upto:
+                return False
+            events = log.events
+            index = bisect.bisect_right(events, watch.position, key=_cursor_of)
+            for event in events[index:]:
+                # The watch itself ends with the session's last event.
+                if event.kind is EventKind.ENDED or not send(event):
+                    return False
+                watch.position = event.cursor
+            return not log.ended
+        except Exception:
+            # A sender's bug: this watcher goes on by itself, the others are unaffected.
+            logger.exception("live event sender failed")
+            return False
+
+    async def _follow_live(self, key: str | None, position: int, send: LiveSend) -> int:
+        """Take events from the delivery pass until handed back; returns the position reached."""
+        handback: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        watch = _LiveWatch(send, position, self._generation, handback)
+        watches = self._live.setdefault(key, {})
+        watches[watch] = None
+        try:
+            await handback
+        finally:
+            # A cancelled watcher must not stay behind.
+            if watches.pop(watch, 0) is None and not watches and self._live.get(key) is watches:
+                del self._live[key]
+        return watch.position
 
     async def _wait(self, key: str | None) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -294,7 +410,11 @@ class EventLog:
         )
 
     def watch(
-        self, session_id: str | None, after_cursor: int | None, epoch: str = ""
+        self,
+        session_id: str | None,
+        after_cursor: int | None,
+        epoch: str = "",
+        live: LiveSend | None = None,
     ) -> AsyncIterator[SessionEvent]:
         """Yield events after ``after_cursor`` (None: from now on), forever.
 
@@ -304,13 +424,14 @@ class EventLog:
         as this one); another log's cursor starts with a GAP and replays
         everything still held. Nothing happens until the first event is
         asked for: the watch counts as open from then until it ends or is
-        closed.
+        closed. With ``live``, a caught-up watch hands events to ``live``
+        (see the module's docstring) and yields only what it declines.
         """
         # The watcher's own generator, not one wrapping it: every event to
         # every watcher passes one generator fewer (issue 16).
         if session_id is None:
-            return self._watch_all(after_cursor, epoch)
-        return self._watch_session(session_id, after_cursor, epoch)
+            return self._watch_all(after_cursor, epoch, live)
+        return self._watch_session(session_id, after_cursor, epoch, live)
 
     def _opened(self, key: str | None) -> None:
         self._watching[key] = self._watching.get(key, 0) + 1
@@ -333,7 +454,9 @@ class EventLog:
         """The oldest cursor the ring can still hold."""
         return max(self._floor, self._last_cursor - self._size + 1, 1)
 
-    async def _watch_all(self, after_cursor: int | None, epoch: str) -> AsyncIterator[SessionEvent]:
+    async def _watch_all(
+        self, after_cursor: int | None, epoch: str, live: LiveSend | None
+    ) -> AsyncIterator[SessionEvent]:
         foreign = after_cursor is not None and self._foreign(after_cursor, epoch)
         self._opened(None)
         try:
@@ -366,12 +489,15 @@ class EventLog:
                     continue
                 if self._closed:
                     return
+                if live is not None:
+                    position = await self._follow_live(None, position, live)
+                    continue
                 await self._wait(None)
         finally:
             self._closed_watch(None)
 
     async def _watch_session(
-        self, session_id: str, after_cursor: int | None, epoch: str
+        self, session_id: str, after_cursor: int | None, epoch: str, live: LiveSend | None
     ) -> AsyncIterator[SessionEvent]:
         foreign = after_cursor is not None and self._foreign(after_cursor, epoch)
         self._opened(session_id)
@@ -421,6 +547,9 @@ class EventLog:
                     continue
                 if log.closed or log.ended or self._closed:
                     return  # a watcher resumed after the ENDED event: nothing will come
+                if live is not None:
+                    position = await self._follow_live(session_id, position, live)
+                    continue
                 await self._wait(session_id)
         finally:
             self._closed_watch(session_id)

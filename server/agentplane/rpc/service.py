@@ -22,6 +22,8 @@ from agentplane.service.auth import RequestContext
 from agentplane.service.convert import event_wire
 from agentplane.service.status import ErrorStatus, error_status
 
+from .live import LiveSender
+
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -90,7 +92,9 @@ class SessionService(SessionServiceBase):
         assert request is not None
         ctx = request_context(stream)
         try:
-            events = await self._api.open_events(request, ctx)
+            # A caught-up watcher's events are written from the log's delivery
+            # pass (``LiveSender``); this loop sends only what it declines.
+            events = await self._api.open_events(request, ctx, LiveSender(stream))
         except Exception as error:
             raise grpc_error(error_status(error, ctx.method)) from None
         try:

@@ -9,10 +9,11 @@ permissions, limits and errors are the same whichever way a call arrives.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.core import AgentLauncher, SessionNotFound, SessionRecord
+from agentplane.core.events import LiveSend
 from agentplane.core.models import EventKind, SessionEvent
 from agentplane.core.validation import validate_session_id
 
@@ -20,6 +21,9 @@ from .auth import AuthPolicy, PermissionDenied, RequestContext, user_id
 from .convert import event_message, fill_session, session_message, set_time, struct_to_dict
 from .get_cache import GetAnswers
 from .listing import decode_page_token, encode_page_token, page_size, query_from_request
+
+# Sends one event's message at once if the transport can (see ``EventLog.watch``'s ``live``).
+LiveMessages = Callable[[api_pb.StreamEventsResponse], bool]
 
 
 def _naming(ctx: RequestContext, session_id: str = "", call_id: str = "") -> RequestContext:
@@ -147,13 +151,20 @@ class SessionAPI:
         return response
 
     async def open_events(
-        self, request: api_pb.StreamEventsRequest, ctx: RequestContext
+        self,
+        request: api_pb.StreamEventsRequest,
+        ctx: RequestContext,
+        live: LiveMessages | None = None,
     ) -> AsyncIterator[api_pb.StreamEventsResponse]:
         """Check the caller, then answer the stream of events it asked for.
 
         Events of one session, or of every session the caller may view. All
         checks happen before the stream is returned, so a refused watcher gets
-        its error before any response headers.
+        its error before any response headers. With ``live`` (a transport's
+        sender that never blocks), a caught-up watcher's events go to it
+        directly and the stream yields only what it declines; a watcher of all
+        sessions yields, rather than sends, an event whose permission is not
+        yet known (the check may await) and every session's ENDED event.
         """
         ctx = await self._caller(ctx, session_id=request.session_id)
         after = request.after_cursor if request.HasField("after_cursor") else None
@@ -164,22 +175,44 @@ class SessionAPI:
                 # Its events are no longer held here (another node's session
                 # that ended before this node joined): nothing will come.
                 return _no_events()
-            return self._session_events(request.session_id, after, request.epoch)
-        return self._all_events(ctx, after, request.epoch)
+            return self._session_events(request.session_id, after, request.epoch, live)
+        return self._all_events(ctx, after, request.epoch, live)
 
     async def _session_events(
-        self, session_id: str, after: int | None, epoch: str
+        self, session_id: str, after: int | None, epoch: str, live: LiveMessages | None
     ) -> AsyncIterator[api_pb.StreamEventsResponse]:
         log = self.launcher.events
-        async for event in log.watch(session_id, after, epoch):
+        send: LiveSend | None = None
+        if live is not None:
+
+            def send_live(event: SessionEvent) -> bool:
+                return live(event_message(event, log.epoch))
+
+            send = send_live
+
+        async for event in log.watch(session_id, after, epoch, send):
             yield event_message(event, log.epoch)
 
     async def _all_events(
-        self, ctx: RequestContext, after: int | None, epoch: str
+        self, ctx: RequestContext, after: int | None, epoch: str, live: LiveMessages | None
     ) -> AsyncIterator[api_pb.StreamEventsResponse]:
         allowed: dict[str, bool] = {}
         log = self.launcher.events
-        async for event in log.watch(None, after, epoch):
+        send: LiveSend | None = None
+        if live is not None:
+
+            def send_live(event: SessionEvent) -> bool:
+                kind = event.kind
+                if kind is EventKind.ENDED:
+                    return False  # the loop below forgets the session's verdict
+                verdict = allowed.get(event.session_id)
+                if verdict is None:
+                    return False  # judged by the loop below: the check may await
+                return not verdict or live(event_message(event, log.epoch))
+
+            send = send_live
+
+        async for event in log.watch(None, after, epoch, send):
             kind = event.kind
             if kind is not EventKind.GAP:
                 # A session already judged needs no coroutine (this runs for
