@@ -8,7 +8,7 @@ callers get the same answers either way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 from google.protobuf.message import Message
@@ -23,15 +23,21 @@ class CallInfo:
     From an HTTP request (``from_http``) the metadata is built from the headers
     the first time it is read (``headers.forwarded_metadata``): a backend whose
     calls need none of it (no auth configured) never pays for it.
+
+    ``live`` is set for a server stream whose HTTP server can write the
+    response body at once (``streaming.LiveMessages``): a backend may hand it
+    a message instead of yielding it; True means it was sent, False that the
+    backend must yield it. It never blocks.
     """
 
-    __slots__ = ("_client", "_headers", "_metadata", "peer")
+    __slots__ = ("_client", "_headers", "_metadata", "live", "peer")
 
     def __init__(self, metadata: Sequence[tuple[str, str]], peer: str | None) -> None:
         self._metadata: Sequence[tuple[str, str]] | None = metadata
         self._headers: Sequence[tuple[bytes, bytes]] = ()
         self._client: str | None = None
         self.peer = peer
+        self.live: Callable[[Message], bool] | None = None
 
     @classmethod
     def from_http(
@@ -77,7 +83,9 @@ class Backend(Protocol):
         (``aclose()``) cancels the call at once. A yielded message must not be
         changed afterwards: the same object may be yielded to many streams, and
         the gateway renders it once for all of them (see ``streaming``).
-        The iterator raises ``RpcError``; a backend whose iterator raises
+        A backend may send messages through ``call.live`` rather than yield
+        them, when it has one (see ``CallInfo``): in order, never both ways
+        for one message. The iterator raises ``RpcError``; a backend whose iterator raises
         its own exceptions instead may define ``stream_error(binding,
         exception) -> RpcError``, which the gateway then applies to them
         (one call at the end of a stream, not a wrapper around every message).

@@ -30,6 +30,7 @@ from .streaming import (
     CURSOR_RESUME,
     DEFAULT_HEARTBEAT,
     NDJSON,
+    LiveMessages,
     SseFormat,
     SseResume,
     stream_response,
@@ -214,6 +215,7 @@ class RpcRoutes(BaseRoute):
                 and self.sse.resume.accepts(request.DESCRIPTOR.fields_by_name)
             ):
                 self.sse.resume.fill(request, last_id)
+            live = call.live = LiveMessages(scope, fmt)
             messages = await self.backend.open_stream(binding, request, call)
             stream_error = getattr(self.backend, "stream_error", None)
             await stream_response(
@@ -223,6 +225,7 @@ class RpcRoutes(BaseRoute):
                 fmt=fmt,
                 heartbeat=self.heartbeat,
                 errors=functools.partial(stream_error, binding) if stream_error else None,
+                live=live,
             )
             return
         unary = self.backend.unary(binding, request, call)

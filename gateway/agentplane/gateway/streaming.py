@@ -17,6 +17,14 @@ broke off.
 A client that disconnects ends the stream at once: the upstream iterator is
 closed, which cancels the call.
 
+A message may also be written by the HTTP server itself, at once, with no
+ASGI message: a server that can offers the ASGI extension ``LIVE_BODY``
+(the embedded server does), and a backend given ``LiveMessages`` (see
+``backend.CallInfo``) hands it the messages of a watcher that has caught up;
+the bytes are the same. Only a response whose head went out unencoded and
+chunked is written this way (middleware that compresses a body sets its
+Content-Encoding, and then every chunk goes through ``send``).
+
 A message is rendered once for all streams: when a backend hands the same
 message object to many streams (the embedded server shares each event's
 message among all its watchers), every stream sends the bytes of the first
@@ -34,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from .codec import RenderMemo, dumps, render, set_from_strings
 from .errors import RpcError, internal_error
@@ -43,6 +51,11 @@ logger = logging.getLogger(__name__)
 
 SSE_TYPE = "text/event-stream"
 DEFAULT_HEARTBEAT = 15.0
+# The ASGI extension of a server that writes a streamed body's chunks at once:
+# ``scope["extensions"][LIVE_BODY]["open"]()``, called once the response head
+# was sent, returns ``write(chunk) -> bool`` (False: not now, use ``send``),
+# or None when this response's body cannot be written so.
+LIVE_BODY = "gateway.live_body"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +156,35 @@ class SseFormat(StreamFormat):
 NDJSON = StreamFormat()
 
 
+class LiveMessages:
+    """A stream's messages written by the HTTP server at once, when it can (``LIVE_BODY``).
+
+    Call it with a message: True once its bytes (in ``fmt``) were written,
+    False when they must go through the stream's ``send`` (the server offers
+    no such writer, the response is not a plain chunked one, the connection
+    cannot take more now, or the stream has not started).
+    """
+
+    __slots__ = ("_fmt", "_open", "_write")
+
+    def __init__(self, scope: Scope, fmt: StreamFormat) -> None:
+        extension = scope.get("extensions", {}).get(LIVE_BODY)
+        self._open: Callable[[], Callable[[bytes], bool] | None] | None = (
+            extension.get("open") if extension else None
+        )
+        self._fmt = fmt
+        self._write: Callable[[bytes], bool] | None = None
+
+    def start(self) -> None:
+        """The response head was sent: ask the server for its writer."""
+        if self._open is not None:
+            self._write = self._open()
+
+    def __call__(self, message: Message) -> bool:
+        write = self._write
+        return write is not None and write(self._fmt.message(message))
+
+
 async def stream_response(
     messages: AsyncIterator[Message],
     receive: Receive,
@@ -151,13 +193,15 @@ async def stream_response(
     fmt: StreamFormat = NDJSON,
     heartbeat: float = DEFAULT_HEARTBEAT,
     errors: Callable[[Exception], RpcError] | None = None,
+    live: LiveMessages | None = None,
 ) -> None:
     """Send ``messages`` in ``fmt`` as one streamed HTTP response until either side ends.
 
     ``messages`` ends with an ``RpcError`` for a failure the caller may see;
     ``errors`` turns any other exception into one (a backend's own error
     table, applied here rather than by a generator wrapped around every
-    message), else it is a bug: logged, and sent as INTERNAL.
+    message), else it is a bug: logged, and sent as INTERNAL. ``live`` (the
+    one the backend was given, if any) starts once the head is sent.
     """
     headers = [
         (b"content-type", fmt.content_type.encode()),
@@ -166,6 +210,8 @@ async def stream_response(
         (b"x-accel-buffering", b"no"),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if live is not None:
+        live.start()
     lock = asyncio.Lock()
 
     async def locked_write(chunk: bytes) -> None:

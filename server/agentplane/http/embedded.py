@@ -41,9 +41,10 @@ class InProcessBackend:
             _SERVICE + "Metrics": api.metrics,
             _SERVICE + "ListSessions": api.list_sessions,
         }
-        self._streams: dict[str, Callable[[Any, RequestContext], Awaitable[AsyncIterator[Any]]]] = {
-            _SERVICE + "StreamEvents": api.open_events,
-        }
+        self._streams: dict[
+            str, Callable[[Any, RequestContext, Any], Awaitable[AsyncIterator[Any]]]
+        ]
+        self._streams = {_SERVICE + "StreamEvents": api.open_events}
 
     @staticmethod
     def _context(binding: Binding, call: CallInfo) -> RequestContext:
@@ -65,7 +66,8 @@ class InProcessBackend:
         if opener is None:
             raise RpcError(Status.UNIMPLEMENTED, f"{binding.rpc_path} is not served here")
         try:
-            events = await opener(request, self._context(binding, call))
+            # Caught-up watchers' events go out through call.live when it can.
+            events = await opener(request, self._context(binding, call), call.live)
         except Exception as error:
             raise rpc_error(error_status(error, binding.rpc_path)) from None
         return events  # what it raises later: stream_error

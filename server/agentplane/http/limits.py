@@ -41,13 +41,16 @@ import json
 import logging
 import math
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from agentplane.gateway.streaming import LIVE_BODY
 from agentplane.net import BadRequestLog, RateLimitedLog
 
+from .live_body import open_live_chunks
 from .writes import JoinedWrites
 
 logger = logging.getLogger("agentplane.http")
@@ -209,7 +212,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = False
         self._writes.hold_next()  # this request's answer: its head waits for its body
         self._start_clock("body", self.limits.body_timeout)
+        # Stream bodies written at once, without ASGI (live_body.py).
+        self.scope["extensions"] = {LIVE_BODY: {"open": self._open_live_body}}
         super().on_headers_complete()
+
+    def _open_live_body(self) -> Callable[[bytes], bool] | None:
+        return open_live_chunks(self.cycle, self.flow, self._writes)
 
     def on_message_complete(self) -> None:
         self._stop_clock()

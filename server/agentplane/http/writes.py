@@ -22,13 +22,15 @@ from typing import Any
 class JoinedWrites:
     """``transport`` with a response's head joined to its body; everything else passes through."""
 
-    __slots__ = ("_held", "_hold", "_loop", "_transport")
+    __slots__ = ("_held", "_hold", "_loop", "_transport", "head")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._hold = False
         self._held: bytes | None = None
+        # The head of the latest response (its first write): what went out, as written.
+        self.head = b""
 
     def hold_next(self) -> None:
         """A response begins: hold its first write (the head) for what follows it."""
@@ -43,7 +45,7 @@ class JoinedWrites:
             self._transport.write(held + data)
         elif self._hold:
             self._hold = False
-            self._held = bytes(data)
+            self._held = self.head = bytes(data)
             self._loop.call_soon(self.flush)
         else:
             self._transport.write(data)
@@ -53,6 +55,9 @@ class JoinedWrites:
         held, self._held = self._held, None
         if held is not None and not self._transport.is_closing():
             self._transport.write(held)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
     def close(self) -> None:
         self.flush()
