@@ -12,9 +12,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from grpclib.config import Configuration
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived
+from h2.exceptions import FlowControlError, FrameTooLargeError, ProtocolError
 
 import agentplane.clients.betterproto as bp
+from agentplane.rpc.live import data_frame
 from agentplane.testing import wait_until
 from tests.support import ServerAgents, Servers
 
@@ -99,3 +105,75 @@ async def test_a_watcher_that_stops_reading_waits_alone_then_gets_everything(
     await wait_until(lambda: len(log._live.get(sid, ())) == 2, what="both live again")
     for stream in (slow, fast):
         await stream.aclose()
+
+
+# ------------------------------------------- data_frame against h2's send_data
+
+
+def connected(end_request: bool) -> tuple[H2Connection, H2Connection, int]:
+    """An h2 client and server in memory, with one request stream the server answered."""
+    client = H2Connection(H2Configuration(client_side=True))
+    server = H2Connection(H2Configuration(client_side=False))
+    client.initiate_connection()
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    stream_id = client.get_next_available_stream_id()
+    headers = [(":method", "POST"), (":path", "/s/M"), (":scheme", "http"), (":authority", "a")]
+    client.send_headers(stream_id, headers, end_stream=end_request)
+    server.receive_data(client.data_to_send())
+    server.send_headers(stream_id, [(":status", "200")])
+    client.receive_data(server.data_to_send())
+    return client, server, stream_id
+
+
+def windows(connection: H2Connection, stream_id: int) -> tuple[int, int]:
+    return (
+        connection.outbound_flow_control_window,
+        connection.streams[stream_id].outbound_flow_control_window,
+    )
+
+
+@pytest.mark.parametrize("end_request", [True, False], ids=["half-closed", "open"])
+def test_data_frame_is_what_h2_sends_and_accounts(end_request: bool) -> None:
+    _, by_h2, stream_id = connected(end_request)
+    client, ours, _ = connected(end_request)
+    for payload in (b"\x00\x00\x00\x00\x03abc", b"x" * 16_384, b""):
+        by_h2.send_data(stream_id, payload)
+        expected = by_h2.data_to_send()
+        assert data_frame(ours, stream_id, payload) == expected
+        assert windows(ours, stream_id) == windows(by_h2, stream_id)
+        assert ours.data_to_send() == b""  # nothing of it left in h2's buffer
+        (received,) = client.receive_data(expected)
+        assert isinstance(received, DataReceived)
+        assert (received.stream_id, received.data) == (stream_id, payload)
+
+
+def test_data_frame_declines_where_h2_would_raise() -> None:
+    _, server, stream_id = connected(True)
+    too_big = b"x" * (server.max_outbound_frame_size + 1)
+    with pytest.raises(FrameTooLargeError):
+        server.send_data(stream_id, too_big)
+    assert data_frame(server, stream_id, too_big) is None
+    # Fill the stream's window, then one byte more is refused.
+    window = server.local_flow_control_window(stream_id)
+    while window:
+        chunk = min(window, server.max_outbound_frame_size)
+        assert data_frame(server, stream_id, b"x" * chunk) is not None
+        window -= chunk
+    with pytest.raises(FlowControlError):
+        server.send_data(stream_id, b"x")
+    assert data_frame(server, stream_id, b"x") is None
+    # A stream the client reset, and a stream of a closed connection.
+    client, server, stream_id = connected(False)
+    client.reset_stream(stream_id)
+    server.receive_data(client.data_to_send())
+    with pytest.raises(ProtocolError):
+        server.send_data(stream_id, b"x")
+    assert data_frame(server, stream_id, b"x") is None
+    _, server, stream_id = connected(True)
+    server.close_connection()
+    with pytest.raises(ProtocolError):
+        server.send_data(stream_id, b"x")
+    assert data_frame(server, stream_id, b"x") is None
