@@ -493,7 +493,12 @@ def _fanout_keys(f: Figures) -> list[tuple[int, str]]:
 
 
 # How fan-out watchers received (scenarios.FANOUT_VIAS), in the order the report shows them.
-_VIA_NAMES = {"grpc": "gRPC", "grpcio": "gRPC, grpcio watchers", "http": "HTTP NDJSON"}
+_VIA_NAMES = {
+    "grpc": "gRPC",
+    "grpc-h2": "gRPC, raw HTTP/2 watchers",
+    "grpcio": "gRPC, grpcio watchers",
+    "http": "HTTP NDJSON",
+}
 
 
 def load_text(values: list[float] | None) -> str:

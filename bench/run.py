@@ -100,7 +100,7 @@ async def agentplane_round(cfg: Config, cores: Cores, logs: Path, notes: set[str
             sample.update(await scenarios.reads(server, kind, cfg.read_clients, cfg.read))
             _log(f"    Get@{cfg.read_clients} {kind}: {scenarios.describe(sample, f'read/{kind}')}")
         for watchers in cfg.fanout_watchers:
-            for via in scenarios.FANOUT_VIAS if http else ("grpc", "grpcio"):
+            for via in scenarios.FANOUT_VIAS if http else ("grpc", "grpc-h2", "grpcio"):
                 sample.update(await scenarios.fanout(server, watchers, via, cfg))
     finally:
         await server.stop()

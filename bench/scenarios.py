@@ -24,6 +24,7 @@ from agentplane.clients.grpcio import session_service_pb2_grpc
 from agentplane.clients.grpcio.session_service_grpc import SessionServiceStub
 
 from .clients import Driver, open_transport
+from .h2client import GrpcWatchers
 from .httpclient import HttpConnection, HttpError, StreamWatcher
 from .load import Measured, Recorder, Window, client_cpu_seconds, closed_loop, percentile
 from .servers import EmptyProcess, ServerProcess
@@ -247,8 +248,10 @@ async def _held_steps(
 _TIME = re.compile(rb'"time":"([^"]+)"')
 
 
-# How fan-out watchers receive: grpclib, grpcio (grpc.aio, its C core), the HTTP gateway's NDJSON.
-FANOUT_VIAS = ("grpc", "grpcio", "http")
+# How fan-out watchers receive: grpclib, raw HTTP/2 (bench/h2client.py: a client that keeps up),
+# grpcio (grpc.aio, its C core), the HTTP gateway's NDJSON.
+FANOUT_VIAS = ("grpc", "grpc-h2", "grpcio", "http")
+_STREAM_EVENTS = "/agentplane.v1.SessionService/StreamEvents"
 
 
 class _Watchers:
@@ -263,11 +266,14 @@ class _Watchers:
         self._channels: list[Channel] = []
         self._aio_channels: list[grpc.aio.Channel] = []
         self._streams: list[StreamWatcher] = []
+        self._raw: list[GrpcWatchers] = []
 
     async def open(self, via: str) -> None:
         """Subscribe every watcher ``via`` one of ``FANOUT_VIAS``; returns once all are."""
         if via == "grpc":
             await self.open_grpc()
+        elif via == "grpc-h2":
+            await self.open_grpc_h2()
         elif via == "grpcio":
             await self.open_grpcio()
         elif via == "http":
@@ -305,6 +311,22 @@ class _Watchers:
         if event.HasField("agent_event"):
             self.delays.append(now - event.time.seconds - event.time.nanos * 1e-9)
         return event.HasField("ended")
+
+    async def open_grpc_h2(self) -> None:
+        """As ``open_grpc``, with the raw HTTP/2 watchers of ``h2client``: timed on arrival."""
+        assert self.server.endpoint.grpc_port is not None
+        host, port = self.server.endpoint.host, self.server.endpoint.grpc_port
+        request = api_pb.StreamEventsRequest().SerializeToString()
+
+        def on_message(index: int, data: bytes, arrived: float) -> None:
+            self._received(api_pb.StreamEventsResponse.FromString(data), arrived)
+
+        for first in range(0, self.count, WATCHERS_PER_CHANNEL):
+            streams = min(WATCHERS_PER_CHANNEL, self.count - first)
+            self._raw.append(
+                await GrpcWatchers.open(host, port, _STREAM_EVENTS, request, streams, on_message)
+            )
+        await asyncio.wait_for(asyncio.gather(*(raw.subscribed for raw in self._raw)), 60)
 
     async def open_grpcio(self) -> None:
         """As ``open_grpc``, with grpc.aio: the C core receives, Python sees decoded messages."""
@@ -363,6 +385,8 @@ class _Watchers:
             await aio_channel.close()
         for stream in self._streams:
             stream.close()
+        for raw in self._raw:
+            raw.close()
 
 
 async def fanout(server: ServerProcess, watchers: int, via: str, cfg: Config) -> Sample:
@@ -371,7 +395,9 @@ async def fanout(server: ServerProcess, watchers: int, via: str, cfg: Config) ->
     Delivery latency: the event's creation time (its ``time`` field, stamped by
     the server when it was published) to its arrival at each watcher, both
     read from this machine's clock. ``via`` is ``grpc`` (grpclib with the
-    protobuf classes, 25 watchers per connection), ``grpcio`` (the same over
+    protobuf classes, 25 watchers per connection), ``grpc-h2`` (the same
+    calls from ``h2client``'s raw HTTP/2 watchers, timed when the bytes
+    arrive), ``grpcio`` (the same over
     grpc.aio, whose C core receives off the event loop) or ``http`` (the
     gateway's NDJSON ``GET /events``, one connection each, timed when the
     bytes arrive).

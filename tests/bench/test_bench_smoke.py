@@ -48,10 +48,12 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert all(0 <= sample[f"held/{k}/empty_cpu_pct"] < 100 for k in held)
     fanout = [key for key in sample if key.startswith("fanout/") and key.endswith("/delivered_pct")]
     assert fanout and all(sample[key] == 100.0 for key in fanout)
-    # Every way of watching was measured: grpclib, grpcio and (served) the gateway's NDJSON.
+    # Every way of watching was measured: grpclib, raw HTTP/2, grpcio and (served) the
+    # gateway's NDJSON.
     vias = {key.split("/")[2] for key in fanout}
+    grpc_vias = {"grpc", "grpc-h2", "grpcio"}
     assert vias == (
-        {"grpc", "grpcio", "http"} if "lifecycle/http/rate" in sample else {"grpc", "grpcio"}
+        grpc_vias | {"http"} if "lifecycle/http/rate" in sample else grpc_vias
     )
     assert sample["start/p50"] > 0
 
@@ -60,3 +62,4 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert "## 6. The stack's own limit" in report
     assert "an empty process meanwhile (same core)" in report
     assert "| gRPC, grpcio watchers |" in report
+    assert "| gRPC, raw HTTP/2 watchers |" in report
