@@ -52,9 +52,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     # gateway's NDJSON.
     vias = {key.split("/")[2] for key in fanout}
     grpc_vias = {"grpc", "grpc-h2", "grpcio"}
-    assert vias == (
-        grpc_vias | {"http"} if "lifecycle/http/rate" in sample else grpc_vias
-    )
+    assert vias == (grpc_vias | {"http"} if "lifecycle/http/rate" in sample else grpc_vias)
     assert sample["start/p50"] > 0
 
     report = (out / "report.md").read_text()
