@@ -96,6 +96,10 @@ class _LiveWatch:
         # Done when the watch should go on by itself from ``position``.
         self.handback = handback
 
+    def hand_back(self) -> None:
+        if not self.handback.done():
+            self.handback.set_result(None)
+
 
 class _SessionLog:
     __slots__ = ("closed", "ended", "events", "evicted_upto")
@@ -325,8 +329,7 @@ class EventLog:
     def _hand_back(self, key: str | None) -> None:
         """Every live watcher of ``key`` goes on by itself."""
         for watch in self._live.pop(key, ()):
-            if not watch.handback.done():
-                watch.handback.set_result(None)
+            watch.hand_back()
 
     def _deliver_live(self) -> None:
         """Send what was placed to every live watcher; hand back the ones that cannot take it."""
@@ -335,8 +338,7 @@ class EventLog:
             stopped = [watch for watch in watches if not self._send_live(key, watch)]
             for watch in stopped:
                 del watches[watch]
-                if not watch.handback.done():
-                    watch.handback.set_result(None)
+                watch.hand_back()
             if not watches and self._live.get(key) is watches:
                 del self._live[key]
 

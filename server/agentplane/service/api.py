@@ -23,7 +23,7 @@ from .get_cache import GetAnswers
 from .listing import decode_page_token, encode_page_token, page_size, query_from_request
 
 # Sends one event's message at once if the transport can (see ``EventLog.watch``'s ``live``).
-LiveMessages = Callable[[api_pb.StreamEventsResponse], bool]
+LiveEventSend = Callable[[api_pb.StreamEventsResponse], bool]
 
 
 def _naming(ctx: RequestContext, session_id: str = "", call_id: str = "") -> RequestContext:
@@ -154,7 +154,7 @@ class SessionAPI:
         self,
         request: api_pb.StreamEventsRequest,
         ctx: RequestContext,
-        live: LiveMessages | None = None,
+        live: LiveEventSend | None = None,
     ) -> AsyncIterator[api_pb.StreamEventsResponse]:
         """Check the caller, then answer the stream of events it asked for.
 
@@ -179,7 +179,7 @@ class SessionAPI:
         return self._all_events(ctx, after, request.epoch, live)
 
     async def _session_events(
-        self, session_id: str, after: int | None, epoch: str, live: LiveMessages | None
+        self, session_id: str, after: int | None, epoch: str, live: LiveEventSend | None
     ) -> AsyncIterator[api_pb.StreamEventsResponse]:
         log = self.launcher.events
         send: LiveSend | None = None
@@ -194,7 +194,7 @@ class SessionAPI:
             yield event_message(event, log.epoch)
 
     async def _all_events(
-        self, ctx: RequestContext, after: int | None, epoch: str, live: LiveMessages | None
+        self, ctx: RequestContext, after: int | None, epoch: str, live: LiveEventSend | None
     ) -> AsyncIterator[api_pb.StreamEventsResponse]:
         allowed: dict[str, bool] = {}
         log = self.launcher.events
