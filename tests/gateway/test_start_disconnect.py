@@ -11,12 +11,20 @@ standalone: the upstream gRPC call), as a gRPC client's cancellation does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import uvicorn
+
 from agentplane.core import SessionQuery
+from agentplane.http.app import gateway_app
+from agentplane.http.embedded import InProcessBackend
 from agentplane.server import AgentLauncher, SessionContext
+from agentplane.testing import serving
 from tests.support import wait_until
+from tests.support.servers import open_options
 
 from .support import Agent, deploy
 
@@ -81,6 +89,69 @@ async def test_an_abandoned_start_is_rolled_back(kind: str) -> None:
         retry = await gw.http.post("/sessions", json={"call_id": "c"})
         assert retry.status_code == 201, retry.text  # was 429: the orphan held the call's slot
         assert launcher.stats().in_flight == 1
+
+
+def _receive_watchers() -> list[asyncio.Task[Any]]:
+    """Tasks reading ``receive`` for a client's departure (``until_disconnect``'s fallback)."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if "read_until_disconnect" in getattr(task.get_coro(), "__qualname__", "")
+    ]
+
+
+async def test_our_http_server_says_the_client_left_without_a_task_reading_receive(
+    kind: str,
+) -> None:
+    # agentplane's HTTP server offers DISCONNECT_WATCH: a Start under way
+    # costs no watcher task, and leaving still rolls it back.
+    slow = SlowStart()
+    launcher = AgentLauncher(slow.create_agent, slow.join_call, drain_timeout=2)
+    async with deploy(kind, launcher) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = b'{"call_id": "c"}'
+        writer.write(
+            b"POST /sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+        )
+        await writer.drain()
+        await asyncio.wait_for(slow.entered.wait(), 10)
+        assert _receive_watchers() == []
+        writer.close()
+        await writer.wait_closed()
+        await wait_until(lambda: slow.cancelled == 1 and launcher.stats().in_flight == 0, 5)
+
+
+@contextlib.asynccontextmanager
+async def _on_plain_uvicorn(launcher: AgentLauncher) -> AsyncIterator[int]:
+    """The gateway of ``launcher`` on uvicorn as a user would run it: no DISCONNECT_WATCH."""
+    async with serving(launcher, open_options()) as served:
+        app = gateway_app(InProcessBackend(served.runner.api, launcher))
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            await wait_until(lambda: server.started or task.done(), 10)
+            yield server.servers[0].sockets[0].getsockname()[1]
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
+
+
+async def test_on_another_asgi_server_a_task_reading_receive_sees_the_client_leave() -> None:
+    slow = SlowStart()
+    launcher = AgentLauncher(
+        slow.create_agent, slow.join_call, max_sessions_per_call=1, drain_timeout=2
+    )
+    async with _on_plain_uvicorn(launcher) as port:
+        started = asyncio.create_task(_start_and_leave(port, {"call_id": "c"}, slow))
+        await asyncio.wait_for(slow.entered.wait(), 10)
+        assert len(_receive_watchers()) == 1
+        await started
+        await wait_until(lambda: slow.cancelled == 1 and launcher.stats().in_flight == 0, 5)
+        assert launcher.stats().started == 0
+        assert _receive_watchers() == []
 
 
 async def test_a_retry_with_the_same_idempotency_key_finds_its_session(kind: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from agentplane.gateway.codec import RequestParts, build_request, set_from_strin
 from agentplane.gateway.errors import HTTP_STATUS, RpcError
 from agentplane.gateway.headers import forwarded_metadata
 from agentplane.gateway.httprule import PathTemplate, TemplateError
+from agentplane.gateway.routes import DisconnectWatch
 from agentplane.http.app import session_service
 
 
@@ -244,20 +246,50 @@ async def test_send_json_sends_what_starlette_response_sends(status: int) -> Non
 
 
 class _Client:
-    """An ASGI receive whose client leaves when ``leave`` is set."""
+    """An ASGI client that leaves when ``leave.set()`` is called.
 
-    def __init__(self) -> None:
+    ``watched``: its server offers ``DISCONNECT_WATCH`` (``watch``) and its
+    ``receive`` never reports the departure; else ``receive`` does.
+    """
+
+    def __init__(self, watched: bool) -> None:
         self.leave = asyncio.Event()
+        self.watched = watched
+        self.watchers: set[Callable[[], None]] = set()
+        self.watch: DisconnectWatch | None = self._watch if watched else None
 
     async def receive(self) -> dict[str, Any]:
+        if self.watched:
+            await asyncio.Event().wait()
         await self.leave.wait()
         return {"type": "http.disconnect"}
 
+    def _watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self.watchers.add(callback)
 
-async def test_a_client_leaving_cancels_the_call_as_cancelled() -> None:
+        async def on_leave() -> None:
+            await self.leave.wait()
+            if callback in self.watchers:
+                callback()
+
+        watching = asyncio.ensure_future(on_leave())
+
+        def unwatch() -> None:
+            self.watchers.discard(callback)
+            watching.cancel()
+
+        return unwatch
+
+
+@pytest.fixture(params=[True, False], ids=["server-watches", "receive"])
+def client(request: pytest.FixtureRequest) -> _Client:
+    return _Client(watched=request.param)
+
+
+async def test_a_client_leaving_cancels_the_call_as_cancelled(client: _Client) -> None:
     from agentplane.gateway.routes import until_disconnect
 
-    client, entered = _Client(), asyncio.Event()
+    entered = asyncio.Event()
 
     async def call() -> str:
         entered.set()
@@ -266,7 +298,7 @@ async def test_a_client_leaving_cancels_the_call_as_cancelled() -> None:
 
     async def request() -> None:
         with pytest.raises(RpcError) as raised:
-            await until_disconnect(call(), client.receive)
+            await until_disconnect(call(), client.receive, client.watch)
         assert raised.value.status is Status.CANCELLED
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
         await asyncio.sleep(0)  # the request goes on: it can still answer
@@ -275,12 +307,15 @@ async def test_a_client_leaving_cancels_the_call_as_cancelled() -> None:
     await asyncio.wait_for(entered.wait(), 5)
     client.leave.set()
     await asyncio.wait_for(task, 5)
+    assert not client.watchers  # withdrawn once the call is over
 
 
-async def test_a_call_that_answers_despite_the_client_leaving_keeps_its_answer() -> None:
+async def test_a_call_that_answers_despite_the_client_leaving_keeps_its_answer(
+    client: _Client,
+) -> None:
     from agentplane.gateway.routes import until_disconnect
 
-    client, entered = _Client(), asyncio.Event()
+    entered = asyncio.Event()
 
     async def stubborn() -> str:
         entered.set()
@@ -291,7 +326,7 @@ async def test_a_call_that_answers_despite_the_client_leaving_keeps_its_answer()
         return "never"
 
     async def request() -> str:
-        answer = await until_disconnect(stubborn(), client.receive)
+        answer = await until_disconnect(stubborn(), client.receive, client.watch)
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
         await asyncio.sleep(0)
         return answer
@@ -300,26 +335,30 @@ async def test_a_call_that_answers_despite_the_client_leaving_keeps_its_answer()
     await asyncio.wait_for(entered.wait(), 5)
     client.leave.set()
     assert await asyncio.wait_for(task, 5) == "answered anyway"
+    assert not client.watchers
 
 
 @pytest.mark.parametrize("client_leaves_too", [False, True])
-async def test_a_cancellation_from_elsewhere_goes_on_as_it_is(client_leaves_too: bool) -> None:
+async def test_a_cancellation_from_elsewhere_goes_on_as_it_is(
+    client: _Client, client_leaves_too: bool
+) -> None:
     from agentplane.gateway.routes import until_disconnect
 
-    client, entered = _Client(), asyncio.Event()
+    entered = asyncio.Event()
 
     async def call() -> str:
         entered.set()
         await asyncio.Event().wait()
         return "never"
 
-    task = asyncio.create_task(until_disconnect(call(), client.receive))
+    task = asyncio.create_task(until_disconnect(call(), client.receive, client.watch))
     await asyncio.wait_for(entered.wait(), 5)
     task.cancel()  # the server stopping
     if client_leaves_too:
         client.leave.set()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
+    assert not client.watchers
 
 
 @pytest.mark.parametrize(

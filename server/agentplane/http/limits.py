@@ -37,6 +37,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -47,6 +48,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from agentplane.gateway.routes import DISCONNECT_WATCH
 from agentplane.gateway.streaming import LIVE_BODY
 from agentplane.net import BadRequestLog, RateLimitedLog
 
@@ -147,6 +149,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline = math.inf
         self._clock: asyncio.TimerHandle | None = None
         self._clock_at = math.inf
+        # What the gateway's handlers watch for the client leaving
+        # (routes.DISCONNECT_WATCH), and whether it has left.
+        self._lost_watchers: set[Callable[[], None]] = set()
+        self._lost = False
+        # The ASGI extensions this server offers, the same for every request.
+        self._live_body: dict[object, object] = {"open": self._open_live_body}
+        self._disconnect_watch: dict[object, object] = {"watch": self._watch_disconnect}
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # A response's head and body leave in one send (writes.py).
@@ -161,6 +170,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_clock(disarm=True)
         super().connection_lost(exc)
+        self._lost = True
+        watchers, self._lost_watchers = self._lost_watchers, set()
+        for callback in watchers:
+            callback()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -212,12 +225,24 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = False
         self._writes.hold_next()  # this request's answer: its head waits for its body
         self._start_clock("body", self.limits.body_timeout)
-        # Stream bodies written at once, without ASGI (live_body.py).
-        self.scope["extensions"] = {LIVE_BODY: {"open": self._open_live_body}}
+        # Stream bodies written at once, without ASGI (live_body.py); a
+        # client leaving said without a task reading receive() (routes.py).
+        self.scope["extensions"] = {
+            LIVE_BODY: self._live_body,
+            DISCONNECT_WATCH: self._disconnect_watch,
+        }
         super().on_headers_complete()
 
     def _open_live_body(self) -> Callable[[bytes], bool] | None:
         return open_live_chunks(self.cycle, self.flow, self._writes)
+
+    def _watch_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """``callback()`` once if the connection is lost (soon if it is already)."""
+        if self._lost:
+            self.loop.call_soon(callback)
+            return _watching_nothing
+        self._lost_watchers.add(callback)
+        return functools.partial(self._lost_watchers.discard, callback)
 
     def on_message_complete(self) -> None:
         self._stop_clock()
@@ -325,6 +350,10 @@ def guarded_protocol(limits: HttpLimits, *, access_log: bool = False) -> type[Gu
 
 
 _CAP_LOG = RateLimitedLog(logger, 10.0)
+
+
+def _watching_nothing() -> None:
+    pass
 
 
 class _QuietWarnings:
