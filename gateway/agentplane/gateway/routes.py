@@ -298,9 +298,8 @@ async def until_disconnect(
     ``call`` runs in the request's own task, which is cancelled when the
     client leaves: the server says so through ``watch`` (``DISCONNECT_WATCH``)
     when it can, else one watcher task reads ``receive`` (that task and its
-    cancellation were ~40,000 instructions of a Start's ~800,000 on a
-    socket). A cancellation from elsewhere (the server stopping) goes on as
-    it is.
+    cancellation cost ~40,000 instructions a Start, callgrind on a socket).
+    A cancellation from elsewhere (the server stopping) goes on as it is.
     """
     task = asyncio.current_task()
     assert task is not None

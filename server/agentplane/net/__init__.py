@@ -18,6 +18,7 @@ from .requests import (
     REQUEST_ID_HEADER,
     accept_request_id,
     current_request_id,
+    new_request_id,
     request_id_var,
     valid_request_id,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "client_context",
     "current_request_id",
     "demote",
+    "new_request_id",
     "request_id_var",
     "server_context",
     "valid_request_id",
