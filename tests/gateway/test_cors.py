@@ -76,3 +76,23 @@ async def test_cors_answers_as_starlettes_middleware(
     assert ours == theirs
     assert any((name.lower(), value) == (b"vary", b"Origin") or b"Origin" in value
                for name, value in ours[0]["headers"] if name.lower() == b"vary")  # fmt: skip
+
+
+@pytest.mark.parametrize("app_headers", APP_HEADERS, ids=["plain", "vary", "two-vary"])
+async def test_cors_leaves_the_apps_own_header_list_alone(
+    app_headers: list[tuple[bytes, bytes]],
+) -> None:
+    # An app may send one prebuilt list (a reused Response's raw_headers) every time.
+    shared = list(app_headers)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": shared})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = Cors(app, allow_origins=[])
+    first = await _answer(middleware, "GET", [])
+    again = await _answer(middleware, "GET", [])
+    assert shared == app_headers
+    assert first == again
+    theirs = await _answer(CORSMiddleware(_app(app_headers), allow_origins=[]), "GET", [])
+    assert again == theirs

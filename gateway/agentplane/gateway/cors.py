@@ -10,7 +10,7 @@ and one append. Every request with an ``Origin`` takes Starlette's own path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 from starlette.middleware.cors import CORSMiddleware
@@ -58,27 +58,35 @@ class Cors(CORSMiddleware):
 
 
 class _VaryOrigin:
-    """Adds ``Vary: Origin`` to the response, as Starlette's simple response does."""
+    """Adds ``Vary: Origin`` to the response, as Starlette's simple response does.
+
+    The app's header list is never changed (it may send one prebuilt list
+    every time); the server's own awaitable is handed back rather than
+    awaited in a coroutine of this wrapper's (ASGI asks only for an awaitable).
+    """
 
     __slots__ = ("send",)
 
     def __init__(self, send: Send) -> None:
         self.send = send
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            headers = message.setdefault("headers", [])
-            if any(name.lower() == _VARY for name, _ in headers):
-                # Merge with the Vary the app set: Starlette's own rule.
-                message = _merged_vary(message)
+            headers = message.get("headers", ())
+            for name, _ in headers:
+                if name.lower() == _VARY:
+                    # Merge with the Vary the app set: Starlette's own rule.
+                    message = _merged_vary(message)
+                    break
             else:
-                headers.append((_VARY, b"Origin"))
-        await self.send(message)
+                message = {**message, "headers": [*headers, (_VARY, b"Origin")]}
+        return self.send(message)
 
 
 def _merged_vary(message: Message) -> Message:
     from starlette.datastructures import MutableHeaders
 
-    headers = MutableHeaders(scope=message)
+    message = dict(message)
+    headers = MutableHeaders(scope=message)  # on a copy of the app's list
     headers["Vary"] = ", ".join([*headers.getlist("Vary"), "Origin"])
     return message
