@@ -159,7 +159,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # A response's head and body leave in one send (writes.py).
-        self._writes = JoinedWrites(transport, self.loop)
+        self._writes = JoinedWrites(transport, self.loop, self._body_follows)
         super().connection_made(self._writes)  # type: ignore[arg-type]
         if len(self.connections) > self.cap:
             _CAP_LOG.warning("HTTP connection cap of %d reached: refusing with 503", self.cap)
@@ -233,6 +233,13 @@ class GuardedProtocol(HttpToolsProtocol):
         }
         super().on_headers_complete()
 
+    def _body_follows(self) -> bool:
+        """Whether the head being written frames its body by Content-Length (writes.py)."""
+        cycle = self.cycle
+        # uvicorn decides the framing before it writes the head; a queued
+        # (pipelined) cycle or an interim 100 Continue has not started.
+        return cycle is not None and cycle.response_started and cycle.chunked_encoding is False
+
     def _open_live_body(self) -> Callable[[bytes], bool] | None:
         return open_live_chunks(self.cycle, self.flow, self._writes)
 
@@ -250,7 +257,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         # uvicorn's (0.54), with the keep-alive wait on the connection's clock
-        # rather than a timer armed per response and cancelled by the next.
+        # rather than a timer armed per response and cancelled by the next;
+        # a head still held (its body was empty) goes out now.
+        self._writes.flush()
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return

@@ -5,28 +5,40 @@ uvicorn writes a response head to the transport when the app sends
 asyncio sends each write at once (``TCP_NODELAY``). A JSON answer was two
 system calls and two packets, and the client woke twice. ``JoinedWrites``
 holds a response's first write (its head; ``hold_next()`` marks where a
-response begins) until the end of the loop pass: the body written in the same
-pass goes out with it in one send, and the end of the pass (``call_soon``)
-sends a head still held (a stream's, whose first event comes later), so
-nothing waits for a timer or for another connection. Later writes of a
-response (a stream's events) go straight out: a fan-out to many streams pays
-nothing for this. Bytes keep their order; closing sends what is held first.
+response begins) until its body: the body's first write goes out with it in
+one send. A head whose body is framed by Content-Length waits for that write,
+or for the response's end (``flush()``: an empty body, a HEAD); any other
+first write (a stream's head, whose first event comes later) is sent at the
+end of the loop pass (``call_soon``) if nothing joined it, so nothing waits
+for a timer or for another connection. Later writes of a response (a
+stream's events) go straight out: a fan-out to many streams pays nothing for
+this. Bytes keep their order; closing sends what is held first.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 
 class JoinedWrites:
     """``transport`` with a response's head joined to its body; everything else passes through."""
 
-    __slots__ = ("_held", "_hold", "_loop", "_transport", "head")
+    __slots__ = ("_body_follows", "_held", "_hold", "_loop", "_transport", "head")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        body_follows: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """``body_follows()``, asked when a head is held: True when that head frames
+        its body by Content-Length, so the body's write, or ``flush()`` at the
+        response's end, is sure to send it (no end-of-pass callback needed)."""
         self._transport = transport
         self._loop = loop
+        self._body_follows = body_follows
         self._hold = False
         self._held: bytes | None = None
         # The head of the latest response (its first write): what went out, as written.
@@ -46,7 +58,8 @@ class JoinedWrites:
         elif self._hold:
             self._hold = False
             self._held = self.head = bytes(data)
-            self._loop.call_soon(self.flush)
+            if not self._body_follows():
+                self._loop.call_soon(self.flush)
         else:
             self._transport.write(data)
 
