@@ -183,8 +183,14 @@ class RpcRoutes(BaseRoute):
         receive: Receive,
         send: Send,
     ) -> None:
-        headers = Headers(scope=scope)
-        if scope["method"] not in ("GET", "HEAD"):
+        changes_state = scope["method"] not in ("GET", "HEAD")
+        # A read of a unary RPC with no body reads no header: no view built for it.
+        headers = (
+            Headers(scope=scope)
+            if changes_state or binding.body or binding.server_streaming
+            else _NO_HEADERS
+        )
+        if changes_state:
             self._check_origin(headers)
         body = DecodedBody()
         beacon = binding.rpc_path in self.beacon_rpcs
@@ -262,6 +268,7 @@ class RpcRoutes(BaseRoute):
 
 
 _JSON_TYPE = JSON_TYPE.encode("latin-1")
+_NO_HEADERS = Headers()
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:
