@@ -25,10 +25,11 @@ Scope = dict[str, Any]
 class WatchingApp:
     """Answers ``GET /answer`` at once (withdrawing its watch first); other requests
     watch for the client leaving and never answer (``/late`` watches only once
-    ``receive`` has reported the departure)."""
+    ``receive`` has reported the departure, ``/late-withdrawn`` then withdraws at once)."""
 
     def __init__(self) -> None:
         self.entered = asyncio.Event()
+        self.passed = asyncio.Event()
         self.called: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -40,11 +41,16 @@ class WatchingApp:
         def note() -> None:
             self.called.append(path)
 
-        if path == "/late":
+        if path in ("/late", "/late-withdrawn"):
             self.entered.set()
             while (await receive())["type"] != "http.disconnect":
                 pass
-            watch(note)
+            unwatch = watch(note)
+            if path == "/late-withdrawn":
+                unwatch()
+                for _ in range(3):  # the passes in which a scheduled callback would run
+                    await asyncio.sleep(0)
+                self.passed.set()
             await asyncio.Event().wait()
         unwatch: Callable[[], None] = watch(note)
         if path == "/answer":
@@ -96,6 +102,18 @@ async def test_a_watch_begun_after_the_client_left_is_called_back_soon(
     await asyncio.wait_for(watching.entered.wait(), 5)
     await _leave(writer)
     await wait_until(lambda: watching.called == ["/late"], 5)
+
+
+async def test_a_watch_begun_after_the_client_left_and_withdrawn_is_never_called(
+    app: tuple[WatchingApp, int],
+) -> None:
+    # The call ended before the server's callback ran: it must not cancel what follows.
+    watching, port = app
+    _, writer = await _request(port, b"/late-withdrawn")
+    await asyncio.wait_for(watching.entered.wait(), 5)
+    await _leave(writer)
+    await asyncio.wait_for(watching.passed.wait(), 5)
+    assert watching.called == []
 
 
 async def test_a_withdrawn_watch_is_never_called(app: tuple[WatchingApp, int]) -> None:

@@ -246,8 +246,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _watch_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
         """``callback()`` once if the connection is lost (soon if it is already)."""
         if self._lost:
-            self.loop.call_soon(callback)
-            return _watching_nothing
+            return self.loop.call_soon(callback).cancel  # withdrawn: never called
         self._lost_watchers.add(callback)
         return functools.partial(self._lost_watchers.discard, callback)
 
@@ -360,9 +359,6 @@ def guarded_protocol(limits: HttpLimits, *, access_log: bool = False) -> type[Gu
 
 _CAP_LOG = RateLimitedLog(logger, 10.0)
 
-
-def _watching_nothing() -> None:
-    pass
 
 
 class _QuietWarnings:
