@@ -360,7 +360,6 @@ def guarded_protocol(limits: HttpLimits, *, access_log: bool = False) -> type[Gu
 _CAP_LOG = RateLimitedLog(logger, 10.0)
 
 
-
 class _QuietWarnings:
     """uvicorn's logger, its per-request warnings logged once per kind and interval."""
 
