@@ -14,7 +14,8 @@ from grpclib.const import Status
 
 from agentplane.clients.grpcio import session_service_pb2 as api_pb
 from agentplane.gateway import BindingError, service_bindings
-from agentplane.gateway.codec import RequestParts, build_request, set_from_strings
+from agentplane.gateway.bodies import DecodedBody
+from agentplane.gateway.codec import RequestBuilder, set_from_strings
 from agentplane.gateway.errors import HTTP_STATUS, RpcError
 from agentplane.gateway.headers import forwarded_metadata
 from agentplane.gateway.httprule import PathTemplate, TemplateError
@@ -138,14 +139,10 @@ def test_body_star_ignores_the_query_and_path_wins() -> None:
         b for b in service_bindings([session_service()])
         if b.template.text == "/calls/{call_id}/sessions"
     )  # fmt: skip
-    request = build_request(
-        binding,
-        RequestParts(
-            path_params={"call_id": "from-path"},
-            query=[("call_type", "from-query")],
-            body={"call_id": "from-body", "call_type": "from-body"},
-            has_body=True,
-        ),
+    request = RequestBuilder(binding)(
+        {"call_id": "from-path"},
+        [("call_type", "from-query")],
+        DecodedBody({"call_id": "from-body", "call_type": "from-body"}, present=True),
     )
     assert (request.call_id, request.call_type) == ("from-path", "from-body")  # type: ignore[attr-defined]
 
@@ -221,11 +218,11 @@ def test_printable_is_space_to_tilde() -> None:
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
-async def test_send_json_sends_what_starlette_response_sends(status: int) -> None:
+async def test_json_start_is_what_starlette_response_sends(status: int) -> None:
     from starlette.responses import Response
 
     from agentplane.gateway.errors import JSON_TYPE
-    from agentplane.gateway.routes import send_json
+    from agentplane.gateway.routes import json_start
 
     body = b'{"session_id":"s"}'
     ours: list[object] = []
@@ -240,7 +237,8 @@ async def test_send_json_sends_what_starlette_response_sends(status: int) -> Non
     async def keep_theirs(message: object) -> None:
         theirs.append(message)
 
-    await send_json(keep_ours, status, body)
+    await keep_ours(json_start(status, body))
+    await keep_ours({"type": "http.response.body", "body": body})
     await Response(body, status, media_type=JSON_TYPE)({"type": "http"}, receive, keep_theirs)
     assert ours == theirs
 
@@ -380,17 +378,14 @@ async def test_a_cancellation_from_elsewhere_goes_on_as_it_is(
 def test_a_json_body_parses_as_parse_dict_does(body: dict[str, Any]) -> None:
     from google.protobuf import json_format
 
-    from agentplane.gateway.codec import RequestParts
-
     binding = next(b for b in service_bindings([session_service()]) if b.body == "*")
     expected: Any
     try:
         expected = json_format.ParseDict(body, binding.request_type(), ignore_unknown_fields=True)
     except json_format.ParseError as error:
         expected = f"invalid request body: {error}"
-    parts = RequestParts(path_params={}, query=[], body=body, has_body=True)
     try:
-        got: Any = build_request(binding, parts)
+        got: Any = RequestBuilder(binding)({}, (), DecodedBody(body, present=True))
     except RpcError as error:
         got = error.message
     assert got == expected

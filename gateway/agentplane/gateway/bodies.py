@@ -20,8 +20,8 @@ Only the size limits still refuse (413).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -41,8 +41,12 @@ class DecodedBody:
     """A request body: JSON, or form pairs, or nothing."""
 
     json: Any = None
-    form: list[tuple[str, str]] = field(default_factory=list)
+    form: Sequence[tuple[str, str]] = ()
     present: bool = False
+
+
+# What a request without a body carries (one object: a frozen dataclass costs a setattr a field).
+NO_BODY = DecodedBody()
 
 
 async def read_body(receive: Receive, limit: int, declared_length: int | None) -> bytes:
@@ -74,7 +78,7 @@ def decode_body(content_type: str | None, raw: bytes, *, beacon: bool = False) -
     ``beacon``: the route takes what ``navigator.sendBeacon`` sends, not JSON only.
     """
     if not raw.strip():
-        return DecodedBody()
+        return NO_BODY
     mime, params = parse_content_type(content_type or "")
     decoder = (BEACON_DECODERS if beacon else JSON_DECODERS).get(mime)
     if decoder is None and mime.endswith("+json"):
@@ -102,7 +106,7 @@ def decode_beacon(content_type: str | None, raw: bytes) -> DecodedBody:
     a limit (``MAX_FORM_PARTS``; the byte limit is ``read_body``'s) stay 413.
     """
     if not raw.strip():
-        return DecodedBody()
+        return NO_BODY
     mime, params = parse_content_type(content_type or "")
     decoder = BEACON_DECODERS.get(mime, _json)
     try:
@@ -110,7 +114,7 @@ def decode_beacon(content_type: str | None, raw: bytes) -> DecodedBody:
     except RpcError as error:
         if error.http_status == 413:
             raise
-        return DecodedBody()
+        return NO_BODY
 
 
 def parse_content_type(value: str) -> tuple[str, dict[str, str]]:

@@ -12,7 +12,7 @@ Request bodies are decoded by content type (``bodies.py``): JSON for
 ``navigator.sendBeacon`` sends for a string) and a body without a type (a
 typeless Blob), and form fields for ``application/x-www-form-urlencoded`` and
 ``multipart/form-data``, each a field path as in a query string. A beacon
-route is lenient (``RequestParts.lenient``): a body that is not a JSON object,
+route is lenient (``RequestBuilder``'s ``lenient``): a body that is not a JSON object,
 or a field whose value does not fit, is left out rather than refused, so a
 beacon's request keeps what can be read of it (its ``close_token``, say).
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -30,6 +29,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from .bindings import Binding, resolve_field
+from .bodies import NO_BODY, DecodedBody
 from .errors import RpcError
 from .protojson import compact_json, to_dict, to_json
 
@@ -102,51 +102,75 @@ class RenderMemo:
         return chunk
 
 
-@dataclass(slots=True)  # not frozen: built per request, and frozen inits cost a setattr each
-class RequestParts:
-    """What an HTTP request offers to fill a protobuf request."""
+class RequestBuilder:
+    """The request message of one binding from the parts of an HTTP request.
 
-    path_params: Mapping[str, str]
-    query: Sequence[tuple[str, str]]
-    body: Any = None  # decoded JSON, or None
-    form: Sequence[tuple[str, str]] = ()
-    has_body: bool = False
-    # A beacon's body: fields that cannot be read are left out, not refused.
-    lenient: bool = False
+    grpc-gateway's rules (above), with what they look up of the binding
+    resolved once: built per binding at start-up, called per request. A path
+    variable naming a top-level string field (a session's id) is set as it
+    comes, the way protojson would set it; anything else converts by its
+    field's type (``set_from_strings``).
+    """
 
+    __slots__ = ("_new", "_takes_query", "_text_fields", "binding")
 
-def build_request(binding: Binding, parts: RequestParts) -> Message:
-    """The request message for ``binding`` from the parts of an HTTP request."""
-    request = binding.request_type()
-    bound: set[str] = set()
-    if binding.body and parts.has_body:
-        if parts.form:
-            for key, values in _group(parts.form).items():
-                field_path = key if binding.body == "*" else f"{binding.body}.{key}"
+    def __init__(self, binding: Binding) -> None:
+        self.binding = binding
+        self._new = binding.request_type
+        strings = _string_fields(binding.request_type.DESCRIPTOR)
+        self._text_fields = frozenset(
+            path for path in binding.template.field_paths if strings.get(path) == path
+        )
+        # ``body: "*"`` takes every field: the query sets none.
+        self._takes_query = binding.body != "*"
+
+    def __call__(
+        self,
+        path_params: Mapping[str, str],
+        query: Sequence[tuple[str, str]] = (),
+        body: DecodedBody = NO_BODY,
+        *,
+        lenient: bool = False,
+    ) -> Message:
+        """The request; ``lenient`` (a beacon's): body fields that cannot be read are left
+        out rather than refused."""
+        binding = self.binding
+        request = self._new()
+        if binding.body and body.present:
+            if body.form:
+                for key, values in _group(body.form).items():
+                    field_path = key if binding.body == "*" else f"{binding.body}.{key}"
+                    try:
+                        # Unknown fields are ignored, as in JSON bodies.
+                        set_from_strings(
+                            request, field_path, values, source="form field", ignore_unknown=True
+                        )
+                    except RpcError:
+                        if not lenient:
+                            raise
+            elif body.json is not None:
+                if lenient:
+                    _salvage_body(binding, request, body.json)
+                else:
+                    _parse_body(binding, request, body.json)
+        # Path variables after the body: the path wins.
+        for field_path, value in path_params.items():
+            if field_path in self._text_fields:
                 try:
-                    # Unknown fields are ignored, as in JSON bodies.
-                    set_from_strings(
-                        request, field_path, values, source="form field", ignore_unknown=True
-                    )
-                except RpcError:
-                    if not parts.lenient:
-                        raise
-        elif parts.body is not None:
-            if parts.lenient:
-                _salvage_body(binding, request, parts.body)
-            else:
-                _parse_body(binding, request, parts.body)
-    if binding.body:
-        bound.add(binding.body)
-    for field_path, value in parts.path_params.items():
-        set_from_strings(request, field_path, [value], source="path")
-        bound.add(field_path)
-    if binding.body != "*":
-        for key, values in _group(parts.query).items():
-            if key.split(".")[0] in bound or key in bound:
-                continue
-            set_from_strings(request, key, values, source="query parameter", ignore_unknown=True)
-    return request
+                    setattr(request, field_path, value)
+                    continue
+                except (TypeError, ValueError):
+                    pass  # text protobuf refuses: the general path names the problem
+            set_from_strings(request, field_path, [value], source="path")
+        if query and self._takes_query:
+            bound = {binding.body, *path_params} if binding.body else set(path_params)
+            for key, values in _group(query).items():
+                if key.split(".")[0] in bound or key in bound:
+                    continue
+                set_from_strings(
+                    request, key, values, source="query parameter", ignore_unknown=True
+                )
+        return request
 
 
 def _parse_body(binding: Binding, request: Message, body: Any) -> None:

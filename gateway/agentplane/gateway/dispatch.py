@@ -20,7 +20,7 @@ put before the bindings; a route inserted ahead of them later is not seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from urllib.parse import unquote
 
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -40,13 +40,13 @@ class RpcDispatch:
         # By identity: a Binding's own hash walks all its fields.
         self.direct = frozenset(id(binding) for binding in direct_bindings(rpc.bindings, ahead))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # The awaitable of whoever answers: no coroutine of this layer's own in between.
         if scope["type"] == "http" and self.direct:
             found = self.rpc.match(scope)
             if found is not None and id(found[0]) in self.direct:
-                await self.rpc.serve(found[0], found[1], scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return self.rpc.serve(found[0], found[1], scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def direct_bindings(bindings: Iterable[Binding], ahead: Sequence[BaseRoute]) -> list[Binding]:

@@ -23,8 +23,8 @@ from starlette.types import Receive, Scope, Send
 
 from .backend import Backend, CallInfo
 from .bindings import Binding
-from .bodies import DEFAULT_MAX_BODY_BYTES, DecodedBody, decode_beacon, decode_body, read_body
-from .codec import RenderMemo, RequestParts, body_renderer, build_request
+from .bodies import DEFAULT_MAX_BODY_BYTES, NO_BODY, decode_beacon, decode_body, read_body
+from .codec import RenderMemo, RequestBuilder, body_renderer
 from .errors import JSON_TYPE, RpcError, routing_error
 from .streaming import (
     CURSOR_RESUME,
@@ -65,7 +65,7 @@ class RpcRoutes(BaseRoute):
     ``beacon_rpcs`` (gRPC paths) take the bodies ``navigator.sendBeacon``
     sends, and never refuse one for its content: what cannot be read of it
     (garbage, a JSON string, a field of the wrong type) is left out of the
-    request (``bodies.decode_beacon``, ``RequestParts.lenient``), since a
+    request (``bodies.decode_beacon``, ``RequestBuilder``'s ``lenient``), since a
     beacon never sees the answer. Every other route takes JSON only. A
     request that changes state (any method but GET/HEAD) and carries an
     ``Origin`` other than the page's own (the ``Host`` it was sent to) is
@@ -111,13 +111,19 @@ class RpcRoutes(BaseRoute):
         shared = frozenset(getattr(backend, "shared_answers", ()))
         memos: dict[tuple[str, str], RenderMemo] = {}
         # By identity: a Binding's own hash walks all its fields.
-        self._answers: dict[int, Callable[[Message], bytes]] = {}
+        self._plans: dict[int, _Plan] = {}
         for binding in self.bindings:
             render = body_renderer(binding.response_body)
             if binding.rpc_path in shared:
                 key = (binding.rpc_path, binding.response_body)
                 render = memos.setdefault(key, RenderMemo(render, size=ANSWERS_REMEMBERED))
-            self._answers[id(binding)] = render
+            self._plans[id(binding)] = _Plan(
+                binding,
+                RequestBuilder(binding),
+                render,
+                self.success_status.get(binding.rpc_path, 200),
+                binding.rpc_path in self.beacon_rpcs,
+            )
 
     def __repr__(self) -> str:
         return f"RpcRoutes({len(self.bindings)} bindings)"
@@ -170,85 +176,75 @@ class RpcRoutes(BaseRoute):
         """Transcodes one request that ``match`` found for ``binding``; errors answer in the
         gateway's shape, anything unexpected propagates (a 500, logged, from Starlette)."""
         scope[_BINDING] = binding  # for the access log's route
+        plan = self._plans[id(binding)]
         try:
-            await self._transcode(binding, path_params, scope, receive, send)
+            # A read of a unary RPC with no body reads no header: no view built for it.
+            headers = Headers(scope=scope) if plan.reads_headers else _NO_HEADERS
+            if plan.changes_state:
+                self._check_origin(headers)
+            body = NO_BODY
+            if binding.body:
+                length = headers.get("content-length")
+                declared = int(length) if length and length.isdigit() else None
+                raw = await read_body(receive, self.max_body_bytes, declared)
+                content_type = headers.get("content-type")
+                if plan.beacon:
+                    body = decode_beacon(content_type, raw)
+                else:
+                    body = decode_body(content_type, raw)
+            query_string = scope.get("query_string")
+            query = (
+                parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+                if query_string
+                else ()
+            )
+            request = plan.build(path_params, query, body, lenient=plan.beacon)
+            call = CallInfo.from_http(scope["headers"], scope.get("client"))
+            if binding.server_streaming:
+                await self._stream(binding, request, call, headers, receive, send, scope)
+                return
+            unary = self.backend.unary(binding, request, call)
+            if plan.rolls_back:
+                response = await until_disconnect(unary, receive, disconnect_watch(scope))
+            else:
+                response = await unary  # nothing to roll back: no watcher for it
+            chunk = plan.render(response)
         except RpcError as error:
             await error.response(realm=self.realm)(scope, receive, send)
+            return
+        await send(json_start(plan.status, chunk))
+        await send({"type": "http.response.body", "body": chunk})
 
-    async def _transcode(
+    async def _stream(
         self,
         binding: Binding,
-        path_params: dict[str, str],
-        scope: Scope,
+        request: Message,
+        call: CallInfo,
+        headers: Headers,
         receive: Receive,
         send: Send,
+        scope: Scope,
     ) -> None:
-        changes_state = scope["method"] not in ("GET", "HEAD")
-        # A read of a unary RPC with no body reads no header: no view built for it.
-        headers = (
-            Headers(scope=scope)
-            if changes_state or binding.body or binding.server_streaming
-            else _NO_HEADERS
+        fmt = self.sse if wants_sse(headers.get("accept", "")) else NDJSON
+        last_id = headers.get("last-event-id")
+        if (
+            fmt is self.sse
+            and last_id
+            and self.sse.resume.accepts(request.DESCRIPTOR.fields_by_name)
+        ):
+            self.sse.resume.fill(request, last_id)
+        live = call.live = LiveMessages(scope, fmt)
+        messages = await self.backend.open_stream(binding, request, call)
+        stream_error = getattr(self.backend, "stream_error", None)
+        await stream_response(
+            messages,
+            receive,
+            send,
+            fmt=fmt,
+            heartbeat=self.heartbeat,
+            errors=functools.partial(stream_error, binding) if stream_error else None,
+            live=live,
         )
-        if changes_state:
-            self._check_origin(headers)
-        body = DecodedBody()
-        beacon = binding.rpc_path in self.beacon_rpcs
-        if binding.body:
-            length = headers.get("content-length")
-            raw = await read_body(
-                receive, self.max_body_bytes, int(length) if length and length.isdigit() else None
-            )
-            content_type = headers.get("content-type")
-            body = decode_beacon(content_type, raw) if beacon else decode_body(content_type, raw)
-        query_string = scope.get("query_string", b"")
-        query = (
-            parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-            if query_string
-            else []
-        )
-        request = build_request(
-            binding,
-            RequestParts(
-                path_params=path_params,
-                query=query,
-                body=body.json,
-                form=body.form,
-                has_body=body.present,
-                lenient=beacon,
-            ),
-        )
-        call = CallInfo.from_http(scope["headers"], scope.get("client"))
-        if binding.server_streaming:
-            fmt = self.sse if wants_sse(headers.get("accept", "")) else NDJSON
-            last_id = headers.get("last-event-id")
-            if (
-                fmt is self.sse
-                and last_id
-                and self.sse.resume.accepts(request.DESCRIPTOR.fields_by_name)
-            ):
-                self.sse.resume.fill(request, last_id)
-            live = call.live = LiveMessages(scope, fmt)
-            messages = await self.backend.open_stream(binding, request, call)
-            stream_error = getattr(self.backend, "stream_error", None)
-            await stream_response(
-                messages,
-                receive,
-                send,
-                fmt=fmt,
-                heartbeat=self.heartbeat,
-                errors=functools.partial(stream_error, binding) if stream_error else None,
-                live=live,
-            )
-            return
-        unary = self.backend.unary(binding, request, call)
-        if scope["method"] in IDEMPOTENT_METHODS:
-            # Nothing to roll back: not worth a watcher task per call.
-            response = await unary
-        else:
-            response = await until_disconnect(unary, receive, disconnect_watch(scope))
-        status = self.success_status.get(binding.rpc_path, 200)
-        await send_json(send, status, self._answers[id(binding)](response))
 
     def _check_origin(self, headers: Headers) -> None:
         origin = headers.get("origin")
@@ -271,20 +267,50 @@ _JSON_TYPE = JSON_TYPE.encode("latin-1")
 _NO_HEADERS = Headers()
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    """The answer Starlette's ``Response(body, status, media_type=JSON_TYPE)`` sends, same
-    headers in the same order, without a Response object per request."""
+def json_start(status: int, body: bytes) -> dict[str, Any]:
+    """The ``http.response.start`` Starlette's ``Response(body, status, media_type=JSON_TYPE)``
+    sends, same headers in the same order, without a Response object per request."""
     headers = [(b"content-type", _JSON_TYPE)]
     if status >= 200 and status not in (204, 304):
         headers.insert(0, (b"content-length", str(len(body)).encode("latin-1")))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    return {"type": "http.response.start", "status": status, "headers": headers}
 
 
 # A client that leaves one of these needs no rollback (RFC 9110, 9.2.2): a read
 # changes nothing, and a DELETE (Close) finished after it left is what it asked
 # for, as its retry would be. Only a Start (POST) is cancelled and rolled back.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class _Plan:
+    """What serving one binding takes, worked out once at start-up."""
+
+    __slots__ = (
+        "beacon",
+        "build",
+        "changes_state",
+        "reads_headers",
+        "render",
+        "rolls_back",
+        "status",
+    )
+
+    def __init__(
+        self,
+        binding: Binding,
+        build: RequestBuilder,
+        render: Callable[[Message], bytes],
+        status: int,
+        beacon: bool,
+    ) -> None:
+        self.build = build
+        self.render = render
+        self.status = status
+        self.beacon = beacon
+        # A request is served only under its binding's method (``match``).
+        self.changes_state = binding.http_method not in ("GET", "HEAD")
+        self.rolls_back = binding.http_method not in IDEMPOTENT_METHODS
+        self.reads_headers = self.changes_state or bool(binding.body) or binding.server_streaming
 
 
 def disconnect_watch(scope: Scope) -> DisconnectWatch | None:
