@@ -62,7 +62,7 @@ class Refused(LauncherError):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per call, and frozen costs a setattr a field
 class RequestContext:
     """What the server knows about the caller of one RPC.
 
@@ -70,6 +70,8 @@ class RequestContext:
     gateway forwards them); ``user`` is what ``get_current_user`` returned;
     ``path_fields`` the request's ``call_id`` and ``session_id`` where the RPC
     names them (what the HTTP routes carry in their path), set by ``SessionAPI``.
+    Read-only by agreement: each step of a call (authenticated, naming its
+    ids) gets a new one, and a hook must not change the one it is given.
     """
 
     method: str
