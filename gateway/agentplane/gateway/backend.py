@@ -43,10 +43,16 @@ class CallInfo:
     def from_http(
         cls, headers: Sequence[tuple[bytes, bytes]], client: tuple[str, int] | None
     ) -> CallInfo:
-        call = cls((), f"{client[0]}:{client[1]}" if client else None)
+        # Set field by field: one per request, and __init__ would set half of them twice.
+        call = _new_call(cls)
         call._metadata = None
         call._headers = headers
-        call._client = client[0] if client else None
+        if client:
+            call._client = client[0]
+            call.peer = f"{client[0]}:{client[1]}"
+        else:
+            call._client = call.peer = None
+        call.live = None
         return call
 
     @property
@@ -57,6 +63,9 @@ class CallInfo:
 
     def __repr__(self) -> str:
         return f"CallInfo(metadata={self.metadata!r}, peer={self.peer!r})"
+
+
+_new_call = object.__new__
 
 
 class Backend(Protocol):

@@ -46,16 +46,13 @@ class InProcessBackend:
         ]
         self._streams = {_SERVICE + "StreamEvents": api.open_events}
 
-    @staticmethod
-    def _context(binding: Binding, call: CallInfo) -> RequestContext:
-        return RequestContext(method=binding.rpc_path, metadata=_Metadata(call), peer=call.peer)
-
     async def unary(self, binding: Binding, request: Message, call: CallInfo) -> Message:
         handler = self._unary.get(binding.rpc_path)
         if handler is None:
             raise RpcError(Status.UNIMPLEMENTED, f"{binding.rpc_path} is not served here")
+        context = RequestContext(binding.rpc_path, _Metadata(call), call.peer)
         try:
-            return await handler(request, self._context(binding, call))
+            return await handler(request, context)
         except Exception as error:  # cancellation (a BaseException) goes on as it is
             raise rpc_error(error_status(error, binding.rpc_path)) from None
 
@@ -65,9 +62,10 @@ class InProcessBackend:
         opener = self._streams.get(binding.rpc_path)
         if opener is None:
             raise RpcError(Status.UNIMPLEMENTED, f"{binding.rpc_path} is not served here")
+        context = RequestContext(binding.rpc_path, _Metadata(call), call.peer)
         try:
             # Caught-up watchers' events go out through call.live when it can.
-            events = await opener(request, self._context(binding, call), call.live)
+            events = await opener(request, context, call.live)
         except Exception as error:
             raise rpc_error(error_status(error, binding.rpc_path)) from None
         return events  # what it raises later: stream_error

@@ -62,8 +62,7 @@ class SessionAPI:
         return await self.auth.authenticate(_naming(ctx, session_id, call_id))
 
     async def _session(self, session_id: str, call_id: str) -> SessionRecord:
-        validate_session_id(session_id)
-        record = await self.launcher.get_session(session_id)
+        record = await self.launcher.get_session(session_id)  # it validates the id
         if call_id and record.call_id != call_id:
             # Call-scoped routes: a session of another call does not exist here.
             raise SessionNotFound(session_id)
@@ -107,8 +106,9 @@ class SessionAPI:
         return response
 
     async def get(self, request: api_pb.GetRequest, ctx: RequestContext) -> api_pb.GetResponse:
-        ctx = await self._caller(ctx, request.session_id, request.call_id)
-        record = await self._session(request.session_id, request.call_id)
+        session_id, call_id = request.session_id, request.call_id
+        ctx = await self._caller(ctx, session_id, call_id)
+        record = await self._session(session_id, call_id)
         await self.auth.check_view(ctx, record)
         return self._gets.answer(record)
 
