@@ -182,3 +182,38 @@ async def test_http_is_parsed_by_httptools() -> None:
             assert connections and all(isinstance(c, HttpToolsProtocol) for c in connections)
     finally:
         await server.stop(2)
+
+
+async def test_the_gateway_mounted_under_a_prefix_serves_its_routes_there(agents: Agents) -> None:
+    """``app.mount("/agents", gateway_app(...))``, as app.py's docstring shows, over real HTTP:
+    the bindings match below the mount's path (its ``root_path``), and only there."""
+    from starlette.routing import Mount
+
+    from agentplane.http.app import gateway_app
+    from agentplane.http.embedded import InProcessBackend
+    from agentplane.http.server import HttpServer
+    from agentplane.service.api import SessionAPI
+    from tests.support import open_options
+
+    launcher = agents.launcher()
+    await launcher.start()
+    backend = InProcessBackend(SessionAPI(launcher, open_options().auth_policy()), launcher)
+    app = Starlette(routes=[Mount("/agents", gateway_app(backend))])
+    server = HttpServer(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as http:
+            started = await http.post("/agents/sessions", json={"call_id": "mounted"})
+            assert started.status_code == 201, started.text
+            session_id = started.json()["session_id"]
+            got = await http.get(f"/agents/sessions/{session_id}")
+            assert got.status_code == 200
+            assert got.json()["call_id"] == "mounted"
+            scoped = await http.get(f"/agents/calls/mounted/sessions/{session_id}?x=1")
+            assert scoped.json()["session_id"] == session_id
+            assert (await http.get(f"/sessions/{session_id}")).status_code == 404
+            closed = await http.delete(f"/agents/sessions/{session_id}")
+            assert closed.status_code == 200
+    finally:
+        await server.stop(2)
+        await launcher.shutdown()

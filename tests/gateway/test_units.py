@@ -389,3 +389,31 @@ def test_a_json_body_parses_as_parse_dict_does(body: dict[str, Any]) -> None:
     except RpcError as error:
         got = error.message
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "root_path", "found"),
+    [
+        (b"/sessions/abc", "", {"session_id": "abc"}),
+        # A server that leaves the query in raw_path (ASGI does not promise it never does).
+        (b"/sessions/abc?x=1", "", {"session_id": "abc"}),
+        (b"/agents/sessions/a%20b", "/agents", {"session_id": "a b"}),
+        (b"/sessions/abc/extra", "", None),
+        (b"sessions/abc", "", None),
+    ],
+)
+def test_rpc_routes_match_the_raw_path_below_the_root_path(
+    raw_path: bytes, root_path: str, found: dict[str, str] | None
+) -> None:
+    from agentplane.gateway.routes import RpcRoutes
+
+    class NoBackend:
+        pass
+
+    routes = RpcRoutes(service_bindings([session_service()]), NoBackend())  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "GET", "path": "-", "raw_path": raw_path}
+    scope["root_path"] = root_path
+    match = routes.match(scope)
+    assert (match[1] if match else None) == found
+    if match:
+        assert match[0].rpc_path.endswith("/Get")

@@ -109,32 +109,28 @@ class PathTemplate:
             if not sep or unquote(verb) != self.verb:
                 return None
             parts = [*parts[:-1], head]
-        if not self._segments_match(parts):
-            return None
-        values: dict[str, str] = {}
-        for var in self.variables:
-            chosen = parts[var.start :] if var.end is None else parts[var.start : var.end]
-            if var.multi_segment:
-                # Reserved expansion: an encoded "/" stays encoded.
-                values[var.field_path] = "/".join(_unquote_keep_slash(p) for p in chosen)
-            else:
-                values[var.field_path] = unquote(chosen[0])
-        return values
-
-    def _segments_match(self, parts: list[str]) -> bool:
         # "**" is always last (the parser enforces it): it takes the rest.
         if len(parts) != self._length and not (self._open_ended and len(parts) > self._length):
-            return False
+            return None
         for i in self._wilds:
             if not parts[i]:
-                return False
+                return None
         for i, literal in self._literals:
             segment = parts[i]
             # The literal is stored decoded: a raw segment equal to it matches
             # unless it holds an escape (then only its decoded form counts).
             if (segment != literal or "%" in segment) and unquote(segment) != literal:
-                return False
-        return True
+                return None
+        values: dict[str, str] = {}
+        for var in self.variables:
+            if var.multi_segment:
+                chosen = parts[var.start :] if var.end is None else parts[var.start : var.end]
+                # Reserved expansion: an encoded "/" stays encoded.
+                values[var.field_path] = "/".join(_unquote_keep_slash(p) for p in chosen)
+            else:
+                segment = parts[var.start]
+                values[var.field_path] = unquote(segment) if "%" in segment else segment
+        return values
 
 
 def _unquote_keep_slash(segment: str) -> str:

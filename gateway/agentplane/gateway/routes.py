@@ -270,9 +270,10 @@ _NO_HEADERS = Headers()
 def json_start(status: int, body: bytes) -> dict[str, Any]:
     """The ``http.response.start`` Starlette's ``Response(body, status, media_type=JSON_TYPE)``
     sends, same headers in the same order, without a Response object per request."""
-    headers = [(b"content-type", _JSON_TYPE)]
-    if status >= 200 and status not in (204, 304):
-        headers.insert(0, (b"content-length", str(len(body)).encode("latin-1")))
+    if status < 200 or status in (204, 304):
+        headers = [(b"content-type", _JSON_TYPE)]  # no length: no body may follow
+    else:
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON_TYPE)]
     return {"type": "http.response.start", "status": status, "headers": headers}
 
 
@@ -377,8 +378,14 @@ async def until_disconnect(
 
 def _raw_path(scope: Scope) -> str:
     raw = scope.get("raw_path")
-    path = raw.decode("latin-1").split("?", 1)[0] if raw else quote(str(scope["path"]))
-    root = str(scope.get("root_path", ""))
+    path: str
+    if raw:
+        path = raw.decode("latin-1")
+        if "?" in path:  # a server that leaves the query in raw_path
+            path = path.partition("?")[0]
+    else:
+        path = quote(str(scope["path"]))
+    root: str = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]  # mounted under a prefix in a bigger app
-    return str(path)
+    return path
