@@ -222,3 +222,61 @@ async def test_routes_ahead_of_the_bindings_keep_their_paths() -> None:
     assert direct_bindings(bindings, [Route("/{anything}", special)]) == []
     assert direct_bindings(bindings, [Mount("", routes=[])]) == []
     assert direct_bindings(bindings, [Route("/", special), Mount("/demo", routes=[])]) == bindings
+
+
+class _Recorder:
+    """A user's middleware: notes every path it sees."""
+
+    def __init__(self, app: Any, seen: list[str]) -> None:
+        self.app = app
+        self.seen = seen
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.append(scope["path"])
+        await self.app(scope, receive, send)
+
+
+def _layers(app: Any) -> list[str]:
+    names = []
+    layer = app.build_middleware_stack()
+    while layer is not None and len(names) < 10:
+        names.append(type(layer).__name__)
+        layer = getattr(layer, "app", None)
+    return names
+
+
+@pytest.mark.parametrize("added", [False, True], ids=["own middleware only", "a user's added"])
+async def test_the_bindings_are_served_outside_starlettes_error_layer_until_middleware_is_added(
+    added: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alone, CORS and RpcDispatch sit outside ServerErrorMiddleware (a coroutine per send
+    less); with a user's middleware everything is inside it, that middleware seeing the
+    bindings. Either way a backend's bug is the gateway's 500, logged once."""
+    seen: list[str] = []
+    app = create_app(ShelvesBackend(), services=[_shelves()])
+    if added:
+        app.add_middleware(_Recorder, seen=seen)
+    layers = _layers(app)
+    if added:
+        assert layers[:4] == ["ServerErrorMiddleware", "_Recorder", "Cors", "RpcDispatch"]
+    else:
+        assert layers[:3] == ["Cors", "RpcDispatch", "ServerErrorMiddleware"]
+    server = HttpServer(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(base_url=base, headers={"authorization": "x"}) as http:
+            assert (await http.get("/shelves/poetry")).json() == {"name": "poetry"}
+            caplog.clear()
+            broken = await http.get("/shelves/broken")
+            assert broken.status_code == 500
+            assert broken.json() == {"code": 13, "message": "internal error", "details": []}
+            assert broken.headers["vary"] == "Origin"  # CORS wraps the answer
+            assert (await http.get("/health")).status_code == 200
+    finally:
+        await server.stop(2)
+    logged = [r for r in caplog.records if r.exc_info is not None]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    assert logged[0].exc_info[0] is RuntimeError
+    assert seen == (["/shelves/poetry", "/shelves/broken", "/health"] if added else [])

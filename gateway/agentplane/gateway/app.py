@@ -39,7 +39,7 @@ from .backend import Backend
 from .bindings import Binding, BindingError, service_bindings
 from .bodies import DEFAULT_MAX_BODY_BYTES
 from .cors import Cors, CorsOptions
-from .dispatch import RpcDispatch
+from .dispatch import RpcDispatch, ahead_of_error_middleware
 from .docs import docs_routes
 from .errors import RpcError, internal_error, routing_error
 from .openapi import Comments, openapi_document
@@ -186,6 +186,7 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.backend = backend
     app.state.bindings = bindings
+    ahead_of_error_middleware(app)
     return app
 
 

@@ -25,7 +25,7 @@ from .backend import Backend, CallInfo
 from .bindings import Binding
 from .bodies import DEFAULT_MAX_BODY_BYTES, NO_BODY, decode_beacon, decode_body, read_body
 from .codec import RenderMemo, RequestBuilder, body_renderer
-from .errors import JSON_TYPE, RpcError, routing_error
+from .errors import JSON_TYPE, RpcError, internal_error, routing_error
 from .streaming import (
     CURSOR_RESUME,
     DEFAULT_HEARTBEAT,
@@ -173,10 +173,17 @@ class RpcRoutes(BaseRoute):
         receive: Receive,
         send: Send,
     ) -> None:
-        """Transcodes one request that ``match`` found for ``binding``; errors answer in the
-        gateway's shape, anything unexpected propagates (a 500, logged, from Starlette)."""
+        """Transcodes one request that ``match`` found for ``binding``.
+
+        Errors answer in the gateway's shape. Anything unexpected before the
+        answer starts is answered as Starlette's error middleware would (500
+        INTERNAL, ``internal_error``) and raised on for the server to log: the
+        bindings may be served from outside that middleware (``dispatch.py``).
+        """
         scope[_BINDING] = binding  # for the access log's route
         plan = self._plans[id(binding)]
+        stream: Callable[[Receive, Send], Awaitable[None]] | None = None
+        chunk = b""
         try:
             # A read of a unary RPC with no body reads no header: no view built for it.
             headers = Headers(scope=scope) if plan.reads_headers else _NO_HEADERS
@@ -201,30 +208,36 @@ class RpcRoutes(BaseRoute):
             request = plan.build(path_params, query, body, lenient=plan.beacon)
             call = CallInfo.from_http(scope["headers"], scope.get("client"))
             if binding.server_streaming:
-                await self._stream(binding, request, call, headers, receive, send, scope)
-                return
-            unary = self.backend.unary(binding, request, call)
-            if plan.rolls_back:
-                response = await until_disconnect(unary, receive, disconnect_watch(scope))
+                stream = await self._open_stream(binding, request, call, headers, scope)
             else:
-                response = await unary  # nothing to roll back: no watcher for it
-            chunk = plan.render(response)
+                unary = self.backend.unary(binding, request, call)
+                if plan.rolls_back:
+                    response = await until_disconnect(unary, receive, disconnect_watch(scope))
+                else:
+                    response = await unary  # nothing to roll back: no watcher for it
+                chunk = plan.render(response)
         except RpcError as error:
             await error.response(realm=self.realm)(scope, receive, send)
+            return
+        except Exception:
+            await internal_error().response(realm=self.realm)(scope, receive, send)
+            raise
+        if stream is not None:
+            # It answers its own failures from here on (``stream_response``).
+            await stream(receive, send)
             return
         await send(json_start(plan.status, chunk))
         await send({"type": "http.response.body", "body": chunk})
 
-    async def _stream(
+    async def _open_stream(
         self,
         binding: Binding,
         request: Message,
         call: CallInfo,
         headers: Headers,
-        receive: Receive,
-        send: Send,
         scope: Scope,
-    ) -> None:
+    ) -> Callable[[Receive, Send], Awaitable[None]]:
+        """The stream's call opened (its errors so far raised), and what sends its response."""
         fmt = self.sse if wants_sse(headers.get("accept", "")) else NDJSON
         last_id = headers.get("last-event-id")
         if (
@@ -236,10 +249,9 @@ class RpcRoutes(BaseRoute):
         live = call.live = LiveMessages(scope, fmt)
         messages = await self.backend.open_stream(binding, request, call)
         stream_error = getattr(self.backend, "stream_error", None)
-        await stream_response(
+        return functools.partial(
+            stream_response,
             messages,
-            receive,
-            send,
             fmt=fmt,
             heartbeat=self.heartbeat,
             errors=functools.partial(stream_error, binding) if stream_error else None,
